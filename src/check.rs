@@ -1,0 +1,65 @@
+//! `outpost check`: every problem in a root folder's settings and sites,
+//! as `file:line:col: message` lines.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{Diagnostic, Overrides, Settings};
+use crate::site::Sites;
+use crate::store::{Manifest, SiteVersion};
+
+/// All problems found under `root`, in file order.
+pub fn check(root: &Path) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    if let Err(errs) = Settings::load(root, &Overrides::default()) {
+        problems.extend(errs);
+    }
+    let sites_dir = root.join("sites");
+    let mut names: Vec<_> = match std::fs::read_dir(&sites_dir) {
+        Ok(entries) => entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|n| !n.starts_with('.'))
+            .collect(),
+        Err(e) => {
+            problems.push(Diagnostic::whole_file(
+                &sites_dir,
+                format!("cannot list sites: {e}"),
+            ));
+            return problems;
+        }
+    };
+    names.sort();
+    let mut versions = Vec::new();
+    for name in names {
+        let file = sites_dir.join(&name).join("site.toml");
+        let source = match std::fs::read_to_string(&file) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(Diagnostic::whole_file(&file, e.to_string()));
+                continue;
+            }
+        };
+        let settings_only = Manifest {
+            created_unix_ms: 0,
+            site_toml: source.clone(),
+            files: Vec::new(),
+        };
+        match crate::config::SiteConfig::parse(&file, &source) {
+            Err(errs) => problems.extend(errs),
+            Ok(_) => match SiteVersion::from_manifest(&name, 0, &settings_only, |_, _| {
+                unreachable!("no files")
+            }) {
+                Ok(v) => versions.push(Arc::new(v)),
+                Err(e) => problems.push(Diagnostic::whole_file(&file, e.to_string())),
+            },
+        }
+    }
+    let (_, conflicts) = Sites::build(versions);
+    problems.extend(conflicts.into_iter().map(|mut d| {
+        d.file = sites_dir.join(d.file.strip_prefix("sites").unwrap_or(&d.file));
+        d
+    }));
+    problems
+}

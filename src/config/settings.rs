@@ -1,0 +1,159 @@
+//! `outpost.toml`: the server's own settings. Every key has a default and the
+//! command line overrides the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{parse_toml, Diagnostic};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    listen: Option<Spanned<String>>,
+    admin_listen: Option<Spanned<String>>,
+    admin_token: Option<String>,
+    geoip: Option<PathBuf>,
+    trusted_proxies: Option<Vec<Spanned<String>>>,
+    store: Option<PathBuf>,
+    access_log: Option<String>,
+}
+
+/// Where the access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    Off,
+    File(PathBuf),
+}
+
+/// Validated server settings, with paths resolved against the root folder.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub root: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub admin_token: Option<String>,
+    pub geoip: Option<PathBuf>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub store: PathBuf,
+    pub access_log: AccessLogTarget,
+}
+
+/// Command-line values that win over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub geoip: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Reads `<root>/outpost.toml` if it exists, then applies `overrides`.
+    pub fn load(root: &Path, overrides: &Overrides) -> Result<Settings, Vec<Diagnostic>> {
+        let file = root.join("outpost.toml");
+        let source = match std::fs::read_to_string(&file) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(vec![Diagnostic::whole_file(&file, e.to_string())]),
+        };
+        let raw: RawSettings = parse_toml(&file, &source).map_err(|d| vec![d])?;
+        let mut errors = Vec::new();
+        let mut addr = |value: &Option<Spanned<String>>, default: &str| match value {
+            None => default.parse().expect("default address is valid"),
+            Some(v) => v.get_ref().parse().unwrap_or_else(|_| {
+                errors.push(Diagnostic::at(
+                    &file,
+                    &source,
+                    v.span().start,
+                    format!("`{}` is not an address like 127.0.0.1:8080", v.get_ref()),
+                ));
+                default.parse().expect("default address is valid")
+            }),
+        };
+        let listen = addr(&raw.listen, "127.0.0.1:8080");
+        let admin_listen = addr(&raw.admin_listen, "127.0.0.1:9180");
+        let trusted_proxies = match &raw.trusted_proxies {
+            None => vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            Some(list) => list
+                .iter()
+                .filter_map(|v| {
+                    parse_net(v.get_ref()).or_else(|| {
+                        errors.push(Diagnostic::at(
+                            &file,
+                            &source,
+                            v.span().start,
+                            format!(
+                                "`{}` is not an address or network like 10.0.0.0/8",
+                                v.get_ref()
+                            ),
+                        ));
+                        None
+                    })
+                })
+                .collect(),
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let access_log = match raw.access_log.as_deref() {
+            None | Some("stdout") => AccessLogTarget::Stdout,
+            Some("off") => AccessLogTarget::Off,
+            Some(path) => AccessLogTarget::File(root.join(path)),
+        };
+        Ok(Settings {
+            root: root.to_path_buf(),
+            listen: overrides.listen.unwrap_or(listen),
+            admin_listen,
+            admin_token: raw.admin_token.filter(|t| !t.is_empty()),
+            geoip: overrides.geoip.clone().or(raw.geoip).map(|p| root.join(p)),
+            trusted_proxies,
+            store: root.join(raw.store.unwrap_or_else(|| "cache/outpost.redb".into())),
+            access_log,
+        })
+    }
+}
+
+fn parse_net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Settings, Vec<Diagnostic>> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("outpost.toml"), text).unwrap();
+        Settings::load(dir.path(), &Overrides::default())
+    }
+
+    #[test]
+    fn every_key_has_a_default() {
+        let s = load("").unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert_eq!(s.access_log, AccessLogTarget::Stdout);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_a_suggestion() {
+        let errs = load("listen = \"127.0.0.1:1\"\nlisen = \"x\"\n").unwrap_err();
+        assert_eq!(errs[0].line, 2);
+        assert!(
+            errs[0].message.contains("did you mean `listen`"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn bad_address_points_at_the_value() {
+        let errs = load("trusted_proxies = [\"10.0.0.0/8\", \"nope\"]\n").unwrap_err();
+        assert_eq!((errs[0].line, errs[0].col), (1, 34));
+    }
+}

@@ -1,0 +1,242 @@
+//! `sites/<site>/site.toml`: a site's hosts, locale, audience and headers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use globset::{GlobBuilder, GlobMatcher};
+use http::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{parse_toml, Diagnostic, Origin};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    hosts: Vec<Spanned<String>>,
+    locale: Spanned<String>,
+    #[serde(default)]
+    countries: Vec<Spanned<String>>,
+    group: Option<String>,
+    default: Option<Spanned<bool>>,
+    #[serde(default)]
+    headers: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<String>>>,
+}
+
+/// A Host header pattern: an exact name or `*.domain` (any subdomain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    /// Holds the suffix with its leading dot: `.example.com`.
+    Wildcard(String),
+}
+
+/// Extra response headers for the paths matching a glob.
+#[derive(Debug, Clone)]
+pub struct HeaderRule {
+    pub glob: GlobMatcher,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A site's validated configuration.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    pub hosts: Vec<(HostPattern, Origin)>,
+    pub locale: String,
+    /// The locale's primary language subtag, lowercase (`en` for `en-GB`).
+    pub language: String,
+    pub countries: Vec<String>,
+    pub group: Option<String>,
+    /// Set, with where it was said, when this site answers unknown hosts.
+    pub default: Option<Origin>,
+    pub headers: Vec<HeaderRule>,
+}
+
+impl SiteConfig {
+    /// Parses and validates the text of a site.toml found at `file`.
+    pub fn parse(file: &Path, source: &str) -> Result<SiteConfig, Vec<Diagnostic>> {
+        let raw: RawSite = parse_toml(file, source).map_err(|d| vec![d])?;
+        let mut errors = Vec::new();
+        let at = |span: std::ops::Range<usize>| Origin::new(file, source, span.start);
+
+        let mut hosts = Vec::new();
+        for host in &raw.hosts {
+            match HostPattern::parse(host.get_ref()) {
+                Some(p) => hosts.push((p, at(host.span()))),
+                None => errors.push(at(host.span()).error(format!(
+                    "`{}` is not a host name (use names like www.example.com or *.example.com)",
+                    host.get_ref()
+                ))),
+            }
+        }
+        if raw.hosts.is_empty() && !raw.default.as_ref().is_some_and(|d| *d.get_ref()) {
+            errors.push(Diagnostic::at(
+                file,
+                source,
+                0,
+                "`hosts` is empty: the site could never be reached",
+            ));
+        }
+
+        let locale = raw.locale.get_ref().clone();
+        let language = primary_language(&locale);
+        if language.is_none() {
+            errors.push(
+                at(raw.locale.span())
+                    .error(format!("`{locale}` is not a BCP 47 locale like en-GB")),
+            );
+        }
+
+        let mut countries = Vec::new();
+        for c in &raw.countries {
+            let code = c.get_ref();
+            if code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+                countries.push(code.clone());
+            } else {
+                errors.push(at(c.span()).error(format!(
+                    "`{code}` is not an ISO 3166-1 alpha-2 country code like GB"
+                )));
+            }
+        }
+
+        let mut headers = Vec::new();
+        for (glob, set) in &raw.headers {
+            let compiled = match path_glob(glob.get_ref()) {
+                Ok(g) => g,
+                Err(e) => {
+                    errors.push(at(glob.span()).error(format!("bad path glob: {e}")));
+                    continue;
+                }
+            };
+            let mut pairs = Vec::new();
+            for (name, value) in set {
+                let Ok(n) = HeaderName::try_from(name.get_ref().as_str()) else {
+                    errors.push(
+                        at(name.span())
+                            .error(format!("`{}` is not a valid header name", name.get_ref())),
+                    );
+                    continue;
+                };
+                let Ok(v) = HeaderValue::try_from(value.get_ref().as_str()) else {
+                    errors.push(at(value.span()).error("not a valid header value"));
+                    continue;
+                };
+                pairs.push((n, v));
+            }
+            headers.push(HeaderRule {
+                glob: compiled,
+                headers: pairs,
+            });
+        }
+
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(SiteConfig {
+            hosts,
+            locale,
+            language: language.unwrap_or_default(),
+            countries,
+            group: raw.group,
+            default: raw.default.filter(|d| *d.get_ref()).map(|d| at(d.span())),
+            headers,
+        })
+    }
+}
+
+impl HostPattern {
+    fn parse(text: &str) -> Option<HostPattern> {
+        let text = text.trim_end_matches('.').to_ascii_lowercase();
+        let valid_name = |name: &str| {
+            !name.is_empty()
+                && name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        };
+        match text.strip_prefix("*.") {
+            Some(domain) if valid_name(domain) => Some(HostPattern::Wildcard(format!(".{domain}"))),
+            Some(_) => None,
+            None if valid_name(&text) => Some(HostPattern::Exact(text)),
+            None => None,
+        }
+    }
+
+    /// The pattern as the user wrote it, for messages.
+    pub fn display(&self) -> String {
+        match self {
+            HostPattern::Exact(h) => h.clone(),
+            HostPattern::Wildcard(suffix) => format!("*{suffix}"),
+        }
+    }
+}
+
+/// Compiles a URL path glob: `*` stays within one segment, `**` crosses them.
+pub fn path_glob(text: &str) -> Result<GlobMatcher, globset::Error> {
+    Ok(GlobBuilder::new(text)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()?
+        .compile_matcher())
+}
+
+fn primary_language(locale: &str) -> Option<String> {
+    let mut parts = locale.split('-');
+    let primary = parts.next()?;
+    let ok_primary =
+        (2..=3).contains(&primary.len()) && primary.bytes().all(|b| b.is_ascii_alphabetic());
+    let ok_rest =
+        parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+    (ok_primary && ok_rest).then(|| primary.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SiteConfig, Vec<Diagnostic>> {
+        SiteConfig::parse(Path::new("sites/x/site.toml"), text)
+    }
+
+    #[test]
+    fn a_full_site() {
+        let s = parse(
+            "hosts = [\"A.example.com\", \"*.example.org\"]\nlocale = \"it-IT\"\ncountries = [\"IT\"]\ngroup = \"g\"\ndefault = true\n[headers.\"/assets/**\"]\nCache-Control = \"max-age=1\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.hosts[0].0, HostPattern::Exact("a.example.com".into()));
+        assert_eq!(s.hosts[1].0, HostPattern::Wildcard(".example.org".into()));
+        assert_eq!(s.language, "it");
+        assert!(s.default.is_some());
+        assert!(s.headers[0].glob.is_match("/assets/css/a.css"));
+        assert!(!s.headers[0].glob.is_match("/index.html"));
+    }
+
+    #[test]
+    fn problems_carry_their_position() {
+        let errs = parse(
+            "hosts = [\"ok.com\", \"bad host\"]\nlocale = \"english!\"\ncountries = [\"gb\"]\n",
+        )
+        .unwrap_err();
+        let at: Vec<_> = errs.iter().map(|d| (d.line, d.col)).collect();
+        assert_eq!(at, vec![(1, 19), (2, 10), (3, 14)]);
+    }
+
+    #[test]
+    fn unknown_key_suggests() {
+        let errs = parse("hots = [\"a.com\"]\nlocale = \"en\"\n").unwrap_err();
+        assert_eq!(errs[0].message, "unknown key `hots`, did you mean `hosts`?");
+        assert_eq!((errs[0].line, errs[0].col), (1, 1));
+    }
+
+    #[test]
+    fn single_star_stays_in_one_segment() {
+        let g = path_glob("/blog/*").unwrap();
+        assert!(g.is_match("/blog/a.html"));
+        assert!(!g.is_match("/blog/a/b.html"));
+        assert!(path_glob("[").is_err());
+    }
+}

@@ -1,0 +1,28 @@
+//! outpost: one binary that serves many static sites from an embedded store
+//! and personalizes them at request time.
+//!
+//! A request flows through the modules in this order (see `handler`):
+//!
+//! 1. [`site`]: the Host header picks a site and its current version.
+//! 2. [`context`]: the path is decoded and normalized once.
+//! 3. [`store`]: the path is looked up in the site's in-memory version.
+//! 4. [`respond`]: conditional requests, ranges and encodings make the response.
+//! 5. [`access_log`]: one JSON line records it.
+//!
+//! Around the request path: [`config`] turns the user's files into checked
+//! values, [`live`] holds what is served and swaps it atomically, [`watch`]
+//! turns file changes into new versions, and [`server`] runs the listeners.
+
+#![forbid(unsafe_code)]
+
+pub mod access_log;
+pub mod check;
+pub mod config;
+pub mod context;
+pub mod handler;
+pub mod live;
+pub mod respond;
+pub mod server;
+pub mod site;
+pub mod store;
+pub mod watch;

@@ -1,0 +1,167 @@
+//! What is served now, and how it changes: each site's current version, swapped
+//! atomically when ingest produces a new one or a rollback picks an old one.
+//!
+//! A request loads the table once and sees one version of its site from
+//! start to end. Changes are serialized by one lock, so two ingests never
+//! race to switch the same table.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::site::Sites;
+use crate::store::{ingest_site, IngestError, Ingested, Store, StoreError};
+
+pub struct Live {
+    sites: ArcSwap<Sites>,
+    store: Store,
+    sites_dir: PathBuf,
+    publishing: Mutex<()>,
+    problems: Mutex<BTreeMap<String, String>>,
+    ready: AtomicBool,
+}
+
+impl Live {
+    /// Starts from the versions the store says are current, so a restart
+    /// serves at once, before sites/ is scanned.
+    pub fn from_store(store: Store, sites_dir: PathBuf) -> Result<Live, StoreError> {
+        let mut versions = Vec::new();
+        for (site, number) in store.current_versions()? {
+            match store.load_version(&site, number) {
+                Ok(v) => versions.push(Arc::new(v)),
+                Err(e) => {
+                    tracing::warn!(site, error = %e, "stored version unreadable; it will be ingested again")
+                }
+            }
+        }
+        let (sites, problems) = Sites::build(versions);
+        for p in problems {
+            tracing::error!("{p}");
+        }
+        Ok(Live {
+            sites: ArcSwap::from_pointee(sites),
+            store,
+            sites_dir,
+            publishing: Mutex::new(()),
+            problems: Mutex::new(BTreeMap::new()),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// The table of sites being served now.
+    pub fn sites(&self) -> Guard<Arc<Sites>> {
+        self.sites.load()
+    }
+
+    /// True once the first scan of sites/ finished.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Each site's last ingest problem, if any.
+    pub fn problems(&self) -> BTreeMap<String, String> {
+        self.problems.lock().unwrap().clone()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Ingests every site folder, and drops stored sites whose folder is gone.
+    pub fn refresh_all(&self) {
+        let mut names: Vec<String> = std::fs::read_dir(&self.sites_dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_else(|e| {
+                tracing::error!(dir = %self.sites_dir.display(), error = %e, "cannot list sites");
+                Vec::new()
+            });
+        names.extend(self.sites().iter().map(|v| v.site.clone()));
+        names.sort();
+        names.dedup();
+        for name in names {
+            // Busy files are taken up by the watcher once they settle.
+            let _ = self.refresh(&name);
+        }
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Ingests one site folder and switches to the result. On a bad
+    /// site.toml the old version keeps serving and the problem is recorded.
+    pub fn refresh(&self, name: &str) -> Result<Ingested, IngestError> {
+        let _one_at_a_time = self.publishing.lock().unwrap();
+        let current = self.sites.load_full();
+        let check = |config: &_| {
+            let problems = current.conflicts(name, config);
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems)
+            }
+        };
+        let result = ingest_site(
+            &self.store,
+            &self.sites_dir,
+            name,
+            current.get(name).map(|v| v.as_ref()),
+            check,
+        );
+        match &result {
+            Ok(Ingested::Changed(version)) => {
+                tracing::info!(
+                    site = name,
+                    version = version.number,
+                    files = version.len(),
+                    "serving new version"
+                );
+                let (sites, _) = current.with(version.clone());
+                self.sites.store(Arc::new(sites));
+                self.problems.lock().unwrap().remove(name);
+            }
+            Ok(Ingested::Removed) => {
+                if current.get(name).is_some() {
+                    tracing::info!(site = name, "site folder gone; no longer served");
+                    self.sites.store(Arc::new(current.without(name)));
+                }
+                if let Err(e) = self.store.remove_site(name) {
+                    tracing::error!(site = name, error = %e, "cannot forget site");
+                }
+                self.problems.lock().unwrap().remove(name);
+            }
+            Ok(Ingested::Unchanged) => {
+                self.problems.lock().unwrap().remove(name);
+            }
+            Err(IngestError::Busy(path)) => {
+                tracing::debug!(site = name, path = %path.display(), "file still being written");
+            }
+            Err(e) => {
+                tracing::error!(site = name, "{e}; still serving the last good version");
+                self.problems
+                    .lock()
+                    .unwrap()
+                    .insert(name.to_string(), e.to_string());
+            }
+        }
+        result
+    }
+
+    /// Switches a site back to its previous kept version, at once.
+    pub fn rollback(&self, name: &str) -> Result<u64, StoreError> {
+        let _one_at_a_time = self.publishing.lock().unwrap();
+        let number = self.store.rollback(name)?;
+        let version = Arc::new(self.store.load_version(name, number)?);
+        let (sites, _) = self.sites.load().with(version);
+        self.sites.store(Arc::new(sites));
+        tracing::info!(site = name, version = number, "rolled back");
+        Ok(number)
+    }
+}

@@ -1,0 +1,240 @@
+//! Responding: turns a stored file into an HTTP response, honouring
+//! conditional requests (ETag, Last-Modified), single byte ranges and the
+//! client's Accept-Encoding. Bodies are shared `Bytes`; nothing is copied.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+use crate::store::{Encoding, StoredFile};
+
+pub type Body = Full<Bytes>;
+
+/// A response with a short plain-text body.
+pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+/// 405 for methods a static site cannot answer.
+pub fn method_not_allowed() -> Response<Body> {
+    let mut res = plain(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    res
+}
+
+/// A redirect to `location`.
+pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut res = Response::new(Full::default());
+    *res.status_mut() = status;
+    if let Ok(v) = HeaderValue::try_from(location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// Serves `file` with `status` (200, or 404 for a not-found page).
+/// `extra` are the site's configured headers for the path.
+pub fn file(
+    request: &HeaderMap,
+    head: bool,
+    file: &StoredFile,
+    status: StatusCode,
+    extra: &[(HeaderName, HeaderValue)],
+) -> Response<Body> {
+    let success = status == StatusCode::OK;
+    let encoding = if request.contains_key(header::RANGE) && success {
+        // Ranges address the identity bytes.
+        Encoding::Identity
+    } else {
+        choose_encoding(request.get(header::ACCEPT_ENCODING), file)
+    };
+
+    let mut res = Response::new(Full::default());
+    let headers = res.headers_mut();
+    headers.insert(header::ETAG, file.etag(encoding).clone());
+    headers.insert(header::LAST_MODIFIED, file.last_modified_header.clone());
+    if file.compressed() {
+        headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    for (name, value) in extra {
+        headers.insert(name.clone(), value.clone());
+    }
+
+    if success && not_modified(request, file) {
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        return res;
+    }
+
+    headers.insert(header::CONTENT_TYPE, file.content_type.clone());
+    if let Some(ce) = encoding.content_encoding() {
+        headers.insert(header::CONTENT_ENCODING, ce);
+    }
+    let body = file.body(encoding).unwrap_or(file.identity());
+    let mut body = body.clone();
+    *res.status_mut() = status;
+
+    if success {
+        res.headers_mut()
+            .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Some(range) = requested_range(request, file) {
+            let len = body.len() as u64;
+            match range.resolve(len) {
+                Some((start, end)) => {
+                    *res.status_mut() = StatusCode::PARTIAL_CONTENT;
+                    res.headers_mut().insert(
+                        header::CONTENT_RANGE,
+                        header_value(format!("bytes {start}-{end}/{len}")),
+                    );
+                    body = body.slice(start as usize..=end as usize);
+                }
+                None => {
+                    *res.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                    res.headers_mut().insert(
+                        header::CONTENT_RANGE,
+                        header_value(format!("bytes */{len}")),
+                    );
+                    res.headers_mut().remove(header::CONTENT_ENCODING);
+                    body = Bytes::new();
+                }
+            }
+        }
+    }
+    res.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len() as u64));
+    if !head {
+        *res.body_mut() = Full::new(body);
+    }
+    res
+}
+
+fn header_value(s: String) -> HeaderValue {
+    HeaderValue::try_from(s).expect("ASCII digits are a valid header")
+}
+
+/// RFC 9110 §13.2.2: If-None-Match wins over If-Modified-Since.
+fn not_modified(request: &HeaderMap, file: &StoredFile) -> bool {
+    if let Some(inm) = request.get(header::IF_NONE_MATCH) {
+        let Ok(inm) = inm.to_str() else { return false };
+        return inm.trim() == "*" || inm.split(',').any(|tag| file.etag_matches(tag));
+    }
+    request
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .is_some_and(|since: SystemTime| file.last_modified <= since)
+}
+
+/// The client's preference among what is stored: br, then gzip.
+fn choose_encoding(accept: Option<&HeaderValue>, file: &StoredFile) -> Encoding {
+    let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
+        return Encoding::Identity;
+    };
+    let (mut br, mut gzip, mut any) = (false, false, false);
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let accepted = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .all(|q| q.trim().parse::<f32>().map_or(false, |q| q > 0.0));
+        if name.eq_ignore_ascii_case("br") {
+            br = accepted;
+        } else if name.eq_ignore_ascii_case("gzip") {
+            gzip = accepted;
+        } else if name == "*" {
+            any = accepted;
+        }
+    }
+    let has = |enc| file.body(enc).is_some();
+    if (br || any) && has(Encoding::Brotli) {
+        Encoding::Brotli
+    } else if (gzip || any) && has(Encoding::Gzip) {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
+    }
+}
+
+/// A single `bytes=` range.
+#[derive(Debug, PartialEq, Eq)]
+enum ByteRange {
+    From(u64, Option<u64>),
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// Inclusive bounds within a body of `len` bytes, or `None` when
+    /// unsatisfiable.
+    fn resolve(&self, len: u64) -> Option<(u64, u64)> {
+        match *self {
+            ByteRange::From(start, _) if start >= len => None,
+            ByteRange::From(start, end) => Some((start, end.map_or(len - 1, |e| e.min(len - 1)))),
+            ByteRange::Suffix(0) => None,
+            ByteRange::Suffix(_) if len == 0 => None,
+            ByteRange::Suffix(n) => Some((len.saturating_sub(n), len - 1)),
+        }
+    }
+}
+
+/// The Range to honour: one well-formed range whose If-Range (if any)
+/// still holds. Several ranges are answered with the whole file, which
+/// RFC 9110 allows.
+fn requested_range(request: &HeaderMap, file: &StoredFile) -> Option<ByteRange> {
+    let range = request.get(header::RANGE)?.to_str().ok()?;
+    if let Some(if_range) = request.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        let holds = if if_range.starts_with('"') {
+            file.etag(Encoding::Identity).as_bytes() == if_range.as_bytes()
+        } else {
+            httpdate::parse_http_date(if_range).is_ok_and(|d| d == file.last_modified)
+        };
+        if !holds {
+            return None;
+        }
+    }
+    parse_range(range)
+}
+
+fn parse_range(range: &str) -> Option<ByteRange> {
+    let spec = range.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.trim().split_once('-')?;
+    let num = |s: &str| s.trim().parse::<u64>().ok();
+    match (start.trim().is_empty(), end.trim().is_empty()) {
+        (true, false) => Some(ByteRange::Suffix(num(end)?)),
+        (false, true) => Some(ByteRange::From(num(start)?, None)),
+        (false, false) => {
+            let (s, e) = (num(start)?, num(end)?);
+            (s <= e).then_some(ByteRange::From(s, Some(e)))
+        }
+        (true, true) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9"), Some(ByteRange::From(0, Some(9))));
+        assert_eq!(parse_range("bytes=5-"), Some(ByteRange::From(5, None)));
+        assert_eq!(parse_range("bytes=-3"), Some(ByteRange::Suffix(3)));
+        assert_eq!(parse_range("bytes=0-1,4-5"), None);
+        assert_eq!(parse_range("bytes=9-1"), None);
+        assert_eq!(parse_range("items=0-1"), None);
+        assert_eq!(ByteRange::From(0, Some(99)).resolve(10), Some((0, 9)));
+        assert_eq!(ByteRange::From(10, None).resolve(10), None);
+        assert_eq!(ByteRange::Suffix(20).resolve(10), Some((0, 9)));
+    }
+}

@@ -1,0 +1,396 @@
+//! Ingest: reads a site folder into a new version of that site.
+//!
+//! Files whose size and modification time match the last scan are not read
+//! again. A file that changes while it is read is "busy": the whole ingest is
+//! abandoned and retried later, so a half-written file is never stored.
+//! Symlinks are followed only when they stay inside the site's public/.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::version::compressible;
+use super::{
+    blob_key, collect_garbage, Encoding, Manifest, ManifestFile, Scan, SiteVersion, Store,
+    StoreError, BLOBS, CURRENT, KEPT_VERSIONS, SCANS, VERSIONS,
+};
+use crate::config::{Diagnostic, SiteConfig};
+
+/// Smallest file worth compressing.
+const COMPRESS_MIN: u64 = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Config(Vec<Diagnostic>),
+    #[error("{0}: still being written; will retry")]
+    Busy(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What an ingest did.
+#[derive(Debug)]
+pub enum Ingested {
+    /// The folder matches the newest kept version (or the site is rolled back
+    /// from it): nothing to switch.
+    Unchanged,
+    /// A new version, already current in the store.
+    Changed(Arc<SiteVersion>),
+    /// The site's folder is gone.
+    Removed,
+}
+
+struct Found {
+    rel: String,
+    abs: PathBuf,
+    size: u64,
+    mtime_ns: u128,
+}
+
+/// A file read in this ingest, with the blobs it still needs stored.
+struct Read {
+    hash: String,
+    bodies: [Option<Bytes>; 3],
+}
+
+/// Ingests `sites_dir/name` as a new version when it changed. `serving` is
+/// the version in memory now, whose bodies are reused; `check` vets the site's
+/// settings against the other sites before anything is written.
+pub fn ingest_site(
+    store: &Store,
+    sites_dir: &Path,
+    name: &str,
+    serving: Option<&SiteVersion>,
+    check: impl Fn(&SiteConfig) -> Result<(), Vec<Diagnostic>>,
+) -> Result<Ingested, IngestError> {
+    let dir = sites_dir.join(name);
+    let toml_path = dir.join("site.toml");
+    if !dir.is_dir() || !toml_path.exists() {
+        return Ok(Ingested::Removed);
+    }
+    let site_toml = std::fs::read_to_string(&toml_path).map_err(|source| IngestError::Io {
+        path: toml_path.clone(),
+        source,
+    })?;
+    let config = SiteConfig::parse(&toml_path, &site_toml).map_err(IngestError::Config)?;
+    check(&config).map_err(IngestError::Config)?;
+
+    let public = dir.join("public");
+    let mut found = Vec::new();
+    if public.is_dir() {
+        let root = public.canonicalize().map_err(|source| IngestError::Io {
+            path: public.clone(),
+            source,
+        })?;
+        walk(&root, &public, "", &mut found);
+    }
+    found.sort_by(|a, b| a.rel.cmp(&b.rel));
+
+    // Which files need reading: new or changed since the last scan, or whose
+    // blob is gone.
+    let known: HashMap<String, Scan> = {
+        let tx = store.db.begin_read().map_err(StoreError::from)?;
+        let mut known = HashMap::new();
+        if let (Ok(scans), Ok(blobs)) = (tx.open_table(SCANS), tx.open_table(BLOBS)) {
+            for f in &found {
+                if let Some(raw) = scans
+                    .get((name, f.rel.as_str()))
+                    .map_err(StoreError::from)?
+                {
+                    if let Ok(scan) = serde_json::from_slice::<Scan>(raw.value()) {
+                        let key = blob_key(&scan.hash, Encoding::Identity);
+                        if scan.size == f.size
+                            && scan.mtime_ns == f.mtime_ns
+                            && blobs
+                                .get(key.as_slice())
+                                .map_err(StoreError::from)?
+                                .is_some()
+                        {
+                            known.insert(f.rel.clone(), scan);
+                        }
+                    }
+                }
+            }
+        }
+        known
+    };
+    let to_read: Vec<&Found> = found
+        .iter()
+        .filter(|f| !known.contains_key(&f.rel))
+        .collect();
+    let read = read_all(&to_read)?;
+
+    let mut files = Vec::with_capacity(found.len());
+    let mut scans = Vec::with_capacity(found.len());
+    let mut fresh: HashMap<String, &Read> = HashMap::new();
+    for f in &found {
+        let (hash, has_gzip, has_br) = match (known.get(&f.rel), read.get(&f.rel)) {
+            (Some(scan), _) => {
+                let (gz, br) = stored_encodings(store, &scan.hash)?;
+                (scan.hash.clone(), gz, br)
+            }
+            (None, Some(Ok(r))) => {
+                fresh.insert(r.hash.clone(), r);
+                (r.hash.clone(), r.bodies[1].is_some(), r.bodies[2].is_some())
+            }
+            // Unreadable: logged by read_all; the rest of the site goes on.
+            (None, _) => continue,
+        };
+        scans.push((
+            f.rel.clone(),
+            Scan {
+                size: f.size,
+                mtime_ns: f.mtime_ns,
+                hash: hash.clone(),
+            },
+        ));
+        files.push(ManifestFile {
+            path: f.rel.clone(),
+            hash,
+            size: f.size,
+            mtime_ms: (f.mtime_ns / 1_000_000) as u64,
+            gzip: has_gzip,
+            br: has_br,
+        });
+    }
+    let manifest = Manifest {
+        created_unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64,
+        site_toml,
+        files,
+    };
+
+    let kept = store.versions(name)?;
+    let newest = match kept.last() {
+        Some(n) => Some((*n, store.manifest(name, *n)?)),
+        None => None,
+    };
+    let unchanged = newest
+        .as_ref()
+        .is_some_and(|(_, m)| m.site_toml == manifest.site_toml && m.files == manifest.files);
+
+    let tx = store.db.begin_write().map_err(StoreError::from)?;
+    let number = newest.as_ref().map_or(1, |(n, _)| n + 1);
+    {
+        let mut scan_table = tx.open_table(SCANS).map_err(StoreError::from)?;
+        scan_table
+            .retain(|(s, _), _| s != name)
+            .map_err(StoreError::from)?;
+        for (rel, scan) in &scans {
+            let raw = serde_json::to_vec(scan).expect("scans serialize");
+            scan_table
+                .insert((name, rel.as_str()), raw.as_slice())
+                .map_err(StoreError::from)?;
+        }
+        if !unchanged {
+            let mut blobs = tx.open_table(BLOBS).map_err(StoreError::from)?;
+            for r in fresh.values() {
+                for enc in Encoding::ALL {
+                    if let Some(body) = &r.bodies[enc as usize] {
+                        blobs
+                            .insert(blob_key(&r.hash, enc).as_slice(), body.as_ref())
+                            .map_err(StoreError::from)?;
+                    }
+                }
+            }
+            let mut versions = tx.open_table(VERSIONS).map_err(StoreError::from)?;
+            let raw = serde_json::to_vec(&manifest).expect("manifests serialize");
+            versions
+                .insert((name, number), raw.as_slice())
+                .map_err(StoreError::from)?;
+            let mut all = kept.clone();
+            all.push(number);
+            for old in all.iter().take(all.len().saturating_sub(KEPT_VERSIONS)) {
+                versions.remove((name, *old)).map_err(StoreError::from)?;
+            }
+            tx.open_table(CURRENT)
+                .map_err(StoreError::from)?
+                .insert(name, number)
+                .map_err(StoreError::from)?;
+        }
+    }
+    if !unchanged {
+        collect_garbage(&tx)?;
+    }
+    tx.commit().map_err(StoreError::from)?;
+    if unchanged {
+        return Ok(Ingested::Unchanged);
+    }
+
+    // Bodies for the new version: fresh reads, then what is served now, then
+    // the store.
+    let mut serving_bodies: HashMap<&str, &super::StoredFile> = HashMap::new();
+    if let Some(v) = serving {
+        for (_, f) in v.files() {
+            serving_bodies.insert(f.hash.as_str(), f.as_ref());
+        }
+    }
+    let tx = store.db.begin_read().map_err(StoreError::from)?;
+    let blobs = tx.open_table(BLOBS).map_err(StoreError::from)?;
+    let version = SiteVersion::from_manifest(name, number, &manifest, |hash, enc| {
+        if let Some(body) = fresh.get(hash).and_then(|r| r.bodies[enc as usize].clone()) {
+            return Ok(body);
+        }
+        if let Some(body) = serving_bodies.get(hash).and_then(|f| f.body(enc)) {
+            return Ok(body.clone());
+        }
+        match blobs.get(blob_key(hash, enc).as_slice())? {
+            Some(v) => Ok(Bytes::copy_from_slice(v.value())),
+            None => Err(StoreError::Damaged(format!("{name}: blob {hash} missing"))),
+        }
+    })?;
+    Ok(Ingested::Changed(Arc::new(version)))
+}
+
+/// Which compressed copies the store has for a blob.
+fn stored_encodings(store: &Store, hash: &str) -> Result<(bool, bool), StoreError> {
+    let tx = store.db.begin_read()?;
+    let blobs = tx.open_table(BLOBS)?;
+    let has = |enc| -> Result<bool, StoreError> {
+        Ok(blobs.get(blob_key(hash, enc).as_slice())?.is_some())
+    };
+    Ok((has(Encoding::Gzip)?, has(Encoding::Brotli)?))
+}
+
+/// Lists the servable files under `dir`. Dotfiles are skipped (except
+/// `.well-known`), and so are symlinks that lead outside `root`.
+fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Found>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot list folder; skipping it");
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            tracing::warn!(path = %entry.path().display(), "file name is not UTF-8; skipping it");
+            continue;
+        };
+        if name.starts_with('.') && name != ".well-known" {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(mut meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            match path.canonicalize() {
+                Ok(target) if target.starts_with(root) => match std::fs::metadata(&target) {
+                    Ok(m) => meta = m,
+                    Err(_) => continue,
+                },
+                _ => {
+                    tracing::warn!(path = %path.display(), "symlink leads outside the site; not followed");
+                    continue;
+                }
+            }
+        }
+        let rel = format!("{prefix}{name}");
+        if meta.is_dir() {
+            walk(root, &path, &format!("{rel}/"), out);
+        } else if meta.is_file() {
+            out.push(Found {
+                rel,
+                abs: path,
+                size: meta.len(),
+                mtime_ns: mtime_ns(&meta),
+            });
+        }
+    }
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Reads, hashes and compresses files on every core.
+fn read_all(files: &[&Found]) -> Result<HashMap<String, std::io::Result<Read>>, IngestError> {
+    let next = AtomicUsize::new(0);
+    let busy = std::sync::Mutex::new(None);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let results = std::sync::Mutex::new(HashMap::with_capacity(files.len()));
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(files.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(f) = files.get(i) else { break };
+                match read_one(f) {
+                    Ok(Some(r)) => {
+                        results.lock().unwrap().insert(f.rel.clone(), Ok(r));
+                    }
+                    Ok(None) => {
+                        *busy.lock().unwrap() = Some(f.abs.clone());
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %f.abs.display(), error = %e, "cannot read file; the rest of the site is still served");
+                        results.lock().unwrap().insert(f.rel.clone(), Err(e));
+                    }
+                }
+            });
+        }
+    });
+    if let Some(path) = busy.into_inner().unwrap() {
+        return Err(IngestError::Busy(path));
+    }
+    Ok(results.into_inner().unwrap())
+}
+
+/// Reads one file; `None` when it changed while being read.
+fn read_one(f: &Found) -> std::io::Result<Option<Read>> {
+    let data = std::fs::read(&f.abs)?;
+    let after = std::fs::metadata(&f.abs)?;
+    if after.len() != f.size || data.len() as u64 != f.size || mtime_ns(&after) != f.mtime_ns {
+        return Ok(None);
+    }
+    let hash = blake3::hash(&data).to_hex().to_string();
+    let (gzip, br) = if compressible(&f.rel) && f.size >= COMPRESS_MIN {
+        (worth(&data, gzip(&data)), worth(&data, brotli(&data)))
+    } else {
+        (None, None)
+    };
+    Ok(Some(Read {
+        hash,
+        bodies: [Some(Bytes::from(data)), gzip, br],
+    }))
+}
+
+/// Keeps a compressed copy only when it saves at least a tenth.
+fn worth(original: &[u8], compressed: Vec<u8>) -> Option<Bytes> {
+    (compressed.len() * 10 < original.len() * 9).then(|| Bytes::from(compressed))
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(data).expect("writing to memory");
+    enc.finish().expect("writing to memory")
+}
+
+fn brotli(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 9,
+        lgwin: 22,
+        ..Default::default()
+    };
+    brotli::BrotliCompress(&mut &data[..], &mut out, &params).expect("writing to memory");
+    out
+}

@@ -1,0 +1,275 @@
+//! The embedded store (redb): every site's files, its last versions, and which
+//! version each site serves.
+//!
+//! A version is one site.toml plus a manifest of files pointing at content
+//! blobs by hash; it is written in one transaction, so a crash mid-ingest
+//! leaves the previous version whole. Blobs are shared between versions and
+//! deleted once no kept version needs them. Serving never touches redb: the
+//! served versions live in memory as [`SiteVersion`]s (see `version.rs`).
+
+mod ingest;
+mod version;
+
+pub use ingest::{ingest_site, IngestError, Ingested};
+pub use version::{Encoding, Lookup, SiteVersion, StoredFile};
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+/// Content by `hash ++ [encoding]`.
+const BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blobs");
+/// What ingest last saw of a file, so an unchanged one is not read again.
+const SCANS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("scans");
+/// A site's manifests by version number.
+const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
+/// The version each site serves.
+const CURRENT: TableDefinition<&str, u64> = TableDefinition::new("current");
+
+/// How many versions of each site are kept for rollback.
+pub const KEPT_VERSIONS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+    #[error("store: damaged record: {0}")]
+    Damaged(String),
+    #[error("site `{0}` has no older version to roll back to")]
+    NoOlderVersion(String),
+    #[error("site `{0}` is not in the store")]
+    UnknownSite(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// One version's record: the site's settings and its files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub created_unix_ms: u64,
+    pub site_toml: String,
+    pub files: Vec<ManifestFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// Relative to public/, with `/` separators.
+    pub path: String,
+    pub hash: String,
+    pub size: u64,
+    pub mtime_ms: u64,
+    pub gzip: bool,
+    pub br: bool,
+}
+
+/// What ingest saw of a file last time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Scan {
+    size: u64,
+    mtime_ns: u128,
+    hash: String,
+}
+
+/// The store, opened once per process.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens the store, or starts a new one. A store that cannot be read is
+    /// set aside and rebuilt from sites/, since everything in it is derived.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match Database::create(path) {
+            Ok(db) => {
+                let store = Store { db };
+                match store.check() {
+                    Ok(()) => Ok(store),
+                    Err(e) => {
+                        drop(store);
+                        Self::rebuild(path, &e.to_string())
+                    }
+                }
+            }
+            Err(e @ redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Open {
+                path: path.to_path_buf(),
+                source: e,
+            }),
+            Err(e) => Self::rebuild(path, &e.to_string()),
+        }
+    }
+
+    fn rebuild(path: &Path, why: &str) -> Result<Store, StoreError> {
+        tracing::warn!(store = %path.display(), error = why, "store unreadable; rebuilding it from sites/");
+        let aside = path.with_extension("redb.damaged");
+        if std::fs::rename(path, &aside).is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        let db = Database::create(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Store { db })
+    }
+
+    /// Reads every table once, so damage shows at open rather than mid-serve.
+    fn check(&self) -> Result<(), StoreError> {
+        for (site, number) in self.current_versions()? {
+            self.manifest(&site, number)?;
+        }
+        Ok(())
+    }
+
+    /// Every site's served version number.
+    pub fn current_versions(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(CURRENT) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// The version numbers kept for a site, oldest first.
+    pub fn versions(&self, site: &str) -> Result<Vec<u64>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(VERSIONS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for row in table.range((site, 0)..=(site, u64::MAX))? {
+            out.push(row?.0.value().1);
+        }
+        Ok(out)
+    }
+
+    pub fn manifest(&self, site: &str, number: u64) -> Result<Manifest, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(VERSIONS)?;
+        let raw = table
+            .get((site, number))?
+            .ok_or_else(|| StoreError::Damaged(format!("{site} version {number} missing")))?;
+        serde_json::from_slice(raw.value())
+            .map_err(|e| StoreError::Damaged(format!("{site} version {number}: {e}")))
+    }
+
+    /// Loads a kept version into memory, ready to serve.
+    pub fn load_version(&self, site: &str, number: u64) -> Result<SiteVersion, StoreError> {
+        let manifest = self.manifest(site, number)?;
+        let tx = self.db.begin_read()?;
+        let blobs = tx.open_table(BLOBS)?;
+        SiteVersion::from_manifest(site, number, &manifest, |hash, enc| {
+            let key = blob_key(hash, enc);
+            match blobs.get(key.as_slice()) {
+                Ok(Some(v)) => Ok(bytes::Bytes::copy_from_slice(v.value())),
+                Ok(None) => Err(StoreError::Damaged(format!("{site}: blob {hash} missing"))),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    /// Points `site` at the kept version before the one it serves, and
+    /// returns that version's number.
+    pub fn rollback(&self, site: &str) -> Result<u64, StoreError> {
+        let current = self
+            .current_versions()?
+            .into_iter()
+            .find(|(s, _)| s == site)
+            .map(|(_, n)| n)
+            .ok_or_else(|| StoreError::UnknownSite(site.to_string()))?;
+        let target = self
+            .versions(site)?
+            .into_iter()
+            .filter(|n| *n < current)
+            .max()
+            .ok_or_else(|| StoreError::NoOlderVersion(site.to_string()))?;
+        self.set_current(site, target)?;
+        Ok(target)
+    }
+
+    /// Points `site` at one of its kept versions.
+    pub fn set_current(&self, site: &str, number: u64) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let versions = tx.open_table(VERSIONS)?;
+            if versions.get((site, number))?.is_none() {
+                return Err(StoreError::UnknownSite(format!("{site} version {number}")));
+            }
+            tx.open_table(CURRENT)?.insert(site, number)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets a site whose folder is gone.
+    pub fn remove_site(&self, site: &str) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            tx.open_table(CURRENT)?.remove(site)?;
+            let mut versions = tx.open_table(VERSIONS)?;
+            versions.retain_in((site, 0)..=(site, u64::MAX), |_, _| false)?;
+            let mut scans = tx.open_table(SCANS)?;
+            scans.retain(|(s, _), _| s != site)?;
+            collect_garbage(&tx)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn blob_key(hash: &str, enc: Encoding) -> Vec<u8> {
+    let mut key = Vec::with_capacity(hash.len() + 1);
+    key.extend_from_slice(hash.as_bytes());
+    key.push(enc as u8);
+    key
+}
+
+/// Deletes blobs that no kept version refers to.
+fn collect_garbage(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut live = std::collections::HashSet::new();
+    {
+        let versions = tx.open_table(VERSIONS)?;
+        for row in versions.iter()? {
+            let (_, raw) = row?;
+            let manifest: Manifest = serde_json::from_slice(raw.value())
+                .map_err(|e| StoreError::Damaged(e.to_string()))?;
+            live.extend(manifest.files.into_iter().map(|f| f.hash));
+        }
+    }
+    let mut blobs = tx.open_table(BLOBS)?;
+    blobs.retain(|key, _| {
+        let hash = &key[..key.len().saturating_sub(1)];
+        std::str::from_utf8(hash).is_ok_and(|h| live.contains(h))
+    })?;
+    Ok(())
+}

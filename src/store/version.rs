@@ -1,0 +1,227 @@
+//! A site version held in memory for serving: the hot path is one hash-map
+//! lookup and a reference-counted `Bytes` clone, with no copy and no I/O.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+use super::{Manifest, StoreError};
+use crate::config::SiteConfig;
+
+/// The representations stored for a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Encoding {
+    Identity = 0,
+    Gzip = 1,
+    Brotli = 2,
+}
+
+impl Encoding {
+    pub const ALL: [Encoding; 3] = [Encoding::Identity, Encoding::Gzip, Encoding::Brotli];
+
+    pub fn content_encoding(self) -> Option<HeaderValue> {
+        match self {
+            Encoding::Identity => None,
+            Encoding::Gzip => Some(HeaderValue::from_static("gzip")),
+            Encoding::Brotli => Some(HeaderValue::from_static("br")),
+        }
+    }
+}
+
+/// One file of a version, with its headers computed once.
+#[derive(Debug)]
+pub struct StoredFile {
+    pub hash: String,
+    pub content_type: HeaderValue,
+    pub last_modified: SystemTime,
+    pub last_modified_header: HeaderValue,
+    bodies: [Option<Bytes>; 3],
+    etags: [HeaderValue; 3],
+}
+
+impl StoredFile {
+    pub fn new(
+        path: &str,
+        hash: String,
+        mtime_ms: u64,
+        identity: Bytes,
+        gzip: Option<Bytes>,
+        br: Option<Bytes>,
+    ) -> StoredFile {
+        // HTTP dates have whole seconds; comparing at that precision keeps
+        // If-Modified-Since exact.
+        let last_modified = UNIX_EPOCH + Duration::from_secs(mtime_ms / 1000);
+        let tag = &hash[..20.min(hash.len())];
+        let etag = |suffix: &str| {
+            HeaderValue::try_from(format!("\"{tag}{suffix}\"")).expect("hex is a valid header")
+        };
+        StoredFile {
+            content_type: content_type(path),
+            last_modified,
+            last_modified_header: HeaderValue::try_from(httpdate::fmt_http_date(last_modified))
+                .expect("dates are valid headers"),
+            etags: [etag(""), etag("-gz"), etag("-br")],
+            bodies: [Some(identity), gzip, br],
+            hash,
+        }
+    }
+
+    /// The body in `enc`, if stored that way.
+    pub fn body(&self, enc: Encoding) -> Option<&Bytes> {
+        self.bodies[enc as usize].as_ref()
+    }
+
+    pub fn identity(&self) -> &Bytes {
+        self.bodies[0].as_ref().expect("identity is always stored")
+    }
+
+    /// Strong ETag of the representation in `enc`.
+    pub fn etag(&self, enc: Encoding) -> &HeaderValue {
+        &self.etags[enc as usize]
+    }
+
+    /// Whether an ETag a client sent names this content in any encoding:
+    /// the bytes differ but the resource is the same, so a 304 is right.
+    pub fn etag_matches(&self, tag: &str) -> bool {
+        let tag = tag.trim().trim_start_matches("W/");
+        self.etags.iter().any(|e| e.as_bytes() == tag.as_bytes())
+    }
+
+    /// Whether compressed copies exist, so responses must say `Vary`.
+    pub fn compressed(&self) -> bool {
+        self.bodies[1].is_some() || self.bodies[2].is_some()
+    }
+}
+
+/// Content-Type by extension, with a charset for text.
+fn content_type(path: &str) -> HeaderValue {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let text = mime.type_() == mime_guess::mime::TEXT
+        || matches!(
+            mime.essence_str(),
+            "application/javascript" | "application/json" | "application/xml" | "image/svg+xml"
+        );
+    let value = if text {
+        format!("{}; charset=utf-8", mime.essence_str())
+    } else {
+        mime.essence_str().to_string()
+    };
+    HeaderValue::try_from(value).expect("mime types are valid headers")
+}
+
+/// Whether compressing this file is worth storing.
+pub fn compressible(path: &str) -> bool {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    mime.type_() == mime_guess::mime::TEXT
+        || matches!(
+            mime.essence_str(),
+            "application/javascript"
+                | "application/json"
+                | "application/xml"
+                | "application/wasm"
+                | "image/svg+xml"
+                | "image/x-icon"
+                | "image/vnd.microsoft.icon"
+                | "font/ttf"
+                | "font/otf"
+        )
+}
+
+/// A site's version, ready to serve.
+#[derive(Debug)]
+pub struct SiteVersion {
+    pub site: String,
+    pub number: u64,
+    pub config: SiteConfig,
+    pub created: SystemTime,
+    files: HashMap<String, Arc<StoredFile>>,
+}
+
+impl SiteVersion {
+    /// Builds a version from its manifest, taking each body from `blob`.
+    pub fn from_manifest(
+        site: &str,
+        number: u64,
+        manifest: &Manifest,
+        mut blob: impl FnMut(&str, Encoding) -> Result<Bytes, StoreError>,
+    ) -> Result<SiteVersion, StoreError> {
+        let toml_path = Path::new("sites").join(site).join("site.toml");
+        let config = SiteConfig::parse(&toml_path, &manifest.site_toml)
+            .map_err(|errs| StoreError::Damaged(format!("{site} version {number}: {}", errs[0])))?;
+        let mut files = HashMap::with_capacity(manifest.files.len());
+        for f in &manifest.files {
+            let identity = blob(&f.hash, Encoding::Identity)?;
+            let gzip = f.gzip.then(|| blob(&f.hash, Encoding::Gzip)).transpose()?;
+            let br = f.br.then(|| blob(&f.hash, Encoding::Brotli)).transpose()?;
+            let file = StoredFile::new(&f.path, f.hash.clone(), f.mtime_ms, identity, gzip, br);
+            files.insert(f.path.clone(), Arc::new(file));
+        }
+        Ok(SiteVersion {
+            site: site.to_string(),
+            number,
+            config,
+            created: UNIX_EPOCH + Duration::from_millis(manifest.created_unix_ms),
+            files,
+        })
+    }
+
+    /// The file at `path` (relative to public/, no leading slash).
+    pub fn file(&self, path: &str) -> Option<&Arc<StoredFile>> {
+        self.files.get(path)
+    }
+
+    pub fn files(&self) -> impl Iterator<Item = (&String, &Arc<StoredFile>)> {
+        self.files.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// What a request path finds in a version.
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    Found(&'a Arc<StoredFile>),
+    /// `/dir` where `/dir/index.html` exists: redirect to `/dir/`.
+    AddSlash,
+    Missing,
+}
+
+impl SiteVersion {
+    /// Finds the file for a request path: `/dir/` serves `dir/index.html`,
+    /// `/page` serves `page.html`, and dotfiles are never found.
+    pub fn lookup(&self, path: &crate::context::SitePath) -> Lookup<'_> {
+        if path.is_hidden() {
+            return Lookup::Missing;
+        }
+        let rel = path.relative();
+        if rel.is_empty() || rel.ends_with('/') {
+            return self
+                .file(&format!("{rel}index.html"))
+                .map_or(Lookup::Missing, Lookup::Found);
+        }
+        if let Some(f) = self.file(rel) {
+            return Lookup::Found(f);
+        }
+        if self.file(&format!("{rel}/index.html")).is_some() {
+            return Lookup::AddSlash;
+        }
+        self.file(&format!("{rel}.html"))
+            .map_or(Lookup::Missing, Lookup::Found)
+    }
+
+    /// The site's own not-found page, if it has one.
+    pub fn not_found_page(&self) -> Option<&Arc<StoredFile>> {
+        self.file("404.html")
+    }
+}
