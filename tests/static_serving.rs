@@ -7,7 +7,9 @@ use common::{Root, Server};
 fn page(n: usize) -> String {
     format!(
         "<!doctype html><html><body>{}</body></html>",
-        (0..n).map(|i| format!("<p>Paragraph {i} of a page.</p>")).collect::<String>()
+        (0..n)
+            .map(|i| format!("<p>Paragraph {i} of a page.</p>"))
+            .collect::<String>()
     )
 }
 
@@ -45,10 +47,15 @@ fn serves_index_clean_urls_and_directory_redirects() {
     assert_eq!(r.status, 308);
     assert_eq!(r.header("location"), Some("/docs/?x=1"));
     assert_eq!(
-        s.get("main.localhost", "/assets/site.css").header("content-type"),
+        s.get("main.localhost", "/assets/site.css")
+            .header("content-type"),
         Some("text/css; charset=utf-8")
     );
-    assert_eq!(s.get("main.localhost", "/assets/logo.png").header("content-type"), Some("image/png"));
+    assert_eq!(
+        s.get("main.localhost", "/assets/logo.png")
+            .header("content-type"),
+        Some("image/png")
+    );
     assert_eq!(
         s.get("main.localhost", "/data.json").header("content-type"),
         Some("application/json; charset=utf-8")
@@ -66,7 +73,12 @@ fn head_and_other_methods() {
     assert_eq!(head.header("content-length"), get.header("content-length"));
     assert_eq!(head.header("etag"), get.header("etag"));
     for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
-        let r = s.request(method, "main.localhost", "/about", &[("Content-Length", "0")]);
+        let r = s.request(
+            method,
+            "main.localhost",
+            "/about",
+            &[("Content-Length", "0")],
+        );
         assert_eq!(r.status, 405, "{method}");
         assert_eq!(r.header("allow"), Some("GET, HEAD"));
     }
@@ -78,32 +90,62 @@ fn etags_and_dates_give_304() {
     let s = Server::start(root.path());
     let r = s.get("main.localhost", "/about");
     let etag = r.header("etag").unwrap().to_string();
-    assert!(etag.starts_with('"') && etag.ends_with('"'), "strong ETag: {etag}");
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "strong ETag: {etag}"
+    );
     let last_modified = r.header("last-modified").unwrap().to_string();
 
-    let r = s.request("GET", "main.localhost", "/about", &[("If-None-Match", &etag)]);
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        "/about",
+        &[("If-None-Match", &etag)],
+    );
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
     assert_eq!(r.header("etag"), Some(etag.as_str()));
-    let r = s.request("GET", "main.localhost", "/about", &[("If-None-Match", "\"other\", W/".to_string().as_str())]);
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        "/about",
+        &[("If-None-Match", "\"other\", W/".to_string().as_str())],
+    );
     assert_eq!(r.status, 200);
-    let r = s.request("GET", "main.localhost", "/about", &[("If-Modified-Since", &last_modified)]);
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        "/about",
+        &[("If-Modified-Since", &last_modified)],
+    );
     assert_eq!(r.status, 304);
-    let r = s.request("GET", "main.localhost", "/about", &[("If-Modified-Since", "Thu, 01 Jan 1970 00:00:00 GMT")]);
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        "/about",
+        &[("If-Modified-Since", "Thu, 01 Jan 1970 00:00:00 GMT")],
+    );
     assert_eq!(r.status, 200);
     // If-None-Match wins over If-Modified-Since.
     let r = s.request(
         "GET",
         "main.localhost",
         "/about",
-        &[("If-None-Match", "\"nope\""), ("If-Modified-Since", &last_modified)],
+        &[
+            ("If-None-Match", "\"nope\""),
+            ("If-Modified-Since", &last_modified),
+        ],
     );
     assert_eq!(r.status, 200);
     // The tag of the compressed copy revalidates a plain request too.
     let br = s.request("GET", "main.localhost", "/", &[("Accept-Encoding", "br")]);
     let br_tag = br.header("etag").unwrap().to_string();
     assert_ne!(br_tag, s.get("main.localhost", "/").header("etag").unwrap());
-    assert_eq!(s.request("GET", "main.localhost", "/", &[("If-None-Match", &br_tag)]).status, 304);
+    assert_eq!(
+        s.request("GET", "main.localhost", "/", &[("If-None-Match", &br_tag)])
+            .status,
+        304
+    );
 }
 
 #[test]
@@ -114,16 +156,37 @@ fn single_ranges() {
     let r = s.request("GET", "main.localhost", "/about", &[("Range", "bytes=0-9")]);
     assert_eq!(r.status, 206);
     assert_eq!(r.body, full.as_bytes()[..10]);
-    assert_eq!(r.header("content-range"), Some(format!("bytes 0-9/{}", full.len()).as_str()));
-    let r = s.request("GET", "main.localhost", "/about", &[("Range", "bytes=-5"), ("Accept-Encoding", "gzip")]);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 0-9/{}", full.len()).as_str())
+    );
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        "/about",
+        &[("Range", "bytes=-5"), ("Accept-Encoding", "gzip")],
+    );
     assert_eq!(r.status, 206);
     assert_eq!(r.body, full.as_bytes()[full.len() - 5..]);
     assert_eq!(r.header("content-encoding"), None);
-    let r = s.request("GET", "main.localhost", "/about", &[("Range", &format!("bytes={}-", full.len()))]);
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        "/about",
+        &[("Range", &format!("bytes={}-", full.len()))],
+    );
     assert_eq!(r.status, 416);
-    assert_eq!(r.header("content-range"), Some(format!("bytes */{}", full.len()).as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{}", full.len()).as_str())
+    );
     // A stale If-Range gets the whole file.
-    let r = s.request("GET", "main.localhost", "/about", &[("Range", "bytes=0-9"), ("If-Range", "\"stale\"")]);
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        "/about",
+        &[("Range", "bytes=0-9"), ("If-Range", "\"stale\"")],
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), full.len());
 }
@@ -136,21 +199,40 @@ fn precompressed_copies_follow_accept_encoding() {
     assert_eq!(plain.header("content-encoding"), None);
     assert_eq!(plain.header("vary"), Some("Accept-Encoding"));
 
-    let br = s.request("GET", "main.localhost", "/", &[("Accept-Encoding", "gzip, deflate, br")]);
+    let br = s.request(
+        "GET",
+        "main.localhost",
+        "/",
+        &[("Accept-Encoding", "gzip, deflate, br")],
+    );
     assert_eq!(br.header("content-encoding"), Some("br"));
     let mut out = Vec::new();
     brotli::BrotliDecompress(&mut br.body.as_slice(), &mut out).unwrap();
     assert_eq!(out, plain.body);
 
-    let gz = s.request("GET", "main.localhost", "/", &[("Accept-Encoding", "gzip;q=1, br;q=0")]);
+    let gz = s.request(
+        "GET",
+        "main.localhost",
+        "/",
+        &[("Accept-Encoding", "gzip;q=1, br;q=0")],
+    );
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz.body.as_slice()), &mut out).unwrap();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(gz.body.as_slice()),
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(out, plain.body);
     assert!(gz.body.len() < plain.body.len() / 3);
 
     // Images are not compressed, and do not vary.
-    let png = s.request("GET", "main.localhost", "/assets/logo.png", &[("Accept-Encoding", "br, gzip")]);
+    let png = s.request(
+        "GET",
+        "main.localhost",
+        "/assets/logo.png",
+        &[("Accept-Encoding", "br, gzip")],
+    );
     assert_eq!(png.header("content-encoding"), None);
     assert_eq!(png.header("vary"), None);
 }
@@ -165,14 +247,25 @@ fn not_found_dotfiles_and_site_headers() {
     for path in ["/.env", "/.git/config", "/site.toml", "/../site.toml"] {
         let r = s.get("main.localhost", path);
         assert!(r.status == 404 || r.status == 400, "{path}: {}", r.status);
-        assert!(!r.text().contains("SECRET") && !r.text().contains("[core]") && !r.text().contains("hosts"));
+        assert!(
+            !r.text().contains("SECRET")
+                && !r.text().contains("[core]")
+                && !r.text().contains("hosts")
+        );
     }
-    assert_eq!(s.get("main.localhost", "/.well-known/security.txt").text(), "Contact: a@b.c");
     assert_eq!(
-        s.get("main.localhost", "/assets/site.css").header("cache-control"),
+        s.get("main.localhost", "/.well-known/security.txt").text(),
+        "Contact: a@b.c"
+    );
+    assert_eq!(
+        s.get("main.localhost", "/assets/site.css")
+            .header("cache-control"),
         Some("public, max-age=31536000, immutable")
     );
-    assert_eq!(s.get("main.localhost", "/about").header("cache-control"), None);
+    assert_eq!(
+        s.get("main.localhost", "/about").header("cache-control"),
+        None
+    );
     // A site without a 404.html gets a plain one.
     assert_eq!(s.get("other.localhost", "/nope").status, 404);
 }
@@ -182,7 +275,10 @@ fn hosts_route_to_sites() {
     let root = root();
     let s = Server::start(root.path());
     assert_eq!(s.get("other.localhost", "/").text(), "<p>other site</p>");
-    assert_eq!(s.get("OTHER.localhost:8080", "/").text(), "<p>other site</p>");
+    assert_eq!(
+        s.get("OTHER.localhost:8080", "/").text(),
+        "<p>other site</p>"
+    );
     assert_eq!(s.get("other.localhost.", "/").text(), "<p>other site</p>");
     assert_eq!(s.get("deep.sub.wild.test", "/").text(), page(100));
     // Unknown hosts go to the default site.
@@ -206,10 +302,24 @@ fn access_log_is_one_json_line_per_request() {
     let root = root();
     let s = Server::start(root.path());
     s.get("main.localhost", "/about");
-    assert!(common::eventually(std::time::Duration::from_secs(5), || {
-        s.stdout.lock().unwrap().iter().any(|l| l.contains("\"path\":\"/about\""))
-    }));
-    let line = s.stdout.lock().unwrap().iter().find(|l| l.contains("\"path\":\"/about\"")).unwrap().clone();
+    assert!(common::eventually(
+        std::time::Duration::from_secs(5),
+        || {
+            s.stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("\"path\":\"/about\""))
+        }
+    ));
+    let line = s
+        .stdout
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("\"path\":\"/about\""))
+        .unwrap()
+        .clone();
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["site"], "main");
     assert_eq!(v["method"], "GET");

@@ -129,6 +129,9 @@ pub fn ingest_site(
         .iter()
         .filter(|f| !known.contains_key(&f.rel))
         .collect();
+    if !to_read.is_empty() {
+        tracing::info!(site = name, files = to_read.len(), "reading changed files");
+    }
     let read = read_all(&to_read)?;
 
     let mut files = Vec::with_capacity(found.len());

@@ -107,12 +107,21 @@ impl Server {
             stdout,
             stderr,
         };
-        let line = server.wait_for(&server.stdout.clone(), "listening on ", Duration::from_secs(60));
+        let line = server.wait_for(
+            &server.stdout.clone(),
+            "listening on ",
+            Duration::from_secs(60),
+        );
         server.addr = line.rsplit(' ').next().unwrap().parse().unwrap();
         server
     }
 
-    fn wait_for(&mut self, lines: &Arc<Mutex<Vec<String>>>, needle: &str, limit: Duration) -> String {
+    fn wait_for(
+        &mut self,
+        lines: &Arc<Mutex<Vec<String>>>,
+        needle: &str,
+        limit: Duration,
+    ) -> String {
         let started = Instant::now();
         loop {
             if let Some(l) = lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
@@ -133,7 +142,13 @@ impl Server {
     pub fn wait_for_log(&self, needle: &str, limit: Duration) -> String {
         let started = Instant::now();
         loop {
-            if let Some(l) = self.stderr.lock().unwrap().iter().find(|l| l.contains(needle)) {
+            if let Some(l) = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
                 return l.clone();
             }
             assert!(
@@ -146,14 +161,25 @@ impl Server {
     }
 
     pub fn log_count(&self, needle: &str) -> usize {
-        self.stderr.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     pub fn get(&self, host: &str, path: &str) -> Response {
         self.request("GET", host, path, &[])
     }
 
-    pub fn request(&self, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    pub fn request(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
@@ -220,11 +246,14 @@ impl Response {
 /// Sends raw bytes and reads the response to the end of the connection.
 pub fn raw(addr: SocketAddr, request: &[u8]) -> Response {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     stream.write_all(request).unwrap();
     let mut buf = Vec::new();
     let _ = stream.read_to_end(&mut buf);
-    parse(&buf).unwrap_or_else(|| panic!("unparsable response: {:?}", String::from_utf8_lossy(&buf)))
+    parse(&buf)
+        .unwrap_or_else(|| panic!("unparsable response: {:?}", String::from_utf8_lossy(&buf)))
 }
 
 fn parse(buf: &[u8]) -> Option<Response> {

@@ -1,0 +1,88 @@
+//! Hostile requests: nothing escapes public/, odd Host headers are answered
+//! sensibly, and the server keeps serving afterwards.
+
+mod common;
+use common::{raw, Root, Server};
+
+fn root() -> Root {
+    let root = Root::new();
+    root.site("main", &["main.localhost"], true)
+        .write("sites/main/public/index.html", "home")
+        .write("sites/main/public/a/b.html", "b");
+    root.write("secret.txt", "TOP SECRET")
+        .write("sites/main/secret.txt", "TOP SECRET");
+    root
+}
+
+#[test]
+fn traversal_never_escapes_public() {
+    let root = root();
+    let s = Server::start(root.path());
+    for path in [
+        "/../secret.txt",
+        "/../../secret.txt",
+        "/a/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/%2e%2e/secret.txt",
+        "/a%2f..%2f..%2fsecret.txt",
+        "/..%5c..%5csecret.txt",
+        "/..\\secret.txt",
+        "/index.html%00.txt",
+        "/%00",
+        "/%c0%ae%c0%ae/secret.txt",
+        "/%e0%80%ae%e0%80%ae/secret.txt",
+        "/%ff",
+        "//../secret.txt",
+        "/site.toml",
+        "/../site.toml",
+    ] {
+        let r = s.get("main.localhost", path);
+        assert!(matches!(r.status, 400 | 404), "{path}: {}", r.status);
+        assert!(
+            !r.text().contains("SECRET") && !r.text().contains("hosts"),
+            "{path} leaked"
+        );
+    }
+    // Harmless dots still resolve inside the site.
+    assert_eq!(s.get("main.localhost", "/a/./b.html").text(), "b");
+    assert_eq!(s.get("main.localhost", "/a/x/../b.html").text(), "b");
+    assert_eq!(s.get("main.localhost", "/").text(), "home");
+}
+
+#[test]
+fn huge_paths_are_refused() {
+    let root = root();
+    let s = Server::start(root.path());
+    let path = format!("/{}", "a".repeat(100 * 1024));
+    let r = s.get("main.localhost", &path);
+    assert!(matches!(r.status, 414 | 431), "{}", r.status);
+    let path = format!("/{}", "a".repeat(9 * 1024));
+    assert_eq!(s.get("main.localhost", &path).status, 414);
+    assert_eq!(s.get("main.localhost", "/").text(), "home");
+}
+
+#[test]
+fn odd_hosts() {
+    let root = root();
+    let s = Server::start(root.path());
+    assert_eq!(s.get("main.localhost:1234", "/").text(), "home");
+    assert_eq!(s.get("unknown.test", "/").text(), "home");
+    // HTTP/1.1 requires a Host header.
+    let r = raw(s.addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 400);
+    // HTTP/1.0 may omit it: the default site answers.
+    let r = raw(s.addr, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "home");
+    let r = raw(
+        s.addr,
+        b"GET / HTTP/1.1\r\nHost: \xff\xfe\r\nConnection: close\r\n\r\n",
+    );
+    assert!(matches!(r.status, 200 | 400), "{}", r.status);
+    let r = raw(
+        s.addr,
+        b"GET / HTTP/1.1\r\nHost: a b c\r\nConnection: close\r\n\r\n",
+    );
+    assert!(matches!(r.status, 200 | 400), "{}", r.status);
+    assert_eq!(s.get("main.localhost", "/").text(), "home");
+}

@@ -1,0 +1,187 @@
+//! Live updates: changes are served within a second, atomically, never half
+//! written; sites that move or vanish, symlinks and unreadable files.
+
+mod common;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::{eventually, Root, Server};
+
+fn root() -> Root {
+    let root = Root::new();
+    root.site("main", &["main.localhost"], true)
+        .write("sites/main/public/index.html", "version one");
+    root.site("other", &["other.localhost"], false)
+        .write("sites/other/public/index.html", "other one");
+    root
+}
+
+#[test]
+fn a_changed_file_is_served_within_a_second() {
+    let root = root();
+    let s = Server::start(root.path());
+    assert_eq!(s.get("main.localhost", "/").text(), "version one");
+    let written = Instant::now();
+    root.write("sites/main/public/index.html", "version two");
+    assert!(eventually(Duration::from_secs(1), || s
+        .get("main.localhost", "/")
+        .text()
+        == "version two"));
+    let took = written.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // A new file and a deletion, too.
+    root.write("sites/main/public/new.html", "new");
+    assert!(eventually(Duration::from_secs(1), || s
+        .get("main.localhost", "/new")
+        .text()
+        == "new"));
+    std::fs::remove_file(root.join("sites/main/public/new.html")).unwrap();
+    assert!(eventually(Duration::from_secs(1), || s
+        .get("main.localhost", "/new")
+        .status
+        == 404));
+}
+
+#[test]
+fn a_slowly_written_file_is_never_served_partially() {
+    let root = root();
+    let s = Server::start(root.path());
+    let chunks: Vec<String> = (0..5)
+        .map(|i| format!("chunk {i} {}\n", "x".repeat(2000)))
+        .collect();
+    let whole: String = chunks.concat();
+    let path = root.join("sites/main/public/index.html");
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::File::create(path).unwrap();
+        for c in &chunks {
+            f.write_all(c.as_bytes()).unwrap();
+            f.flush().unwrap();
+            // Longer than the watcher's quiet period, on purpose.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let mut seen_new = false;
+    while !writer.is_finished() || !seen_new {
+        let body = s.get("main.localhost", "/").text();
+        assert!(
+            body == "version one" || body == whole,
+            "partial body served: {} bytes",
+            body.len()
+        );
+        seen_new |= body == whole;
+        if writer.is_finished() && !seen_new {
+            assert!(eventually(Duration::from_secs(2), || s
+                .get("main.localhost", "/")
+                .text()
+                == whole));
+            seen_new = true;
+        }
+    }
+    writer.join().unwrap();
+}
+
+#[test]
+fn every_request_sees_one_whole_version() {
+    let root = root();
+    root.write("sites/main/public/a.html", "1")
+        .write("sites/main/public/b.html", "1");
+    let s = Server::start(root.path());
+    // A site-wide change: a.html and b.html always agree.
+    for gen in 2..6 {
+        root.write("sites/main/public/a.html", &gen.to_string())
+            .write("sites/main/public/b.html", &gen.to_string());
+        assert!(eventually(Duration::from_secs(2), || s
+            .get("main.localhost", "/b")
+            .text()
+            == gen.to_string()));
+        assert_eq!(s.get("main.localhost", "/a").text(), gen.to_string());
+    }
+}
+
+#[test]
+fn site_folders_renamed_or_deleted_while_served() {
+    let root = root();
+    let s = Server::start(root.path());
+    std::fs::rename(root.join("sites/other"), root.join("sites/renamed")).unwrap();
+    root.write("sites/renamed/public/index.html", "renamed one");
+    assert!(eventually(Duration::from_secs(2), || s
+        .get("other.localhost", "/")
+        .text()
+        == "renamed one"));
+    std::fs::remove_dir_all(root.join("sites/renamed")).unwrap();
+    // Its host now falls to the default site; the server lives on.
+    assert!(eventually(Duration::from_secs(2), || s
+        .get("other.localhost", "/")
+        .text()
+        == "version one"));
+    assert_eq!(s.get("main.localhost", "/").text(), "version one");
+}
+
+#[test]
+fn symlinks_outside_the_site_are_not_followed() {
+    let root = root();
+    root.write("outside.txt", "OUTSIDE");
+    root.write("sites/main/public/inside.txt", "inside");
+    std::os::unix::fs::symlink(
+        root.join("outside.txt"),
+        root.join("sites/main/public/leak.txt"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", root.join("sites/main/public/passwd")).unwrap();
+    std::os::unix::fs::symlink(
+        root.join("sites/main/public/inside.txt"),
+        root.join("sites/main/public/alias.txt"),
+    )
+    .unwrap();
+    let s = Server::start(root.path());
+    assert_eq!(s.get("main.localhost", "/leak.txt").status, 404);
+    assert_eq!(s.get("main.localhost", "/passwd").status, 404);
+    assert_eq!(s.get("main.localhost", "/alias.txt").text(), "inside");
+    assert!(s.log_count("symlink leads outside the site") >= 2);
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
+#[test]
+fn an_unreadable_file_is_logged_and_the_rest_served() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = root();
+    root.write("sites/main/public/locked.html", "locked");
+    let locked = root.join("sites/main/public/locked.html");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // Root reads anything, so run the server as nobody to make the lock real.
+    let cmd = if running_as_root() {
+        for entry in walk(root.path()) {
+            if entry != locked {
+                std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).unwrap();
+            }
+        }
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_outpost"));
+        c
+    } else {
+        common::outpost()
+    };
+    let s = Server::start_with(root.path(), cmd);
+    assert_eq!(s.get("main.localhost", "/").text(), "version one");
+    assert_eq!(s.get("main.localhost", "/locked.html").status, 404);
+    s.wait_for_log("cannot read file", Duration::from_secs(5));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
