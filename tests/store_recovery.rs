@@ -42,7 +42,10 @@ fn five_versions_are_kept_and_rollback_switches_back() {
     for expected in [5, 4, 3] {
         assert_eq!(live.rollback("main").unwrap(), expected);
     }
-    assert!(live.rollback("main").is_err(), "no version older than 3 is kept");
+    assert!(
+        live.rollback("main").is_err(),
+        "no version older than 3 is kept"
+    );
     assert_eq!(served(&live), (3, "v3".into()));
     // A change on disk makes a new version on top.
     root.write("sites/main/public/index.html", "v8");
@@ -53,14 +56,21 @@ fn five_versions_are_kept_and_rollback_switches_back() {
 /// Content that takes a while to compress, so a kill lands mid-ingest.
 fn heavy_site(root: &Root, tag: &str) {
     for i in 0..150 {
-        let text: String = (0..4000).map(|j| format!("{tag} {} ", (i * 7919 + j * 104729) % 100003)).collect();
+        let text: String = (0..4000)
+            .map(|j| format!("{tag} {} ", (i * 7919 + j * 104729) % 100003))
+            .collect();
         root.write(&format!("sites/main/public/p{i}.html"), &text);
     }
 }
 
 fn served_tags(store_path: &Path) -> Vec<String> {
     let store = Store::open(store_path).unwrap();
-    let (site, number) = store.current_versions().unwrap().into_iter().next().unwrap();
+    let (site, number) = store
+        .current_versions()
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
     let version = store.load_version(&site, number).unwrap();
     let mut tags: Vec<String> = version
         .files()
@@ -83,7 +93,7 @@ fn a_kill_during_ingest_leaves_a_complete_version() {
     let mut s = Server::spawn(root.path(), &mut common::outpost());
     s.wait_for_log("reading changed files", Duration::from_secs(30));
     s.kill(); // SIGKILL, mid-ingest
-    // The store opens and holds one whole version: all old or all new.
+              // The store opens and holds one whole version: all old or all new.
     let tags = served_tags(&root.join("cache/outpost.redb"));
     assert_eq!(tags.len(), 1, "mixed version: {tags:?}");
 
@@ -108,7 +118,11 @@ fn a_missing_store_is_created() {
     let root = Root::new();
     site(&root);
     root.write("sites/main/public/index.html", "home");
-    std::fs::write(root.join("outpost.toml"), "admin_listen = \"127.0.0.1:0\"\nstore = \"deep/new/dir/s.redb\"\n").unwrap();
+    std::fs::write(
+        root.join("outpost.toml"),
+        "admin_listen = \"127.0.0.1:0\"\nstore = \"deep/new/dir/s.redb\"\n",
+    )
+    .unwrap();
     let s = Server::start(root.path());
     assert_eq!(s.get("main.localhost", "/").text(), "home");
     assert!(root.join("deep/new/dir/s.redb").exists());
@@ -127,5 +141,8 @@ fn a_warm_restart_serves_from_the_store_before_scanning() {
     assert_eq!(s.get("main.localhost", "/").text(), "home");
     s.wait_for_log("sites scanned", Duration::from_secs(5));
     assert_eq!(s.log_count("reading changed files"), 0);
-    assert!(eventually(Duration::from_secs(1), || s.get("main.localhost", "/").status == 200));
+    assert!(eventually(Duration::from_secs(1), || s
+        .get("main.localhost", "/")
+        .status
+        == 200));
 }

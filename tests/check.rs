@@ -1,0 +1,118 @@
+//! `outpost check`: each problem as file:line:col, exit 1 on any.
+
+mod common;
+use common::{outpost, Root};
+
+fn check(root: &Root) -> (i32, String) {
+    let out = outpost()
+        .args(["check", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn a_good_root_passes() {
+    let root = Root::new();
+    root.site("a", &["a.localhost"], true)
+        .site("b", &["b.localhost"], false);
+    let (code, out) = check(&root);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn unknown_keys_name_the_closest_one() {
+    let root = Root::new();
+    root.write(
+        "sites/a/site.toml",
+        "hosts = [\"a.localhost\"]\nlocale = \"en-GB\"\ncountires = [\"GB\"]\n",
+    );
+    let (code, out) = check(&root);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("sites/a/site.toml:3:1: unknown key `countires`, did you mean `countries`?"),
+        "{out}"
+    );
+}
+
+#[test]
+fn wrong_types_and_bad_values_point_at_the_value() {
+    let root = Root::new();
+    root.write(
+        "sites/a/site.toml",
+        "hosts = \"a.localhost\"\nlocale = \"en-GB\"\n",
+    );
+    root.write(
+        "sites/b/site.toml",
+        "hosts = [\"b.localhost\"]\nlocale = \"en-GB\"\ncountries = [\"GBR\"]\n",
+    );
+    root.write(
+        "sites/c/site.toml",
+        "hosts = [\"c.localhost\"]\nlocale = \"en-GB\"\n[headers.\"/a/[\"]\nX = \"1\"\n",
+    );
+    root.write(
+        "sites/d/site.toml",
+        "hosts = [\"d.localhost\"\nlocale = \"en-GB\"\n",
+    );
+    let (code, out) = check(&root);
+    assert_eq!(code, 1);
+    assert!(out.contains("sites/a/site.toml:1:9:"), "{out}");
+    assert!(
+        out.contains("sites/b/site.toml:3:14: `GBR` is not an ISO 3166-1 alpha-2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sites/c/site.toml:3:10: bad path glob"),
+        "{out}"
+    );
+    assert!(out.contains("sites/d/site.toml:2:"), "{out}");
+}
+
+#[test]
+fn two_defaults_and_a_host_claimed_twice() {
+    let root = Root::new();
+    root.site("a", &["a.localhost", "shared.localhost"], true)
+        .site("b", &["b.localhost", "shared.localhost"], true);
+    let (code, out) = check(&root);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(
+            "sites/b/site.toml:1:25: host `shared.localhost` is already claimed by site `a`"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("sites/b/site.toml:5:11: site `a` is already the default"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_settings_are_reported() {
+    let root = Root::new();
+    root.write("outpost.toml", "listen = \"nowhere\"\n");
+    let (code, out) = check(&root);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("outpost.toml:1:10: `nowhere` is not an address"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_bad_site_toml_at_runtime_keeps_the_last_good_version() {
+    let root = Root::new();
+    root.site("a", &["a.localhost"], true)
+        .write("sites/a/public/index.html", "good");
+    let s = common::Server::start(root.path());
+    root.write("sites/a/site.toml", "hosts = [\"a.localhost\"\nbroken");
+    s.wait_for_log(
+        "still serving the last good version",
+        std::time::Duration::from_secs(2),
+    );
+    assert_eq!(s.get("a.localhost", "/").text(), "good");
+}
