@@ -145,7 +145,7 @@ fn choose_encoding(accept: Option<&HeaderValue>, file: &StoredFile) -> Encoding 
         let name = parts.next().unwrap_or("").trim();
         let accepted = parts
             .filter_map(|p| p.trim().strip_prefix("q="))
-            .all(|q| q.trim().parse::<f32>().map_or(false, |q| q > 0.0));
+            .all(|q| q.trim().parse::<f32>().is_ok_and(|q| q > 0.0));
         if name.eq_ignore_ascii_case("br") {
             br = accepted;
         } else if name.eq_ignore_ascii_case("gzip") {

@@ -62,7 +62,7 @@ impl Sites {
             }
             sites.by_name.insert(v.site.clone(), v);
         }
-        sites.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        sites.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         (sites, problems)
     }
 

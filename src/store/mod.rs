@@ -35,10 +35,10 @@ pub enum StoreError {
     #[error("store {path}: {source}")]
     Open {
         path: PathBuf,
-        source: redb::DatabaseError,
+        source: Box<redb::DatabaseError>,
     },
     #[error("store: {0}")]
-    Db(#[from] redb::Error),
+    Db(Box<redb::Error>),
     #[error("store: damaged record: {0}")]
     Damaged(String),
     #[error("site `{0}` has no older version to roll back to")]
@@ -51,12 +51,13 @@ macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Db(e.into())
+                StoreError::Db(Box::new(e.into()))
             }
         }
     )*};
 }
 from_redb!(
+    redb::Error,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
@@ -115,7 +116,7 @@ impl Store {
             }
             Err(e @ redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Open {
                 path: path.to_path_buf(),
-                source: e,
+                source: Box::new(e),
             }),
             Err(e) => Self::rebuild(path, &e.to_string()),
         }
@@ -129,7 +130,7 @@ impl Store {
         }
         let db = Database::create(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(Store { db })
     }
