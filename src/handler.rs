@@ -1,35 +1,67 @@
 //! The request pipeline, the only caller of the stages, in order:
 //! resolve the site, build the request context, look the path up in the
-//! site's version, respond, log.
+//! site's version, evaluate the rules into a decision, transform the page,
+//! respond, log.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{header, Method, Request, Response, StatusCode, Version};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use ipnet::IpNet;
 
 use crate::access_log::{self, AccessLog, Entry};
-use crate::context::{PathError, SitePath};
+use crate::compress;
+use crate::context::{Country, Geo, Network, PathError, RequestContext, SitePath};
 use crate::live::Live;
 use crate::respond::{self, Body};
-use crate::store::{Lookup, SiteVersion};
+use crate::rules::{self, Decision, Outcome, Rules};
+use crate::site::Sites;
+use crate::store::{Lookup, SiteVersion, StoredFile};
+use crate::transform::{self, RenderKey};
 
 /// What the pipeline needs, shared by every connection.
 pub struct App {
     pub live: Arc<Live>,
     pub log: AccessLog,
+    pub geo: Arc<Geo>,
+    pub trusted_proxies: Vec<IpNet>,
+    /// Name the rules that fired in an `X-Outpost-Rules` response header.
+    pub rules_header: bool,
 }
 
-/// Answers one request.
+/// What one request did, for the access log.
+#[derive(Default)]
+struct Seen {
+    country: Option<Country>,
+    fired: Vec<String>,
+}
+
+/// Answers one request. `country` overrides the visitor's country (for
+/// `explain` and rule tests).
 pub fn handle<B>(app: &App, req: &Request<B>, client: SocketAddr) -> Response<Body> {
+    handle_as(app, req, client, None).0
+}
+
+/// [`handle`], also returning the decision the rules made, if they ran.
+pub fn handle_as<B>(
+    app: &App,
+    req: &Request<B>,
+    client: SocketAddr,
+    country: Option<Country>,
+) -> (Response<Body>, Option<Decision>) {
     let started = Instant::now();
     let sites = app.live.sites();
+    let rules = app.live.rules();
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host());
 
+    let mut seen = Seen::default();
+    let mut decision = None;
     let (response, site) = if host.is_none() && req.version() == Version::HTTP_11 {
         // RFC 9112 §3.2: a 1.1 request without Host is malformed.
         (
@@ -45,7 +77,21 @@ pub fn handle<B>(app: &App, req: &Request<B>, client: SocketAddr) -> Response<Bo
                 ),
                 None,
             ),
-            Some(site) => (serve(site, req), Some(site)),
+            Some(site) => {
+                let input = Input {
+                    app,
+                    rules: &rules,
+                    sites: &sites,
+                    site,
+                    req,
+                    host: host.unwrap_or(""),
+                    client,
+                    country,
+                };
+                let (res, d) = serve(&input, &mut seen);
+                decision = d;
+                (res, Some(site))
+            }
         }
     };
 
@@ -60,41 +106,146 @@ pub fn handle<B>(app: &App, req: &Request<B>, client: SocketAddr) -> Response<Bo
                 .exact()
                 .unwrap_or(0),
             micros: started.elapsed().as_micros() as u64,
-            country: None,
-            rules: Vec::new(),
+            country: seen.country.map(|c| c.to_string()),
+            rules: seen.fired,
             variant: None,
             version: site.map(|s| s.number),
             client: client.ip(),
         });
     }
-    response
+    (response, decision)
 }
 
-/// Serves a request from one version of its site.
-fn serve<B>(site: &SiteVersion, req: &Request<B>) -> Response<Body> {
+struct Input<'a, B> {
+    app: &'a App,
+    rules: &'a Rules,
+    sites: &'a Sites,
+    site: &'a SiteVersion,
+    req: &'a Request<B>,
+    host: &'a str,
+    client: SocketAddr,
+    country: Option<Country>,
+}
+
+/// Serves a request from one version of its site and one generation of rules.
+fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Option<Decision>) {
+    let Input {
+        app,
+        rules,
+        site,
+        req,
+        ..
+    } = *input;
+    let path = match SitePath::parse(req.uri().path()) {
+        Ok(p) => p,
+        Err(PathError::TooLong) => {
+            return (
+                respond::plain(StatusCode::URI_TOO_LONG, "414 URI Too Long\n"),
+                None,
+            )
+        }
+        Err(PathError::Invalid) => {
+            return (
+                respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
+                None,
+            )
+        }
+    };
+    if !rules.any_for(&site.site) {
+        return (serve_static(site, req, &path), None);
+    }
+
+    // Context, then rules.
+    let network = Network {
+        trusted_proxies: &app.trusted_proxies,
+        geo: &app.geo,
+    };
+    let ctx = RequestContext::build(
+        req.method(),
+        path.clone(),
+        req.uri().query(),
+        input.host,
+        req.headers(),
+        input.client.ip(),
+        &network,
+        input.country,
+    );
+    seen.country = Some(ctx.country);
+    let lookup = site.lookup(&path);
+    let page = match &lookup {
+        Lookup::Found(f) => Some(f.as_ref()),
+        _ => None,
+    };
+    let decision = rules::evaluate(
+        rules,
+        &rules::Request {
+            ctx: &ctx,
+            site,
+            sites: input.sites,
+            page,
+        },
+    );
+    seen.fired = decision.fired.clone();
+
+    let head = req.method() == Method::HEAD;
+    let mut response = match &decision.outcome {
+        Outcome::Redirect { status, location } => respond::redirect(*status, location),
+        Outcome::Block { status, page } => {
+            let file = page
+                .as_deref()
+                .and_then(|p| SitePath::parse(p).ok())
+                .and_then(|p| match site.lookup(&p) {
+                    Lookup::Found(f) => Some(f.clone()),
+                    _ => None,
+                });
+            match file {
+                Some(f) => respond::file(req.headers(), head, &f, *status, &[]),
+                None => respond::plain(*status, "Unavailable\n"),
+            }
+        }
+        // Hidden answers exactly as a missing page does.
+        Outcome::Hidden => return (not_found(site, req), Some(decision)),
+        Outcome::Serve => match (req.method(), &lookup) {
+            (&Method::GET | &Method::HEAD, Lookup::Found(file)) => {
+                let extra = site_headers(site, &path);
+                let page = if file.is_html() && !decision.edits.is_empty() {
+                    let key = RenderKey::new(
+                        &site.site,
+                        site.number,
+                        rules.generation,
+                        file,
+                        &decision.edits,
+                    );
+                    app.live
+                        .rendered()
+                        .get_or_render(key, || render(&path, file, &decision.edits))
+                } else {
+                    (*file).clone()
+                };
+                respond::file(req.headers(), head, &page, StatusCode::OK, &extra)
+            }
+            _ => serve_static(site, req, &path),
+        },
+    };
+    finish(&mut response, &decision, app.rules_header);
+    (response, Some(decision))
+}
+
+/// The static path: no rule applies to the site.
+fn serve_static<B>(site: &SiteVersion, req: &Request<B>, path: &SitePath) -> Response<Body> {
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
         _ => return respond::method_not_allowed(),
     };
-    let path = match SitePath::parse(req.uri().path()) {
-        Ok(p) => p,
-        Err(PathError::TooLong) => {
-            return respond::plain(StatusCode::URI_TOO_LONG, "414 URI Too Long\n")
-        }
-        Err(PathError::Invalid) => {
-            return respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request\n")
-        }
-    };
-    let extra: Vec<_> = site
-        .config
-        .headers
-        .iter()
-        .filter(|rule| rule.glob.is_match(&path.path))
-        .flat_map(|rule| rule.headers.iter().cloned())
-        .collect();
-    match site.lookup(&path) {
-        Lookup::Found(file) => respond::file(req.headers(), head, file, StatusCode::OK, &extra),
+    match site.lookup(path) {
+        Lookup::Found(file) => respond::file(
+            req.headers(),
+            head,
+            file,
+            StatusCode::OK,
+            &site_headers(site, path),
+        ),
         Lookup::AddSlash => {
             let location = match req.uri().query() {
                 Some(q) => format!("{}/?{q}", path.path),
@@ -102,9 +253,77 @@ fn serve<B>(site: &SiteVersion, req: &Request<B>) -> Response<Body> {
             };
             respond::redirect(StatusCode::PERMANENT_REDIRECT, &location)
         }
-        Lookup::Missing => match site.not_found_page() {
-            Some(page) => respond::file(req.headers(), head, page, StatusCode::NOT_FOUND, &[]),
-            None => respond::plain(StatusCode::NOT_FOUND, "404 Not Found\n"),
-        },
+        Lookup::Missing => not_found(site, req),
+    }
+}
+
+fn not_found<B>(site: &SiteVersion, req: &Request<B>) -> Response<Body> {
+    match site.not_found_page() {
+        Some(page) => respond::file(
+            req.headers(),
+            req.method() == Method::HEAD,
+            page,
+            StatusCode::NOT_FOUND,
+            &[],
+        ),
+        None => respond::plain(StatusCode::NOT_FOUND, "404 Not Found\n"),
+    }
+}
+
+/// The site's configured headers for a path.
+fn site_headers(site: &SiteVersion, path: &SitePath) -> Vec<(header::HeaderName, HeaderValue)> {
+    site.config
+        .headers
+        .iter()
+        .filter(|rule| rule.glob.is_match(&path.path))
+        .flat_map(|rule| rule.headers.iter().cloned())
+        .collect()
+}
+
+/// Applies the decision's edits to a page, compressing the result once.
+fn render(path: &SitePath, file: &Arc<StoredFile>, edits: &[transform::Edit]) -> Arc<StoredFile> {
+    let Some(html) = transform::apply(file.identity(), edits) else {
+        return file.clone();
+    };
+    let hash = blake3::hash(&html).to_hex().to_string();
+    let gzip = compress::worth(&html, compress::gzip(&html, 6));
+    let br = compress::worth(&html, compress::brotli(&html, 5));
+    // Named .html so the rendered copy keeps the page's content type.
+    let name = format!("{}.html", path.relative());
+    Arc::new(StoredFile::new(
+        &name,
+        hash,
+        mtime_ms(file),
+        html.into(),
+        gzip,
+        br,
+    ))
+}
+
+fn mtime_ms(file: &StoredFile) -> u64 {
+    file.last_modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The decision's headers and cookies, on top of the response.
+fn finish(response: &mut Response<Body>, decision: &Decision, rules_header: bool) {
+    let headers = response.headers_mut();
+    if decision.private {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+    }
+    for name in &decision.remove_headers {
+        headers.remove(name);
+    }
+    for (name, value) in &decision.set_headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    for cookie in &decision.cookies {
+        headers.append(header::SET_COOKIE, cookie.clone());
+    }
+    if rules_header && !decision.fired.is_empty() {
+        if let Ok(v) = HeaderValue::try_from(decision.fired.join(", ")) {
+            headers.insert("x-outpost-rules", v);
+        }
     }
 }

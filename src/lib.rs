@@ -17,12 +17,15 @@
 
 pub mod access_log;
 pub mod check;
+pub mod compress;
 pub mod config;
 pub mod context;
 pub mod handler;
 pub mod live;
 pub mod respond;
+pub mod rules;
 pub mod server;
 pub mod site;
 pub mod store;
+pub mod transform;
 pub mod watch;

@@ -12,11 +12,18 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Guard};
 
+use crate::config::Diagnostic;
+use crate::rules::Rules;
 use crate::site::Sites;
 use crate::store::{ingest_site, IngestError, Ingested, Store, StoreError};
+use crate::transform::RenderCache;
 
 pub struct Live {
+    root: PathBuf,
     sites: ArcSwap<Sites>,
+    rules: ArcSwap<Rules>,
+    rules_problems: Mutex<Vec<Diagnostic>>,
+    rendered: RenderCache,
     store: Store,
     sites_dir: PathBuf,
     publishing: Mutex<()>,
@@ -27,7 +34,8 @@ pub struct Live {
 impl Live {
     /// Starts from the versions the store says are current, so a restart
     /// serves at once, before sites/ is scanned.
-    pub fn from_store(store: Store, sites_dir: PathBuf) -> Result<Live, StoreError> {
+    pub fn from_store(store: Store, root: PathBuf) -> Result<Live, StoreError> {
+        let sites_dir = root.join("sites");
         let mut versions = Vec::new();
         for (site, number) in store.current_versions()? {
             match store.load_version(&site, number) {
@@ -42,7 +50,11 @@ impl Live {
             tracing::error!("{p}");
         }
         Ok(Live {
+            root,
             sites: ArcSwap::from_pointee(sites),
+            rules: ArcSwap::from_pointee(Rules::empty()),
+            rules_problems: Mutex::new(Vec::new()),
+            rendered: RenderCache::default(),
             store,
             sites_dir,
             publishing: Mutex::new(()),
@@ -54,6 +66,48 @@ impl Live {
     /// The table of sites being served now.
     pub fn sites(&self) -> Guard<Arc<Sites>> {
         self.sites.load()
+    }
+
+    /// The rules in force now.
+    pub fn rules(&self) -> Guard<Arc<Rules>> {
+        self.rules.load()
+    }
+
+    /// Pages rendered by rules, by everything they depend on.
+    pub fn rendered(&self) -> &RenderCache {
+        &self.rendered
+    }
+
+    /// Problems of the last rules load that failed (empty after a good one).
+    pub fn rules_problems(&self) -> Vec<Diagnostic> {
+        self.rules_problems.lock().unwrap().clone()
+    }
+
+    /// Loads rules/ again. On any problem the rules in force stay, and the
+    /// problems are logged and kept for the status page.
+    pub fn reload_rules(&self) -> Result<(), crate::rules::LoadError> {
+        let names: Vec<String> = self.sites().iter().map(|v| v.site.clone()).collect();
+        match crate::rules::load(&self.root, &names) {
+            Ok(rules) => {
+                tracing::info!(
+                    rules = rules.rules.len(),
+                    generation = rules.generation,
+                    "rules loaded"
+                );
+                self.rules.store(Arc::new(rules));
+                self.rules_problems.lock().unwrap().clear();
+                self.rendered.clear();
+                Ok(())
+            }
+            Err(e) => {
+                for d in &e.0 {
+                    tracing::error!("{d}");
+                }
+                tracing::error!("rules not loaded; the last good rules keep serving");
+                *self.rules_problems.lock().unwrap() = e.0.clone();
+                Err(e)
+            }
+        }
     }
 
     /// True once the first scan of sites/ finished.
@@ -92,6 +146,8 @@ impl Live {
             // Busy files are taken up by the watcher once they settle.
             let _ = self.refresh(&name);
         }
+        // Rules name sites, so they load once the sites are known.
+        let _ = self.reload_rules();
         self.ready.store(true, Ordering::Release);
     }
 
@@ -125,6 +181,7 @@ impl Live {
                 );
                 let (sites, _) = current.with(version.clone());
                 self.sites.store(Arc::new(sites));
+                self.rendered.clear();
                 self.problems.lock().unwrap().remove(name);
             }
             Ok(Ingested::Removed) => {
@@ -161,6 +218,7 @@ impl Live {
         let version = Arc::new(self.store.load_version(name, number)?);
         let (sites, _) = self.sites.load().with(version);
         self.sites.store(Arc::new(sites));
+        self.rendered.clear();
         tracing::info!(site = name, version = number, "rolled back");
         Ok(number)
     }

@@ -100,21 +100,30 @@ pub enum ServeError {
     Watch(#[from] notify::Error),
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
+    #[error(transparent)]
+    Geo(#[from] crate::context::geo::GeoError),
 }
 
 /// Starts outpost on a root folder: serves what the store has at once, then
 /// scans sites/ and follows its changes until SIGTERM.
 pub async fn serve(settings: crate::config::Settings) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
+    let geo = Arc::new(crate::context::Geo::open(settings.geoip.as_deref())?);
     let store = crate::store::Store::open(&settings.store)?;
-    let sites_dir = settings.root.join("sites");
-    let live = Arc::new(crate::live::Live::from_store(store, sites_dir.clone())?);
+    let live = Arc::new(crate::live::Live::from_store(store, settings.root.clone())?);
     let log =
         crate::access_log::AccessLog::open(&settings.access_log).map_err(ServeError::AccessLog)?;
     let app = Arc::new(App {
         live: live.clone(),
         log,
+        geo: geo.clone(),
+        trusted_proxies: settings.trusted_proxies.clone(),
+        rules_header: settings.rules_header,
     });
+    let _geo_watcher = match &settings.geoip {
+        Some(path) => Some(crate::context::geo::watch(geo, path.clone())?),
+        None => None,
+    };
 
     let listener = TcpListener::bind(settings.listen)
         .await
@@ -127,7 +136,7 @@ pub async fn serve(settings: crate::config::Settings) -> Result<(), ServeError> 
     println!("listening on {addr}");
     tracing::info!(%addr, ms = started.elapsed().as_millis() as u64, sites = live.sites().iter().count(), "serving");
 
-    let _watcher = crate::watch::watch_sites(live.clone(), &sites_dir)?;
+    let _watcher = crate::watch::watch_root(live.clone(), &settings.root)?;
     let scan = live.clone();
     tokio::task::spawn_blocking(move || {
         let t = std::time::Instant::now();

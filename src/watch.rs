@@ -1,8 +1,10 @@
-//! Watching sites/: file events, a quiet period, then a new version.
+//! Watching sites/ and rules/: file events, a quiet period, then a new
+//! version of the site (or a new generation of rules).
 //!
 //! A site is ingested once no event arrived for [`QUIET`] and no file of it
 //! is still open for writing (modified but not yet closed), so a file being
-//! written in slow chunks is taken only when its writer closes it.
+//! written in slow chunks is taken only when its writer closes it. Rules
+//! files are treated the same way.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,27 +30,43 @@ struct Pending {
     open_writes: HashMap<PathBuf, Instant>,
 }
 
-/// Watches `sites_dir`; returns the watcher, which stops when dropped.
-pub fn watch_sites(
-    live: Arc<Live>,
-    sites_dir: &Path,
-) -> notify::Result<notify::RecommendedWatcher> {
+/// What a change is a change of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Changed {
+    Site(String),
+    Rules,
+}
+
+/// Watches `root`'s sites/ and rules/; returns the watcher, which stops
+/// when dropped.
+pub fn watch_root(live: Arc<Live>, root: &Path) -> notify::Result<notify::RecommendedWatcher> {
     let (tx, rx) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event| {
         let _ = tx.send(event);
     })?;
-    std::fs::create_dir_all(sites_dir).map_err(notify::Error::io)?;
-    watcher.watch(sites_dir, RecursiveMode::Recursive)?;
-    let sites_dir = sites_dir.canonicalize().map_err(notify::Error::io)?;
+    let mut dirs = Vec::new();
+    for name in ["sites", "rules"] {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).map_err(notify::Error::io)?;
+        watcher.watch(&dir, RecursiveMode::Recursive)?;
+        dirs.push(dir.canonicalize().map_err(notify::Error::io)?);
+    }
+    let rules_dir = dirs.pop().expect("two folders");
+    let sites_dir = dirs.pop().expect("two folders");
     std::thread::Builder::new()
-        .name("watch-sites".into())
-        .spawn(move || debounce(live, &sites_dir, rx))
+        .name("watch".into())
+        .spawn(move || debounce(live, &sites_dir, &rules_dir, rx))
         .map_err(notify::Error::io)?;
     Ok(watcher)
 }
 
-fn debounce(live: Arc<Live>, sites_dir: &Path, rx: mpsc::Receiver<notify::Result<Event>>) {
-    let mut pending: HashMap<String, Pending> = HashMap::new();
+fn debounce(
+    live: Arc<Live>,
+    sites_dir: &Path,
+    rules_dir: &Path,
+    rx: mpsc::Receiver<notify::Result<Event>>,
+) {
+    let mut pending: HashMap<Changed, Pending> = HashMap::new();
     loop {
         let wait = if pending.is_empty() {
             Duration::from_secs(3600)
@@ -56,7 +74,7 @@ fn debounce(live: Arc<Live>, sites_dir: &Path, rx: mpsc::Receiver<notify::Result
             QUIET / 3
         };
         match rx.recv_timeout(wait) {
-            Ok(Ok(event)) => note(&mut pending, sites_dir, &event),
+            Ok(Ok(event)) => note(&mut pending, sites_dir, rules_dir, &event),
             Ok(Err(e)) => {
                 // Lost events (queue overflow): rescan everything.
                 tracing::warn!(error = %e, "file watch error; rescanning all sites");
@@ -66,9 +84,9 @@ fn debounce(live: Arc<Live>, sites_dir: &Path, rx: mpsc::Receiver<notify::Result
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
         let now = Instant::now();
-        let due: Vec<String> = pending
+        let due: Vec<Changed> = pending
             .iter_mut()
-            .filter_map(|(site, p)| {
+            .filter_map(|(changed, p)| {
                 p.open_writes.retain(|path, since| {
                     let stalled = now.duration_since(*since) > STALLED_WRITE;
                     if stalled {
@@ -77,28 +95,37 @@ fn debounce(live: Arc<Live>, sites_dir: &Path, rx: mpsc::Receiver<notify::Result
                     !stalled
                 });
                 let quiet = p.last_event.is_none_or(|t| now.duration_since(t) >= QUIET);
-                (quiet && p.open_writes.is_empty()).then(|| site.clone())
+                (quiet && p.open_writes.is_empty()).then(|| changed.clone())
             })
             .collect();
-        for site in due {
-            match live.refresh(&site) {
-                Err(IngestError::Busy(_)) => {
-                    // Caught mid-write: try again after another quiet period.
-                    pending
-                        .get_mut(&site)
-                        .expect("due sites are pending")
-                        .last_event = Some(now);
+        for changed in due {
+            let busy = match &changed {
+                Changed::Site(site) => matches!(live.refresh(site), Err(IngestError::Busy(_))),
+                Changed::Rules => {
+                    let _ = live.reload_rules();
+                    false
                 }
-                _ => {
-                    pending.remove(&site);
-                }
+            };
+            if busy {
+                // Caught mid-write: try again after another quiet period.
+                pending
+                    .get_mut(&changed)
+                    .expect("due changes are pending")
+                    .last_event = Some(now);
+            } else {
+                pending.remove(&changed);
             }
         }
     }
 }
 
-/// Records an event against the site it touches.
-fn note(pending: &mut HashMap<String, Pending>, sites_dir: &Path, event: &Event) {
+/// Records an event against what it changes.
+fn note(
+    pending: &mut HashMap<Changed, Pending>,
+    sites_dir: &Path,
+    rules_dir: &Path,
+    event: &Event,
+) {
     let relevant = match event.kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) => false,
@@ -109,10 +136,15 @@ fn note(pending: &mut HashMap<String, Pending>, sites_dir: &Path, event: &Event)
     }
     let now = Instant::now();
     for path in &event.paths {
-        let Some(site) = site_of(sites_dir, path) else {
-            continue;
+        let changed = if path.starts_with(rules_dir) {
+            Changed::Rules
+        } else {
+            match site_of(sites_dir, path) {
+                Some(site) => Changed::Site(site),
+                None => continue,
+            }
         };
-        let p = pending.entry(site).or_default();
+        let p = pending.entry(changed).or_default();
         p.last_event = Some(now);
         match event.kind {
             EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => {

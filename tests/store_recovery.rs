@@ -18,7 +18,7 @@ fn five_versions_are_kept_and_rollback_switches_back() {
     let root = Root::new();
     site(&root);
     let store = Store::open(&root.join("cache/outpost.redb")).unwrap();
-    let live = Live::from_store(store, root.join("sites")).unwrap();
+    let live = Live::from_store(store, root.path().to_path_buf()).unwrap();
     for n in 1..=7 {
         root.write("sites/main/public/index.html", &format!("v{n}"));
         // Same size, same second: the content hash still tells them apart

@@ -10,7 +10,7 @@ mod site;
 
 pub use diagnostic::{closest, Diagnostic};
 pub use settings::{AccessLogTarget, Overrides, Settings};
-pub use site::{HeaderRule, HostPattern, SiteConfig};
+pub use site::{path_glob, HeaderRule, HostPattern, SiteConfig};
 
 use std::path::Path;
 
@@ -24,7 +24,7 @@ pub struct Origin {
 }
 
 impl Origin {
-    fn new(file: &Path, source: &str, at: usize) -> Self {
+    pub fn new(file: &Path, source: &str, at: usize) -> Self {
         let d = Diagnostic::at(file, source, at, "");
         Origin {
             file: d.file,
@@ -45,6 +45,9 @@ impl Origin {
 }
 
 /// Parses `source` as TOML straight into `T`, keeping line numbers in errors.
-fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, source: &str) -> Result<T, Diagnostic> {
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    source: &str,
+) -> Result<T, Diagnostic> {
     toml::from_str(source).map_err(|e| Diagnostic::from_toml(file, source, &e))
 }

@@ -20,6 +20,7 @@ struct RawSettings {
     trusted_proxies: Option<Vec<Spanned<String>>>,
     store: Option<PathBuf>,
     access_log: Option<String>,
+    rules_header: Option<bool>,
 }
 
 /// Where the access log goes.
@@ -41,6 +42,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     pub store: PathBuf,
     pub access_log: AccessLogTarget,
+    /// Name the rules that fired in an `X-Outpost-Rules` response header.
+    pub rules_header: bool,
 }
 
 /// Command-line values that win over the file.
@@ -112,6 +115,7 @@ impl Settings {
             trusted_proxies,
             store: root.join(raw.store.unwrap_or_else(|| "cache/outpost.redb".into())),
             access_log,
+            rules_header: raw.rules_header.unwrap_or(false),
         })
     }
 }

@@ -222,7 +222,7 @@ mod tests {
         )
         .unwrap_err();
         let at: Vec<_> = errs.iter().map(|d| (d.line, d.col)).collect();
-        assert_eq!(at, vec![(1, 19), (2, 10), (3, 14)]);
+        assert_eq!(at, vec![(1, 20), (2, 10), (3, 14)]);
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! Symlinks are followed only when they stay inside the site's public/.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use super::{
     blob_key, collect_garbage, Encoding, Manifest, ManifestFile, Scan, SiteVersion, Store,
     StoreError, BLOBS, CURRENT, KEPT_VERSIONS, SCANS, VERSIONS,
 };
+use crate::compress;
 use crate::config::{Diagnostic, SiteConfig};
 
 /// Smallest file worth compressing.
@@ -62,6 +62,7 @@ struct Found {
 struct Read {
     hash: String,
     bodies: [Option<Bytes>; 3],
+    alternates: Vec<(String, String)>,
 }
 
 /// Ingests `sites_dir/name` as a new version when it changed. `serving` is
@@ -138,14 +139,15 @@ pub fn ingest_site(
     let mut scans = Vec::with_capacity(found.len());
     let mut fresh: HashMap<String, &Read> = HashMap::new();
     for f in &found {
-        let (hash, has_gzip, has_br) = match (known.get(&f.rel), read.get(&f.rel)) {
+        let (hash, has_gzip, has_br, alternates) = match (known.get(&f.rel), read.get(&f.rel)) {
             (Some(scan), _) => {
                 let (gz, br) = stored_encodings(store, &scan.hash)?;
-                (scan.hash.clone(), gz, br)
+                (scan.hash.clone(), gz, br, scan.alternates.clone())
             }
             (None, Some(Ok(r))) => {
                 fresh.insert(r.hash.clone(), r);
-                (r.hash.clone(), r.bodies[1].is_some(), r.bodies[2].is_some())
+                let (gz, br) = (r.bodies[1].is_some(), r.bodies[2].is_some());
+                (r.hash.clone(), gz, br, r.alternates.clone())
             }
             // Unreadable: logged by read_all; the rest of the site goes on.
             (None, _) => continue,
@@ -156,6 +158,7 @@ pub fn ingest_site(
                 size: f.size,
                 mtime_ns: f.mtime_ns,
                 hash: hash.clone(),
+                alternates: alternates.clone(),
             },
         ));
         files.push(ManifestFile {
@@ -165,6 +168,7 @@ pub fn ingest_site(
             mtime_ms: (f.mtime_ns / 1_000_000) as u64,
             gzip: has_gzip,
             br: has_br,
+            alternates,
         });
     }
     let manifest = Manifest {
@@ -366,34 +370,21 @@ fn read_one(f: &Found) -> std::io::Result<Option<Read>> {
     }
     let hash = blake3::hash(&data).to_hex().to_string();
     let (gzip, br) = if compressible(&f.rel) && f.size >= COMPRESS_MIN {
-        (worth(&data, gzip(&data)), worth(&data, brotli(&data)))
+        (
+            compress::worth(&data, compress::gzip(&data, 9)),
+            compress::worth(&data, compress::brotli(&data, 9)),
+        )
     } else {
         (None, None)
+    };
+    let alternates = if f.rel.ends_with(".html") || f.rel.ends_with(".htm") {
+        super::alternates::hreflang_links(&data)
+    } else {
+        Vec::new()
     };
     Ok(Some(Read {
         hash,
         bodies: [Some(Bytes::from(data)), gzip, br],
+        alternates,
     }))
-}
-
-/// Keeps a compressed copy only when it saves at least a tenth.
-fn worth(original: &[u8], compressed: Vec<u8>) -> Option<Bytes> {
-    (compressed.len() * 10 < original.len() * 9).then(|| Bytes::from(compressed))
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    enc.write_all(data).expect("writing to memory");
-    enc.finish().expect("writing to memory")
-}
-
-fn brotli(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let params = brotli::enc::BrotliEncoderParams {
-        quality: 9,
-        lgwin: 22,
-        ..Default::default()
-    };
-    brotli::BrotliCompress(&mut &data[..], &mut out, &params).expect("writing to memory");
-    out
 }

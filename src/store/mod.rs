@@ -7,6 +7,7 @@
 //! deleted once no kept version needs them. Serving never touches redb: the
 //! served versions live in memory as [`SiteVersion`]s (see `version.rs`).
 
+mod alternates;
 mod ingest;
 mod version;
 
@@ -81,6 +82,9 @@ pub struct ManifestFile {
     pub mtime_ms: u64,
     pub gzip: bool,
     pub br: bool,
+    /// hreflang alternates of an HTML page.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternates: Vec<(String, String)>,
 }
 
 /// What ingest saw of a file last time.
@@ -89,6 +93,8 @@ struct Scan {
     size: u64,
     mtime_ns: u128,
     hash: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    alternates: Vec<(String, String)>,
 }
 
 /// The store, opened once per process.

@@ -40,6 +40,8 @@ pub struct StoredFile {
     pub content_type: HeaderValue,
     pub last_modified: SystemTime,
     pub last_modified_header: HeaderValue,
+    /// `(hreflang, href)` of the page's alternate links.
+    pub alternates: Vec<(String, String)>,
     bodies: [Option<Bytes>; 3],
     etags: [HeaderValue; 3],
 }
@@ -66,6 +68,7 @@ impl StoredFile {
             last_modified_header: HeaderValue::try_from(httpdate::fmt_http_date(last_modified))
                 .expect("dates are valid headers"),
             etags: [etag(""), etag("-gz"), etag("-br")],
+            alternates: Vec::new(),
             bodies: [Some(identity), gzip, br],
             hash,
         }
@@ -90,6 +93,10 @@ impl StoredFile {
     pub fn etag_matches(&self, tag: &str) -> bool {
         let tag = tag.trim().trim_start_matches("W/");
         self.etags.iter().any(|e| e.as_bytes() == tag.as_bytes())
+    }
+
+    pub fn is_html(&self) -> bool {
+        self.content_type.as_bytes().starts_with(b"text/html")
     }
 
     /// Whether compressed copies exist, so responses must say `Vary`.
@@ -158,7 +165,8 @@ impl SiteVersion {
             let identity = blob(&f.hash, Encoding::Identity)?;
             let gzip = f.gzip.then(|| blob(&f.hash, Encoding::Gzip)).transpose()?;
             let br = f.br.then(|| blob(&f.hash, Encoding::Brotli)).transpose()?;
-            let file = StoredFile::new(&f.path, f.hash.clone(), f.mtime_ms, identity, gzip, br);
+            let mut file = StoredFile::new(&f.path, f.hash.clone(), f.mtime_ms, identity, gzip, br);
+            file.alternates = f.alternates.clone();
             files.insert(f.path.clone(), Arc::new(file));
         }
         Ok(SiteVersion {

@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Generates the benchmark corpus: an outpost root folder with three sites.
+
+    corpus.py ROOT PORT ADMIN_PORT URLS_FILE
+
+writes ROOT/outpost.toml and ROOT/sites/bench-{a,b,c}/ (site.toml + public/),
+and URLS_FILE, the list of every page as "host path" lines (shuffled, for the
+`paths` scenario).
+
+Everything comes from seeded RNGs, so two runs produce byte-identical files
+and results stay comparable across machines and commits. Page text is drawn
+from a few hundred words with a Zipf-like frequency so it compresses like real
+HTML (roughly 3-4x with gzip -9), not like repeated filler (100x), which would
+make compressed serving look unrealistically cheap. Standard library only.
+"""
+
+import os
+import random
+import struct
+import sys
+import zlib
+
+PAGES_PER_SITE = 500
+PAGE_MIN, PAGE_MAX = 20_000, 40_000  # bytes
+INDEX_SIZE = 25_000                  # the "small page"
+BIG_SIZE = 1 << 20                   # big.bin, bench-a only
+
+SITES = [
+    # name,     locale,  country, default
+    ("bench-a", "en-GB", "GB", True),
+    ("bench-b", "it-IT", "IT", False),
+    ("bench-c", "de-DE", "DE", False),
+]
+
+# Common English words plus some domain vocabulary; enough variety that gzip
+# has to work for its ratio.
+WORDS = """
+the of and to in is that for it as was with be by on not he this are or his
+from at which but have an they you were her she there been one all we their
+has would when if so what out up about into than them can only other new some
+could time these two may then do first any like my now over such our man me
+even most made after also did many before must through back years where much
+your way well down should because each just those people how too little state
+good very make world still own see men work long get here between both life
+being under never day same another know while last might us great old year off
+come since against go came right used take three states himself few house use
+during without again place american around however home small found thought
+went say part once general high upon school every don does got united left
+number course war until always away something fact though water less public put
+think almost hand enough far took head yet government system better set told
+nothing night end why called didn eyes find going look asked later knew point
+next program city business give group toward young days let room president side
+social given present several order national possible rather second face per
+among form important often things looked early white case john become large big
+need four within felt children along saw best church ever least power
+development light thing seemed family interest want members mind country area
+others done turned although open god service certain kind problem began different
+door thus help sense means whole matter perhaps itself york times law human line
+above name example action company hands local show whether five history gave
+today either act feet across taken past quite anything seen having death week
+experience body word half really field am car words already themselves information
+tell together college shall money period held keep sure probably free seems
+political real cannot behind miss question air office making brought whose
+special heard major problems ago became federal moment study available known
+result street economic boy position reason change south board individual job
+society areas west close turn love community true court force full seem am
+offer bonus welcome deposit account player games slots table live casino
+roulette blackjack poker jackpot spins wagering terms conditions responsible
+gambling support withdraw verify identity payment method limit session secure
+licensed regulated commission promotion weekly daily reward loyalty points tier
+exclusive mobile app download browser desktop experience provider studio
+release feature volatility return theoretical minimum maximum stake currency
+""".split()
+
+HEADINGS = """Overview Features Getting started Payments Security Rewards
+Frequently asked questions Responsible play Mobile experience Our providers
+Terms at a glance Customer support Latest news Community Account settings""".split("\n")
+
+
+def zipf_weights(n, s=1.05):
+    return [1.0 / (rank ** s) for rank in range(1, n + 1)]
+
+
+class Writer:
+    """Draws words and builds HTML from one seeded RNG."""
+
+    def __init__(self, seed, site):
+        self.rng = random.Random(seed)
+        self.site = site
+        words = WORDS[:]
+        # Each site gets its own frequency order, like different languages
+        # would have different common words.
+        self.rng.shuffle(words)
+        self.words = words
+        self.cum = []
+        total = 0.0
+        for w in zipf_weights(len(words)):
+            total += w
+            self.cum.append(total)
+
+    def words_(self, n):
+        return self.rng.choices(self.words, cum_weights=self.cum, k=n)
+
+    def sentence(self):
+        ws = self.words_(self.rng.randint(6, 22))
+        ws[0] = ws[0].capitalize()
+        return " ".join(ws) + self.rng.choice(".....?!")
+
+    def title(self, n=None):
+        return " ".join(w.capitalize() for w in self.words_(n or self.rng.randint(2, 6)))
+
+    def link(self):
+        page = self.rng.randrange(PAGES_PER_SITE)
+        return f'<a href="/page-{page:03d}.html">{" ".join(self.words_(self.rng.randint(1, 4)))}</a>'
+
+    def paragraph(self):
+        parts = []
+        for _ in range(self.rng.randint(3, 8)):
+            s = self.sentence()
+            r = self.rng.random()
+            if r < 0.15:
+                s = s[:-1] + " " + self.link() + s[-1]
+            elif r < 0.25:
+                s = f"<strong>{s}</strong>"
+            elif r < 0.32:
+                s = f"<em>{s}</em>"
+            parts.append(s)
+        return "<p>" + " ".join(parts) + "</p>\n"
+
+    def block(self):
+        r = self.rng.random()
+        if r < 0.70:
+            return self.paragraph()
+        if r < 0.85:
+            items = "".join(f"  <li>{self.sentence()}</li>\n" for _ in range(self.rng.randint(3, 7)))
+            return f'<ul class="list">\n{items}</ul>\n'
+        if r < 0.93:
+            rows = "".join(
+                "  <tr>" + "".join(f"<td>{self.title(2)}</td>" for _ in range(3))
+                + f'<td class="num">{self.rng.randint(1, 99999):,}</td></tr>\n'
+                for _ in range(self.rng.randint(3, 8))
+            )
+            return f'<table class="data">\n  <tr><th>Name</th><th>Type</th><th>Detail</th><th>Value</th></tr>\n{rows}</table>\n'
+        n = self.rng.randint(1, 3)
+        return (f'<figure><img src="/assets/img-{n}.png" alt="{self.title(3)}" width="64" height="64">'
+                f"<figcaption>{self.sentence()}</figcaption></figure>\n")
+
+    def page(self, title, target, locale, body_class):
+        nav = "".join(f"      <li>{self.link()}</li>\n" for _ in range(10))
+        head = f"""<!doctype html>
+<html lang="{locale}">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{title} | {self.site}</title>
+  <meta name="description" content="{self.sentence()}">
+  <link rel="stylesheet" href="/assets/app.css">
+  <script src="/assets/app.js" defer></script>
+</head>
+<body class="{body_class}">
+  <header class="site-header">
+    <a class="logo" href="/"><img src="/assets/logo.png" alt="{self.site}" width="32" height="32"></a>
+    <nav class="main-nav">
+     <ul>
+{nav}     </ul>
+    </nav>
+  </header>
+  <main>
+  <article>
+<h1>{title}</h1>
+<p class="lead">{self.sentence()} {self.sentence()}</p>
+"""
+        foot_links = "".join(f"    <li>{self.link()}</li>\n" for _ in range(8))
+        tail = f"""  </article>
+  </main>
+  <footer class="site-footer">
+   <ul>
+{foot_links}   </ul>
+   <p class="legal">{self.sentence()} {self.sentence()}</p>
+  </footer>
+</body>
+</html>
+"""
+        out = [head]
+        size = len(head) + len(tail)
+        section = 0
+        while size < target:
+            section += 1
+            sec = [f'<section id="s{section}">\n<h2>{self.rng.choice(HEADINGS).strip()} {self.title(2)}</h2>\n']
+            for _ in range(self.rng.randint(2, 6)):
+                sec.append(self.block())
+            sec.append("</section>\n")
+            chunk = "".join(sec)
+            out.append(chunk)
+            size += len(chunk)
+        out.append(tail)
+        return "".join(out)
+
+
+def css(rng):
+    props = ["margin", "padding", "color", "background", "border", "font-size",
+             "line-height", "display", "gap", "max-width", "border-radius"]
+    vals = ["0", "1rem", "0.5rem 1rem", "#1a1a2e", "#f5f5f5", "1px solid #ddd",
+            "1.125rem", "1.5", "flex", "grid", "72rem", "4px", "auto", "inherit"]
+    rules = []
+    for i in range(220):
+        sel = rng.choice(["main", "article", "nav", "footer", ".card", ".list", ".data",
+                          "h1", "h2", "p", "a", "li", "td", "figure", ".lead", ".legal"])
+        if rng.random() < 0.5:
+            sel += f" .c{i}"
+        decls = "".join(f"  {rng.choice(props)}: {rng.choice(vals)};\n" for _ in range(rng.randint(2, 6)))
+        rules.append(f"{sel} {{\n{decls}}}\n")
+    return "".join(rules)
+
+
+def js(rng):
+    out = ["'use strict';\n"]
+    for i in range(150):
+        a, b = rng.randint(1, 999), rng.randint(1, 999)
+        out.append(
+            f"function handler{i}(event) {{\n"
+            f"  const el = document.querySelector('.c{i}');\n"
+            f"  if (!el) return {a};\n"
+            f"  el.dataset.count = String((Number(el.dataset.count) || 0) + {b});\n"
+            f"  return el.dataset.count;\n}}\n"
+        )
+    out.append("document.addEventListener('DOMContentLoaded', () => handler0());\n")
+    return "".join(out)
+
+
+def png(width, height, rgb_at):
+    """A valid, tiny, truecolour PNG."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(
+        b"\x00" + b"".join(bytes(rgb_at(x, y)) for x in range(width)) for y in range(height)
+    )
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 9))
+            + chunk(b"IEND", b""))
+
+
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    with open(path, mode, **({} if mode == "wb" else {"encoding": "utf-8", "newline": "\n"})) as f:
+        f.write(data)
+
+
+def main():
+    if len(sys.argv) != 5:
+        sys.exit("usage: corpus.py ROOT PORT ADMIN_PORT URLS_FILE")
+    root, port, admin_port, urls_file = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+
+    write(os.path.join(root, "outpost.toml"),
+          f'listen = "127.0.0.1:{port}"\n'
+          f'admin_listen = "127.0.0.1:{admin_port}"\n'
+          'access_log = "off"\n'
+          'store = "cache/outpost.redb"\n')
+
+    urls = []
+    for index, (name, locale, country, default) in enumerate(SITES):
+        site = os.path.join(root, "sites", name)
+        public = os.path.join(site, "public")
+        host = f"{name}.localhost"
+        write(os.path.join(site, "site.toml"),
+              f'hosts = ["{host}"]\n'
+              f'locale = "{locale}"\n'
+              f'countries = ["{country}"]\n'
+              'group = "bench"\n'
+              f'default = {"true" if default else "false"}\n')
+
+        w = Writer(1000 + index, name)
+        write(os.path.join(public, "index.html"),
+              w.page("Home", INDEX_SIZE, locale, "home"))
+        for n in range(PAGES_PER_SITE):
+            size = w.rng.randint(PAGE_MIN, PAGE_MAX)
+            write(os.path.join(public, f"page-{n:03d}.html"),
+                  w.page(w.title(), size, locale, f"page page-{n:03d}"))
+            urls.append(f"{host} /page-{n:03d}.html")
+
+        assets = os.path.join(public, "assets")
+        write(os.path.join(assets, "app.css"), css(w.rng))
+        write(os.path.join(assets, "app.js"), js(w.rng))
+        write(os.path.join(assets, "logo.png"),
+              png(32, 32, lambda x, y: (x * 8, y * 8, 128 + index * 40)))
+        for n in (1, 2, 3):
+            write(os.path.join(assets, f"img-{n}.png"),
+                  png(64, 64, lambda x, y, n=n: ((x * n * 4) % 256, (y * 4) % 256, (x ^ y) * n % 256)))
+        if name == "bench-a":
+            write(os.path.join(public, "big.bin"), random.Random(42).randbytes(BIG_SIZE))
+
+    # Shuffled (deterministically) so consecutive requests hit different
+    # hosts and files, like real traffic, rather than walking the disk order.
+    random.Random(7).shuffle(urls)
+    write(urls_file, "\n".join(urls) + "\n")
+
+
+if __name__ == "__main__":
+    main()

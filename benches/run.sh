@@ -1,0 +1,590 @@
+#!/usr/bin/env bash
+# Benchmarks outpost against nginx serving the same generated sites.
+#
+#   benches/run.sh                       # everything, 3 x 5 s per scenario and server
+#   SERVERS=nginx DURATION=2 REPEAT=1 benches/run.sh
+#   SCENARIOS="small big" benches/run.sh
+#
+# See benches/README.md for what is measured and why. All traffic goes to
+# 127.0.0.1, every load stops by itself, and every process this script starts
+# is stopped on exit.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$BENCH_DIR")
+
+DURATION=${DURATION:-5}            # seconds per wrk run
+REPEAT=${REPEAT:-3}                # runs per scenario and server; the median is reported
+SERVERS=${SERVERS:-nginx outpost}  # which servers to run, e.g. SERVERS=nginx
+SCENARIOS=${SCENARIOS:-}           # subset of scenarios, e.g. "small big"; empty = all
+CONNECTIONS=${CONNECTIONS:-32}     # wrk connections
+WARMUP=${WARMUP:-1}                # seconds of unmeasured load before a scenario's first run; 0 = none
+READY_TIMEOUT=${READY_TIMEOUT:-60} # seconds a server may take to serve all three sites
+SERVER_CPU=${SERVER_CPU:-0}        # core the servers are pinned to
+LOAD_CPU=${LOAD_CPU:-1}            # core wrk is pinned to
+RESULTS_FILE=${RESULTS_FILE:-$BENCH_DIR/results/last-run.txt}
+DEFAULT_OUTPOST_BIN=$REPO_DIR/target/release/outpost
+OUTPOST_BIN=${OUTPOST_BIN:-$DEFAULT_OUTPOST_BIN}
+
+# ---------------------------------------------------------------------------
+# Small helpers
+
+say() { printf '==> %s\n' "$*" >&2; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
+error() { printf 'ERROR: %s\n' "$*" >&2; }
+die() {
+  error "$*"
+  exit 1
+}
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+
+# True while the process exists and is not a zombie waiting to be reaped.
+alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
+}
+
+# ---------------------------------------------------------------------------
+# State, and the cleanup that runs however the script ends
+
+TMP=""
+STARTED=()           # pids this script started (nginx master, outpost)
+NGINX_WORKERS=()     # killed only if the master had to be SIGKILLed
+declare -A PORT=()   # server -> port
+declare -A PIDS=()   # server -> space-separated pids whose CPU time counts
+CLK_TCK=$(getconf CLK_TCK)
+FAILURES=0           # scenarios skipped because a server answered wrongly
+BUSY_NOTE=""         # set when the machine was not idle before the runs
+
+cleanup() {
+  local pid worker i
+  for pid in "${STARTED[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${STARTED[@]}"; do
+    for ((i = 0; i < 100; i++)); do
+      alive "$pid" || break
+      sleep 0.1
+    done
+    if alive "$pid"; then
+      warn "process $pid ignored SIGTERM for 10 s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+      for worker in "${NGINX_WORKERS[@]}"; do
+        kill -KILL "$worker" 2>/dev/null || true
+      done
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ -n $TMP ]]; then
+    rm -rf "$TMP"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------
+# Setup
+
+check_settings() {
+  is_uint "$DURATION" && ((DURATION > 0)) || die "DURATION must be a whole number of seconds > 0, not '$DURATION'"
+  is_uint "$REPEAT" && ((REPEAT > 0)) || die "REPEAT must be a whole number > 0, not '$REPEAT'"
+  is_uint "$WARMUP" || die "WARMUP must be a whole number of seconds, not '$WARMUP'"
+  is_uint "$CONNECTIONS" && ((CONNECTIONS > 0)) || die "CONNECTIONS must be > 0, not '$CONNECTIONS'"
+  local s
+  for s in $SERVERS; do
+    [[ $s == nginx || $s == outpost ]] || die "SERVERS may list nginx and outpost, not '$s'"
+  done
+  [[ -n ${SERVERS// /} ]] || die "SERVERS is empty"
+}
+
+has_server() { [[ " $SERVERS " == *" $1 "* ]]; }
+
+# Installs what is missing. apt-get runs only when something is missing.
+ensure_tools() {
+  local -a missing=()
+  if has_server nginx && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+    missing+=(nginx)
+  fi
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v taskset >/dev/null || missing+=(util-linux)
+  command -v pgrep >/dev/null || missing+=(procps)
+  command -v gzip >/dev/null || missing+=(gzip)
+  if ((${#missing[@]})); then
+    say "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  command -v python3 >/dev/null || die "python3 is needed to generate the corpus"
+  NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+  if has_server outpost && [[ ! -x $OUTPOST_BIN ]]; then
+    [[ $OUTPOST_BIN == "$DEFAULT_OUTPOST_BIN" ]] || die "OUTPOST_BIN=$OUTPOST_BIN is not an executable file"
+    say "no $OUTPOST_BIN yet: cargo build --release"
+    (cd "$REPO_DIR" && cargo build --release) || die "cargo build --release failed"
+    [[ -x $OUTPOST_BIN ]] || die "cargo build did not produce $OUTPOST_BIN"
+  fi
+  local cores
+  cores=$(nproc)
+  ((SERVER_CPU < cores && LOAD_CPU < cores)) ||
+    die "SERVER_CPU=$SERVER_CPU and LOAD_CPU=$LOAD_CPU must be below the core count ($cores)"
+  ((SERVER_CPU != LOAD_CPU)) || warn "servers and wrk share core $SERVER_CPU: results measure contention"
+}
+
+# Three distinct free loopback ports. The kernel picks them; they are released
+# just before the servers bind, a race no other process here is running.
+pick_ports() {
+  local ports
+  ports=$(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+')
+  read -r 'PORT[nginx]' 'PORT[outpost]' ADMIN_PORT <<<"$ports"
+}
+
+make_corpus() {
+  say "generating the corpus in $TMP (3 sites x 500 pages, deterministic)"
+  python3 "$BENCH_DIR/corpus.py" "$TMP/root" "${PORT[outpost]}" "$ADMIN_PORT" "$TMP/urls.txt"
+
+  # nginx serves the same files through a tree of hard links (same inodes,
+  # no copy) that also holds the .gz siblings gzip_static needs. They stay
+  # out of outpost's tree because outpost would ingest them as extra files,
+  # which would cost it ingest time and memory nginx does not pay.
+  mkdir -p "$TMP/nginx-sites"
+  cp -al "$TMP/root/sites/." "$TMP/nginx-sites/"
+  # -f: gzip refuses hard-linked inputs without it; -k keeps the originals.
+  find "$TMP/nginx-sites" -type f \( -name '*.html' -o -name '*.css' -o -name '*.js' \) -print0 |
+    xargs -0 -n 200 -P "$(nproc)" gzip -k -9 -f
+  # Write the ~70 MB out now, so the kernel's writeback does not run during
+  # (and steal CPU from) the measured runs.
+  sync -f "$TMP"
+}
+
+# ---------------------------------------------------------------------------
+# Servers
+
+# Polls until every site answers 200 on /, or the server dies, or time is up.
+wait_ready() {
+  local server=$1 pid=$2 log=$3 deadline=$((SECONDS + READY_TIMEOUT)) site code
+  for site in bench-a bench-b bench-c; do
+    while :; do
+      code=$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' \
+        -H "Host: $site.localhost" "http://127.0.0.1:${PORT[$server]}/" || true)
+      [[ $code == 200 ]] && break
+      if ! alive "$pid"; then
+        tail -n 20 "$log" >&2 || true
+        die "$server exited during startup (log above)"
+      fi
+      if ((SECONDS >= deadline)); then
+        tail -n 20 "$log" >&2 || true
+        die "$server not ready after ${READY_TIMEOUT}s: Host $site.localhost / answers $code, want 200"
+      fi
+      sleep 0.2
+    done
+  done
+}
+
+start_nginx() {
+  local conf=$TMP/nginx.conf user_line="" workers
+  workers=$(nproc)
+  # As root, nginx workers would switch to 'nobody', who cannot enter the
+  # 0700 mktemp dir; keep them as the invoking user instead.
+  ((EUID == 0)) && user_line="user root;"
+  mkdir -p "$TMP/nginx-temp"
+  sed -e "s|@TMP@|$TMP|g" -e "s|@PORT@|${PORT[nginx]}|g" \
+    -e "s|@WORKERS@|$workers|g" -e "s|@USER_LINE@|$user_line|" \
+    "$BENCH_DIR/nginx.conf.template" >"$conf"
+  # -e: the error log from the first moment, before the config is read, so
+  # nginx never tries /var/log/nginx.
+  "$NGINX_BIN" -t -q -c "$conf" -e "$TMP/nginx-error.log" ||
+    die "nginx rejected $conf (see above)"
+
+  say "starting nginx ($workers workers) on 127.0.0.1:${PORT[nginx]}, pinned to core $SERVER_CPU"
+  taskset -c "$SERVER_CPU" "$NGINX_BIN" -c "$conf" -e "$TMP/nginx-error.log" \
+    >"$TMP/nginx.out" 2>&1 &
+  local master=$!
+  STARTED+=("$master")
+  wait_ready nginx "$master" "$TMP/nginx-error.log"
+
+  # CPU time and memory count the master and every worker.
+  local i
+  for ((i = 0; i < 50; i++)); do
+    mapfile -t NGINX_WORKERS < <(pgrep -P "$master" || true)
+    ((${#NGINX_WORKERS[@]} >= workers)) && break
+    sleep 0.1
+  done
+  ((${#NGINX_WORKERS[@]} >= workers)) || die "nginx started ${#NGINX_WORKERS[@]} of $workers workers"
+  PIDS[nginx]="$master ${NGINX_WORKERS[*]}"
+}
+
+start_outpost() {
+  say "starting outpost on 127.0.0.1:${PORT[outpost]}, pinned to core $SERVER_CPU"
+  local started=$SECONDS
+  taskset -c "$SERVER_CPU" "$OUTPOST_BIN" serve --root "$TMP/root" \
+    >"$TMP/outpost.log" 2>&1 &
+  local pid=$!
+  STARTED+=("$pid")
+  # outpost listens at once and then ingests the sites (hashing and
+  # compressing every file), so wait for all three sites, not the socket.
+  wait_ready outpost "$pid" "$TMP/outpost.log"
+  say "outpost serves all sites after $((SECONDS - started)) s"
+  PIDS[outpost]=$pid
+}
+
+# Sum of user + system CPU time, in clock ticks, of the given processes.
+cpu_ticks() {
+  local pid stat total=0
+  local -a f
+  for pid in "$@"; do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || die "server process $pid is gone"
+    # Fields after the ")" that ends the command name: f[0] is field 3
+    # (state), so utime (field 14) is f[11] and stime (field 15) is f[12].
+    read -ra f <<<"${stat##*) }"
+    total=$((total + f[11] + f[12]))
+  done
+  echo "$total"
+}
+
+# Sum of VmHWM (peak resident set, KiB) of the given processes.
+peak_rss_kib() {
+  local pid kib total=0
+  for pid in "$@"; do
+    kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    total=$((total + ${kib:-0}))
+  done
+  echo "$total"
+}
+
+# Busy share (%) of each of the given cores over one second, e.g. "0:3 1:97".
+core_busy() {
+  local before after core
+  before=$(grep -E "^cpu($(IFS='|'; echo "$*")) " /proc/stat)
+  sleep 1
+  after=$(grep -E "^cpu($(IFS='|'; echo "$*")) " /proc/stat)
+  paste -d' ' <(echo "$before") <(echo "$after") | awk '{
+    n = NF / 2; total = 0
+    for (i = 2; i <= n; i++) total += $(i + n) - $i
+    idle = ($(5 + n) - $5) + ($(6 + n) - $6)   # idle + iowait
+    printf "%s:%d ", substr($1, 4), total ? 100 * (total - idle) / total : 0
+  }'
+}
+
+# With the servers up but idle, the two cores should be idle too. Anything
+# else running there (a build, another benchmark) takes CPU from whichever
+# server is being loaded at the time and makes the comparison noisy.
+check_idle() {
+  local busy worst=0 entry
+  busy=$(core_busy "$SERVER_CPU" "$LOAD_CPU")
+  for entry in $busy; do
+    ((${entry#*:} > worst)) && worst=${entry#*:}
+  done
+  if ((worst > 10)); then
+    BUSY_NOTE="WARNING: before the runs, other work kept the cores busy (core:busy% $busy); results are noisy"
+    warn "${BUSY_NOTE#WARNING: }"
+    warn "busiest processes right now: $(top -b -n 1 -o %CPU | awk 'NR > 7 && NR <= 10 {printf "%s (%s%%) ", $12, $9}')"
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# Scenarios
+#
+#   scenario NAME EXPECT TARGET [WRK_ARGS...]
+#
+# EXPECT  the status every response must have (checked with curl before the
+#         load; the scenario is skipped for a server that answers otherwise).
+# TARGET  a path such as /big.bin, or @FILE: a list of "host path" lines that
+#         paths.lua cycles through, one request per line in rotation.
+# WRK_ARGS extra wrk options, mostly -H 'Name: value'. The same -H headers go
+#         to the curl checks. @ETAG@ in them becomes the server's ETag for
+#         TARGET, fetched with the scenario's other headers.
+#
+# Add scenarios at the bottom of define_scenarios; SCENARIOS="a b" picks some.
+
+SC_ORDER=()
+declare -A SC_EXPECT=() SC_TARGET=() SC_ARGS=()
+
+scenario() {
+  local name=$1 expect=$2 target=$3
+  shift 3
+  SC_ORDER+=("$name")
+  SC_EXPECT[$name]=$expect
+  SC_TARGET[$name]=$target
+  SC_ARGS[$name]=$(printf '%q ' "$@")
+}
+
+define_scenarios() {
+  # A typical page, precompressed (gzip: both servers have a gzip copy).
+  scenario small 200 / -H 'Host: bench-a.localhost' -H 'Accept-Encoding: gzip'
+  # A large download: raw throughput, sendfile vs. in-memory bodies.
+  scenario big 200 /big.bin -H 'Host: bench-a.localhost'
+  # A browser revalidating its cached copy: headers only, no body.
+  scenario revalidate 304 / -H 'Host: bench-a.localhost' -H 'Accept-Encoding: gzip' \
+    -H 'If-None-Match: @ETAG@'
+  # Many distinct files across all hosts, so no single hot file is cached.
+  scenario paths 200 "@$TMP/urls.txt" -H 'Accept-Encoding: gzip'
+}
+
+# The ETag a server sends for URL with the given curl -H arguments.
+fetch_etag() {
+  local url=$1
+  shift
+  curl -s -D - -o /dev/null --max-time 5 "$@" "$url" | tr -d '\r' |
+    sed -n 's/^[Ee][Tt][Aa][Gg]:[[:space:]]*//p' | head -n 1
+}
+
+# Sets, for scenario $1 against server $2: WRK_ARGS (options for wrk, -s
+# script included), CURL_H (the -H arguments for curl), URL and LIST (the
+# URL list file, empty for a single-path scenario). Returns 1 (after an
+# error message) when the scenario cannot be prepared for this server.
+prepare() {
+  local name=$1 server=$2 base="http://127.0.0.1:${PORT[$2]}" target=${SC_TARGET[$1]}
+  local -a args
+  eval "args=(${SC_ARGS[$name]})"
+
+  CURL_H=()
+  local i
+  for ((i = 0; i < ${#args[@]}; i++)); do
+    if [[ ${args[i]} == -H || ${args[i]} == --header ]]; then
+      CURL_H+=(-H "${args[i + 1]}")
+      i=$((i + 1))
+    fi
+  done
+
+  if [[ $target == @* ]]; then
+    LIST=${target#@}
+    URL=$base/
+    WRK_ARGS=(-s "$BENCH_DIR/paths.lua")
+  else
+    LIST=""
+    URL=$base$target
+    WRK_ARGS=(-s "$BENCH_DIR/report.lua")
+  fi
+
+  if [[ ${SC_ARGS[$name]} == *@ETAG@* ]]; then
+    local -a plain=()
+    for ((i = 0; i < ${#CURL_H[@]}; i += 2)); do
+      [[ ${CURL_H[i + 1]} == *@ETAG@* ]] || plain+=(-H "${CURL_H[i + 1]}")
+    done
+    local etag
+    etag=$(fetch_etag "$URL" "${plain[@]}")
+    if [[ -z $etag ]]; then
+      error "$name: $server sends no ETag for $target"
+      return 1
+    fi
+    for i in "${!args[@]}"; do args[i]=${args[i]//@ETAG@/"$etag"}; done
+    for i in "${!CURL_H[@]}"; do CURL_H[i]=${CURL_H[i]//@ETAG@/"$etag"}; done
+  fi
+  # A scenario's own -s comes after ours, so it wins.
+  WRK_ARGS+=("${args[@]}")
+}
+
+# Escapes a value for a double-quoted string in a curl config file.
+curl_quote() {
+  local v=${1//\\/\\\\}
+  printf '%s' "${v//\"/\\\"}"
+}
+
+# Checks that the server answers the scenario's requests with the expected
+# status: the one request of a single-path scenario, or every URL of a list
+# (one curl process over one kept-alive connection, so it is quick).
+check_scenario() {
+  local name=$1 server=$2 expect=${SC_EXPECT[$1]} code
+  if [[ -z $LIST ]]; then
+    code=$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' "${CURL_H[@]}" "$URL" || true)
+    if [[ $code != "$expect" ]]; then
+      error "$name: $server answers $code to GET ${SC_TARGET[$name]} (${CURL_H[*]}), want $expect; skipping $name for $server"
+      return 1
+    fi
+    return 0
+  fi
+
+  local config=$TMP/check-$name-$server.curl host path h bad total answered first=1
+  {
+    while read -r host path; do
+      [[ -n $host ]] || continue
+      # --next between URLs: each gets its own Host header and output.
+      ((first)) || echo next
+      first=0
+      printf 'url = "%s"\nheader = "Host: %s"\n' "${URL%/}$path" "$host"
+      for ((h = 1; h < ${#CURL_H[@]}; h += 2)); do
+        printf 'header = "%s"\n' "$(curl_quote "${CURL_H[h]}")"
+      done
+      printf 'output = "/dev/null"\nwrite-out = "%%{http_code} %s %s\\n"\n' "$host" "$path"
+    done <"$LIST"
+  } >"$config"
+  local answers
+  answers=$(curl -s --max-time 120 -K "$config" || true)
+  total=$(grep -c . "$LIST")
+  answered=$(grep -c . <<<"$answers" || true)
+  bad=$(awk -v want="$expect" '$1 != want' <<<"$answers")
+  if [[ -n $bad || $answered != "$total" ]]; then
+    error "$name: of $total URLs, $server answered $answered, $(grep -c . <<<"$bad" || true) with a status other than $expect, e.g.:"
+    head -n 5 <<<"$bad" >&2
+    error "skipping $name for $server"
+    return 1
+  fi
+}
+
+# Runs wrk for $1 seconds with the prepared arguments; prints its output.
+# timeout is a safety net on top of -d: a load never outlives its budget.
+run_wrk() {
+  local seconds=$1
+  PATHS_FILE=$LIST timeout --foreground --kill-after=5 $((seconds + 30)) \
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${seconds}s" --latency \
+    "${WRK_ARGS[@]}" "$URL"
+}
+
+# One measured run: wrk's own numbers plus the server's CPU time around it.
+measure() {
+  local name=$1 server=$2 rep=$3 out before after line
+  local -a pids
+  read -ra pids <<<"${PIDS[$server]}"
+  before=$(cpu_ticks "${pids[@]}")
+  if ! out=$(run_wrk "$DURATION" 2>&1); then
+    printf '%s\n' "$out" >&2
+    die "$name: wrk failed against $server"
+  fi
+  after=$(cpu_ticks "${pids[@]}")
+  line=$(grep '^BENCH_RESULT ' <<<"$out" || true)
+  [[ -n $line ]] || {
+    printf '%s\n' "$out" >&2
+    die "$name: no BENCH_RESULT line from wrk"
+  }
+  local reqs dur_us bytes p50 p99 sock_err bad_status
+  read -r _ reqs dur_us bytes p50 p99 sock_err bad_status <<<"$line"
+  ((reqs > 0)) || die "$name: $server completed no requests"
+  if ((sock_err + bad_status > 0)); then
+    warn "$name/$server run $rep: $sock_err socket errors, $bad_status responses >= 400"
+  fi
+  local record
+  record=$(awk -v n="$name" -v s="$server" -v rep="$rep" -v reqs="$reqs" -v dur="$dur_us" \
+    -v bytes="$bytes" -v p50="$p50" -v p99="$p99" -v ticks=$((after - before)) -v hz="$CLK_TCK" \
+    -v se="$sock_err" -v bs="$bad_status" 'BEGIN {
+      printf "%s %s %d %.1f %d %d %.2f %.1f %d %d %d\n", n, s, rep, reqs * 1e6 / dur, p50, p99,
+        ticks * 1e6 / hz / reqs, bytes / reqs, se, bs, reqs }')
+  echo "$record" >>"$TMP/runs.tsv"
+  local -a r
+  read -ra r <<<"$record"
+  printf '    %-10s %-8s run %d/%d: %9s req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %7s us/req\n' \
+    "$name" "$server" "$rep" "$REPEAT" "${r[3]}" "$(awk -v v="${r[4]}" 'BEGIN{print v/1000}')" \
+    "$(awk -v v="${r[5]}" 'BEGIN{print v/1000}')" "${r[6]}" >&2
+}
+
+# Sets SELECTED to the scenarios to run, in the order SCENARIOS lists them.
+select_scenarios() {
+  SELECTED=()
+  if [[ -z ${SCENARIOS// /} ]]; then
+    SELECTED=("${SC_ORDER[@]}")
+    return
+  fi
+  local s
+  for s in $SCENARIOS; do
+    [[ -n ${SC_EXPECT[$s]+x} ]] || die "unknown scenario '$s'; known: ${SC_ORDER[*]}"
+    SELECTED+=("$s")
+  done
+}
+
+run_scenarios() {
+  local -a servers reversed
+  read -ra servers <<<"$SERVERS"
+  local i
+  for ((i = ${#servers[@]} - 1; i >= 0; i--)); do reversed+=("${servers[i]}"); done
+
+  local name server rep
+  local -A ok=()
+  for name in "${SELECTED[@]}"; do
+    say "scenario $name"
+    for server in "${servers[@]}"; do
+      if prepare "$name" "$server" && check_scenario "$name" "$server"; then
+        ok[$server]=1
+        if ((WARMUP > 0)); then
+          run_wrk "$WARMUP" >/dev/null 2>&1 || warn "$name: warm-up against $server failed"
+        fi
+      else
+        ok[$server]=0
+        FAILURES=$((FAILURES + 1))
+        echo "$name $server" >>"$TMP/skipped.txt"
+      fi
+    done
+    # Alternate the order so neither server always runs first (after the
+    # other one's load, with whatever that left in caches and clocks).
+    for ((rep = 1; rep <= REPEAT; rep++)); do
+      local -a order=("${servers[@]}")
+      ((rep % 2 == 0)) && order=("${reversed[@]}")
+      for server in "${order[@]}"; do
+        ((ok[$server])) || continue
+        # Re-prepared each run: an ETag is fetched fresh, never assumed.
+        prepare "$name" "$server" || die "$name: cannot prepare $server any more"
+        measure "$name" "$server" "$rep"
+      done
+    done
+  done
+}
+
+# ---------------------------------------------------------------------------
+# Report
+
+report() {
+  : >"$TMP/rss.tsv"
+  local server
+  local -a pids
+  for server in $SERVERS; do
+    read -ra pids <<<"${PIDS[$server]}"
+    echo "$server $(peak_rss_kib "${pids[@]}") ${#pids[@]}" >>"$TMP/rss.tsv"
+  done
+  [[ -s $TMP/runs.tsv ]] || die "no scenario ran"
+
+  local commit dirty="" cpu
+  commit=$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  [[ -n $(git -C "$REPO_DIR" status --porcelain 2>/dev/null) ]] && dirty=" (uncommitted changes)"
+  cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
+
+  mkdir -p "$(dirname "$RESULTS_FILE")"
+  {
+    echo "outpost vs nginx, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "commit $commit$dirty; $(nproc) cores${cpu:+, $cpu}; kernel $(uname -r)"
+    if has_server nginx; then
+      echo "$("$NGINX_BIN" -v 2>&1); $(nproc) workers"
+    fi
+    if has_server outpost; then echo "outpost: $OUTPOST_BIN"; fi
+    echo "servers on core $SERVER_CPU, wrk on core $LOAD_CPU: -t1 -c$CONNECTIONS -d${DURATION}s," \
+      "$REPEAT run(s) per scenario and server, ${WARMUP}s warm-up"
+    if [[ -n $BUSY_NOTE ]]; then echo "$BUSY_NOTE"; fi
+    echo
+    python3 "$BENCH_DIR/summarize.py" "$TMP/runs.tsv" "$TMP/rss.tsv"
+    if [[ -s $TMP/skipped.txt ]]; then
+      echo
+      echo "SKIPPED (wrong status in the pre-check, see the log):"
+      sed 's/^/  /' "$TMP/skipped.txt"
+    fi
+  } >"$RESULTS_FILE"
+  echo
+  cat "$RESULTS_FILE"
+  say "written to $RESULTS_FILE"
+}
+
+main() {
+  check_settings
+  ensure_tools
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/outpost-bench.XXXXXX")
+  define_scenarios
+  select_scenarios
+  pick_ports
+  make_corpus
+  if has_server nginx; then start_nginx; fi
+  if has_server outpost; then start_outpost; fi
+  check_idle
+  run_scenarios
+  report
+  if ((FAILURES)); then
+    die "$FAILURES scenario run(s) skipped because a server answered with the wrong status"
+  fi
+}
+
+main "$@"

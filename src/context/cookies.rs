@@ -1,0 +1,64 @@
+//! Cookie and query parsing. Both are capped, and bytes that are not UTF-8
+//! are replaced rather than refused, so an odd cookie never fails a request.
+
+/// Most cookies or query parameters read from one request.
+const MAX_PAIRS: usize = 64;
+
+/// `name=value` pairs of a Cookie header.
+pub fn cookies(header: Option<&[u8]>) -> Vec<(String, String)> {
+    let Some(header) = header else {
+        return Vec::new();
+    };
+    header
+        .split(|b| *b == b';')
+        .filter_map(|pair| {
+            let text = String::from_utf8_lossy(pair);
+            let (name, value) = text.split_once('=')?;
+            let name = name.trim();
+            let value = value.trim().trim_matches('"');
+            (!name.is_empty()).then(|| (name.to_string(), value.to_string()))
+        })
+        .take(MAX_PAIRS)
+        .collect()
+}
+
+/// Decoded pairs of a query string.
+pub fn query(raw: Option<&str>) -> Vec<(String, String)> {
+    let Some(raw) = raw else { return Vec::new() };
+    url::form_urlencoded::parse(raw.as_bytes())
+        .take(MAX_PAIRS)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_pairs() {
+        let c = cookies(Some(
+            b"a=1; outpost_exp_hero=b ;\xff\xfe=x; =bad; noeq; q=\"quoted\"",
+        ));
+        assert_eq!(c[0], ("a".into(), "1".into()));
+        assert_eq!(c[1], ("outpost_exp_hero".into(), "b".into()));
+        assert!(c.iter().any(|(k, v)| k == "q" && v == "quoted"));
+        assert!(!c.iter().any(|(k, _)| k.is_empty()));
+        assert_eq!(
+            cookies(Some("a=1;".repeat(1000).as_bytes())).len(),
+            MAX_PAIRS
+        );
+    }
+
+    #[test]
+    fn query_pairs() {
+        assert_eq!(
+            query(Some("preview=true&x=a%20b")),
+            vec![
+                ("preview".into(), "true".into()),
+                ("x".into(), "a b".into())
+            ]
+        );
+        assert!(query(None).is_empty());
+    }
+}

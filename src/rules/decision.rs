@@ -1,0 +1,164 @@
+//! Evaluation: the rules for a request's site, in order, into one decision.
+
+use http::{HeaderName, HeaderValue, StatusCode};
+
+use super::{Action, Rules};
+use crate::context::RequestContext;
+use crate::site::Sites;
+use crate::store::{SiteVersion, StoredFile};
+use crate::transform::{template_context, Edit, Templates};
+
+/// How the request is answered.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Serve the page (with the decision's edits and headers).
+    #[default]
+    Serve,
+    Redirect {
+        status: StatusCode,
+        location: String,
+    },
+    /// `page` is a path in the site whose content goes with `status`.
+    Block {
+        status: StatusCode,
+        page: Option<String>,
+    },
+    /// Answer exactly as for a missing page.
+    Hidden,
+}
+
+/// What one rule did, for `explain` and the access log.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub rule: String,
+    pub action: &'static str,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Fired,
+    /// A condition failed; says which.
+    NoMatch(String),
+    NotForThisSite,
+    /// Matched, but the action had nothing to do; says why.
+    Skipped(String),
+    /// A terminal action ended evaluation before this rule.
+    NotReached,
+}
+
+/// Everything the rules decided about one request.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// Names of the rules that fired, in order.
+    pub fired: Vec<String>,
+    pub outcome: Outcome,
+    pub edits: Vec<Edit>,
+    pub set_headers: Vec<(HeaderName, HeaderValue)>,
+    pub remove_headers: Vec<HeaderName>,
+    /// Set-Cookie values.
+    pub cookies: Vec<HeaderValue>,
+    /// The response depends on the visitor: `Cache-Control: private`.
+    pub private: bool,
+    pub trace: Vec<Trace>,
+}
+
+/// What evaluation can see of the request and its site.
+pub struct Request<'a> {
+    pub ctx: &'a RequestContext<'a>,
+    pub site: &'a SiteVersion,
+    pub sites: &'a Sites,
+    /// The page the path found, if any.
+    pub page: Option<&'a StoredFile>,
+}
+
+/// Lazily built template context, shared by the rules of one request.
+pub struct Render<'a> {
+    request: &'a Request<'a>,
+    templates: &'a Templates,
+    context: Option<tera::Context>,
+}
+
+impl Render<'_> {
+    /// Renders `name` with the request's context plus `extra`.
+    pub fn render(
+        &mut self,
+        name: &str,
+        extra: Option<(&str, &serde_json::Value)>,
+    ) -> Result<String, String> {
+        let request = self.request;
+        let base = self
+            .context
+            .get_or_insert_with(|| template_context(request.ctx, request.site));
+        let result = match extra {
+            Some((key, value)) => {
+                let mut c = base.clone();
+                c.insert(key, value);
+                self.templates.render(name, &c)
+            }
+            None => self.templates.render(name, base),
+        };
+        result.map_err(|e| {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text = format!("{text}: {c}");
+                cause = c.source();
+            }
+            text
+        })
+    }
+}
+
+/// What an action did with a matching request.
+pub enum Applied {
+    Fired,
+    Skipped(String),
+}
+
+pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
+    let mut decision = Decision::default();
+    let mut render = Render {
+        request,
+        templates: &rules.templates,
+        context: None,
+    };
+    let site = &request.site.site;
+    for (index, rule) in rules.rules.iter().enumerate() {
+        let verdict = if decision.outcome != Outcome::Serve {
+            Verdict::NotReached
+        } else if !rule.applies_to(site) {
+            Verdict::NotForThisSite
+        } else {
+            match rule.when.check(request.ctx) {
+                Err(why) => Verdict::NoMatch(why),
+                Ok(()) => {
+                    let applied = match &rule.action {
+                        Action::Redirect(a) => a.apply(request, &mut decision),
+                        Action::Block(a) => a.apply(&mut decision),
+                        Action::OfferLocal(a) => {
+                            a.apply(index, request, &mut render, &mut decision)
+                        }
+                        Action::Preview(a) => a.apply(index, &rule.name, request, &mut decision),
+                        Action::Inject(a) => a.apply(index, &mut render, &mut decision),
+                        Action::Headers(a) => a.apply(&mut decision),
+                    };
+                    match applied {
+                        Applied::Fired => {
+                            decision.fired.push(rule.name.clone());
+                            decision.private |= rule.when.about_the_visitor();
+                            Verdict::Fired
+                        }
+                        Applied::Skipped(why) => Verdict::Skipped(why),
+                    }
+                }
+            }
+        };
+        decision.trace.push(Trace {
+            rule: rule.name.clone(),
+            action: rule.action.name(),
+            verdict,
+        });
+    }
+    decision
+}

@@ -1,0 +1,98 @@
+//! Rules: loaded from rules/*.toml in file-name order, checked and compiled
+//! once (globs, selectors, templates), then evaluated per request into a
+//! [`Decision`].
+//!
+//! Terminal actions (`redirect`, `block`, and a hidden `preview`) end
+//! evaluation; the others accumulate in file order.
+
+mod block;
+mod condition;
+mod decision;
+mod headers;
+mod inject;
+mod load;
+mod offer_local;
+pub mod preview;
+mod raw;
+mod redirect;
+
+pub use condition::When;
+pub use decision::{evaluate, Decision, Outcome, Request, Trace, Verdict};
+pub use load::{load, LoadError};
+
+use std::sync::Arc;
+
+use crate::config::Origin;
+use crate::transform::Templates;
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    pub origin: Origin,
+    /// `None`: every site.
+    pub sites: Option<Vec<String>>,
+    pub when: When,
+    pub action: Action,
+}
+
+/// What a rule does when it matches.
+#[derive(Debug)]
+pub enum Action {
+    Redirect(redirect::Redirect),
+    Block(block::Block),
+    OfferLocal(offer_local::OfferLocal),
+    Preview(preview::Preview),
+    Inject(inject::Inject),
+    Headers(headers::Headers),
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Redirect(_) => "redirect",
+            Action::Block(_) => "block",
+            Action::OfferLocal(_) => "offer-local",
+            Action::Preview(_) => "preview",
+            Action::Inject(_) => "inject",
+            Action::Headers(_) => "headers",
+        }
+    }
+}
+
+/// A loaded generation of rules with their templates.
+#[derive(Debug)]
+pub struct Rules {
+    /// Changes with every successful load; part of rendered-page cache keys.
+    pub generation: u64,
+    pub rules: Vec<Rule>,
+    pub templates: Templates,
+}
+
+impl Rules {
+    /// No rules at all (before the first load, or with no rules/ folder).
+    pub fn empty() -> Rules {
+        Rules {
+            generation: 0,
+            rules: Vec::new(),
+            templates: Templates::builtin(),
+        }
+    }
+
+    /// Whether any rule could apply to `site`; when none does, the request
+    /// takes the static path with no context built.
+    pub fn any_for(&self, site: &str) -> bool {
+        self.rules.iter().any(|r| r.applies_to(site))
+    }
+}
+
+impl Rule {
+    pub fn applies_to(&self, site: &str) -> bool {
+        self.sites
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|n| n == site))
+    }
+}
+
+/// Shared so that a generation can be kept by in-flight requests after a swap.
+pub type SharedRules = Arc<Rules>;

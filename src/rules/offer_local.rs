@@ -1,0 +1,293 @@
+//! `offer-local`: a visitor whose country belongs to another site of this
+//! site's group is offered that site, at the equivalent page: the page's own
+//! hreflang alternate for that locale, else the same path there, else that
+//! site's home. As a banner, or (`mode = "redirect"`) a redirect that
+//! well-known crawlers never get.
+//!
+//! `?outpost_stay=1` sets a 30-day cookie that stops the offer and redirects
+//! to the same URL without the parameter.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, StatusCode};
+use lol_html::Selector;
+
+use super::decision::{Applied, Decision, Outcome, Render, Request};
+use super::redirect::url_on;
+use crate::context::SitePath;
+use crate::store::{Lookup, SiteVersion};
+use crate::transform::{Edit, Op, Place, OFFER_TEMPLATE};
+
+pub const STAY_PARAM: &str = "outpost_stay";
+const STAY_COOKIE: &str = "outpost_stay=1; Max-Age=2592000; Path=/; SameSite=Lax";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Banner,
+    Redirect,
+}
+
+#[derive(Debug)]
+pub struct OfferLocal {
+    /// `None`: the built-in banner.
+    pub template: Option<String>,
+    /// `None`: the start of `<body>`.
+    pub selector: Option<Arc<Selector>>,
+    pub mode: Mode,
+    pub status: StatusCode,
+}
+
+impl OfferLocal {
+    pub fn apply(
+        &self,
+        index: usize,
+        request: &Request<'_>,
+        render: &mut Render<'_>,
+        decision: &mut Decision,
+    ) -> Applied {
+        let ctx = request.ctx;
+        if ctx.query_values(STAY_PARAM).any(|v| v == "1") {
+            let rest: Vec<(&str, &str)> = ctx
+                .query
+                .iter()
+                .filter(|(k, _)| k != STAY_PARAM)
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let mut location = ctx.path.path.clone();
+            if !rest.is_empty() {
+                location.push('?');
+                location.push_str(
+                    &url::form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(rest)
+                        .finish(),
+                );
+            }
+            decision.cookies.push(HeaderValue::from_static(STAY_COOKIE));
+            decision.outcome = Outcome::Redirect {
+                status: StatusCode::FOUND,
+                location,
+            };
+            decision.private = true;
+            return Applied::Fired;
+        }
+        if ctx.cookie(STAY_PARAM) == Some("1") {
+            return Applied::Skipped("the visitor chose to stay".into());
+        }
+        let Some(target) = target_site(request) else {
+            return Applied::Skipped(format!("no other site of the group serves {}", ctx.country));
+        };
+        let Some(url) = equivalent_url(request, target) else {
+            return Applied::Skipped(format!(
+                "site `{}` has no exact host to link to",
+                target.site
+            ));
+        };
+        decision.private = true;
+        if self.mode == Mode::Redirect {
+            if is_crawler(ctx.headers.get(http::header::USER_AGENT)) {
+                return Applied::Skipped("crawlers are never redirected".into());
+            }
+            decision.outcome = Outcome::Redirect {
+                status: self.status,
+                location: url,
+            };
+            return Applied::Fired;
+        }
+        let offer = offer_values(request, target, &url);
+        let template = self.template.as_deref().unwrap_or(OFFER_TEMPLATE);
+        let html = match render.render(template, Some(("offer", &offer))) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(template, error = %e, "offer template failed; no banner");
+                return Applied::Skipped(format!("template {template} failed: {e}"));
+            }
+        };
+        let place = match &self.selector {
+            Some(sel) => Place::Selector(sel.clone()),
+            None => Place::BodyStart,
+        };
+        decision.edits.push(Edit {
+            slot: (index, 0),
+            place,
+            op: Op::Prepend(html),
+        });
+        Applied::Fired
+    }
+}
+
+/// Another site of this site's group whose audience includes the visitor.
+fn target_site<'a>(request: &Request<'a>) -> Option<&'a Arc<SiteVersion>> {
+    let site = request.site;
+    let group = site.config.group.as_deref()?;
+    let country = request.ctx.country.as_str();
+    let mut candidates: Vec<_> = request
+        .sites
+        .iter()
+        .filter(|s| s.site != site.site && s.config.group.as_deref() == Some(group))
+        .filter(|s| s.config.countries.iter().any(|c| c == country))
+        .collect();
+    if site.config.countries.iter().any(|c| c == country) {
+        return None;
+    }
+    candidates.sort_by(|a, b| a.site.cmp(&b.site));
+    candidates.into_iter().next()
+}
+
+/// The page on `target` equivalent to this one.
+fn equivalent_url(request: &Request<'_>, target: &SiteVersion) -> Option<String> {
+    let locale = target.config.locale.to_ascii_lowercase();
+    if let Some(page) = request.page {
+        let exact = page.alternates.iter().find(|(lang, _)| *lang == locale);
+        let by_language = || {
+            page.alternates
+                .iter()
+                .find(|(lang, _)| lang.split('-').next() == Some(target.config.language.as_str()))
+        };
+        if let Some((_, href)) = exact.or_else(by_language) {
+            return Some(href.clone());
+        }
+    }
+    let path = &request.ctx.path;
+    let same_path_exists =
+        SitePath::parse(&path.path).is_ok_and(|p| matches!(target.lookup(&p), Lookup::Found(_)));
+    let path = if same_path_exists {
+        path.path.as_str()
+    } else {
+        "/"
+    };
+    url_on(request, &target.site, path, None)
+}
+
+/// What the banner template sees as `offer`, in the target site's language.
+fn offer_values(request: &Request<'_>, target: &SiteVersion, url: &str) -> serde_json::Value {
+    let ctx = request.ctx;
+    let mut stay = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in ctx.query.iter().filter(|(k, _)| k != STAY_PARAM) {
+        stay.append_pair(k, v);
+    }
+    stay.append_pair(STAY_PARAM, "1");
+    let words = Words::for_language(&target.config.language);
+    serde_json::json!({
+        "url": url,
+        "site": target.site,
+        "locale": target.config.locale,
+        "country": ctx.country.as_str(),
+        "stay_url": format!("{}?{}", ctx.path.path, stay.finish()),
+        "message": words.message,
+        "go": words.go,
+        "stay": words.stay,
+        "label": words.label,
+    })
+}
+
+/// The banner's words, in the language of the site it offers.
+struct Words {
+    message: &'static str,
+    go: &'static str,
+    stay: &'static str,
+    label: &'static str,
+}
+
+impl Words {
+    fn for_language(lang: &str) -> Words {
+        let (message, go, stay, label) = match lang {
+            "it" => (
+                "Questa pagina è disponibile anche sul nostro sito per il tuo paese.",
+                "Vai al sito italiano",
+                "Resta qui",
+                "Sito locale",
+            ),
+            "de" => (
+                "Diese Seite gibt es auch auf unserer Website für dein Land.",
+                "Zur deutschen Website",
+                "Hier bleiben",
+                "Lokale Website",
+            ),
+            "fr" => (
+                "Cette page existe aussi sur notre site pour votre pays.",
+                "Aller au site français",
+                "Rester ici",
+                "Site local",
+            ),
+            "es" => (
+                "Esta página también está disponible en nuestro sitio para tu país.",
+                "Ir al sitio en español",
+                "Quedarme aquí",
+                "Sitio local",
+            ),
+            "nl" => (
+                "Deze pagina staat ook op onze site voor jouw land.",
+                "Naar de Nederlandse site",
+                "Hier blijven",
+                "Lokale site",
+            ),
+            "pt" => (
+                "Esta página também está disponível no nosso site para o seu país.",
+                "Ir para o site em português",
+                "Ficar aqui",
+                "Site local",
+            ),
+            _ => (
+                "This page is also available on our site for your country.",
+                "Go to the local site",
+                "Stay here",
+                "Local site",
+            ),
+        };
+        Words {
+            message,
+            go,
+            stay,
+            label,
+        }
+    }
+}
+
+/// Search and social crawlers, which must see every site as it is.
+fn is_crawler(user_agent: Option<&HeaderValue>) -> bool {
+    const CRAWLERS: [&str; 20] = [
+        "googlebot",
+        "google-inspectiontool",
+        "storebot-google",
+        "adsbot-google",
+        "mediapartners-google",
+        "bingbot",
+        "slurp",
+        "duckduckbot",
+        "baiduspider",
+        "yandex",
+        "applebot",
+        "facebookexternalhit",
+        "twitterbot",
+        "linkedinbot",
+        "petalbot",
+        "seznambot",
+        "qwantify",
+        "ahrefsbot",
+        "semrushbot",
+        "ecosia",
+    ];
+    let Some(ua) = user_agent else { return false };
+    let ua = String::from_utf8_lossy(ua.as_bytes()).to_ascii_lowercase();
+    CRAWLERS.iter().any(|c| ua.contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crawlers() {
+        let ua = |s: &'static str| HeaderValue::from_static(s);
+        assert!(is_crawler(Some(&ua(
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+        ))));
+        assert!(is_crawler(Some(&ua(
+            "Mozilla/5.0 (compatible; bingbot/2.0)"
+        ))));
+        assert!(!is_crawler(Some(&ua(
+            "Mozilla/5.0 (X11; Linux x86_64) Chrome/120"
+        ))));
+        assert!(!is_crawler(None));
+    }
+}

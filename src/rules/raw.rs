@@ -1,0 +1,117 @@
+//! Rules files as written: serde types only, with spans for later checks.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    #[serde(default)]
+    pub rule: Vec<Spanned<RawRule>>,
+}
+
+/// One value or a list of them (a list means any of).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWhen {
+    pub path: Option<Spanned<OneOrMany<String>>>,
+    pub country: Option<Spanned<OneOrMany<String>>>,
+    pub not_country: Option<Spanned<OneOrMany<String>>>,
+    pub language: Option<Spanned<OneOrMany<String>>>,
+    pub query: Option<BTreeMap<String, OneOrMany<String>>>,
+    pub cookie: Option<BTreeMap<String, OneOrMany<String>>>,
+    pub header: Option<BTreeMap<Spanned<String>, Spanned<OneOrMany<String>>>>,
+    pub method: Option<Spanned<OneOrMany<String>>>,
+}
+
+/// Every key any action takes; which ones an action allows is checked after
+/// parsing, so an unknown key still gets a suggestion from serde.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: Spanned<String>,
+    pub sites: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub when: RawWhen,
+    pub action: Spanned<String>,
+    // redirect
+    pub to: Option<Spanned<String>>,
+    pub to_site: Option<Spanned<String>>,
+    // redirect, block
+    pub status: Option<Spanned<u16>>,
+    // block
+    pub page: Option<Spanned<String>>,
+    // offer-local, inject, fragment
+    pub template: Option<Spanned<String>>,
+    pub selector: Option<Spanned<String>>,
+    // offer-local
+    pub mode: Option<Spanned<String>>,
+    // preview
+    pub param: Option<Spanned<String>>,
+    pub value: Option<Spanned<String>>,
+    pub secret: Option<Spanned<String>>,
+    // inject
+    pub html: Option<Spanned<String>>,
+    pub position: Option<Spanned<String>>,
+    // headers
+    pub set: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    pub remove: Option<Vec<Spanned<String>>>,
+}
+
+impl RawRule {
+    /// The action-specific keys present, with their spans, for checking
+    /// that each belongs to the rule's action.
+    pub fn present_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        let mut keys = Vec::new();
+        let mut add = |name, span: Option<std::ops::Range<usize>>| {
+            if let Some(s) = span {
+                keys.push((name, s));
+            }
+        };
+        add("to", self.to.as_ref().map(|v| v.span()));
+        add("to_site", self.to_site.as_ref().map(|v| v.span()));
+        add("status", self.status.as_ref().map(|v| v.span()));
+        add("page", self.page.as_ref().map(|v| v.span()));
+        add("template", self.template.as_ref().map(|v| v.span()));
+        add("selector", self.selector.as_ref().map(|v| v.span()));
+        add("mode", self.mode.as_ref().map(|v| v.span()));
+        add("param", self.param.as_ref().map(|v| v.span()));
+        add("value", self.value.as_ref().map(|v| v.span()));
+        add("secret", self.secret.as_ref().map(|v| v.span()));
+        add("html", self.html.as_ref().map(|v| v.span()));
+        add("position", self.position.as_ref().map(|v| v.span()));
+        add(
+            "set",
+            self.set
+                .as_ref()
+                .and_then(|m| m.keys().next())
+                .map(|k| k.span()),
+        );
+        add(
+            "remove",
+            self.remove
+                .as_ref()
+                .and_then(|v| v.first())
+                .map(|k| k.span()),
+        );
+        keys
+    }
+}

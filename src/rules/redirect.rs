@@ -1,0 +1,142 @@
+//! `redirect` (terminal): to a URL or path with `{path}` and `{query}`
+//! placeholders, or to the same path on another site.
+//!
+//! Placeholders may only stand after the host, and the result is checked
+//! again, so a request can never turn a redirect into one to another host.
+
+use http::StatusCode;
+
+use super::decision::{Applied, Decision, Outcome, Request};
+
+#[derive(Debug)]
+pub enum Target {
+    /// A path (`/it/{path}`) or absolute URL whose host is `host`.
+    Url {
+        template: String,
+        host: Option<String>,
+    },
+    /// The same path and query on this site.
+    Site(String),
+}
+
+#[derive(Debug)]
+pub struct Redirect {
+    pub target: Target,
+    pub status: StatusCode,
+}
+
+impl Target {
+    /// Checks a `to` value; the error says what is wrong with it.
+    pub fn parse_to(to: &str) -> Result<Target, String> {
+        if to.starts_with('/') {
+            if to.starts_with("//") || to.starts_with("/\\") {
+                return Err("a path must not start with `//`: that names another host".into());
+            }
+            return Ok(Target::Url {
+                template: to.to_string(),
+                host: None,
+            });
+        }
+        let Some((scheme, rest)) = to.split_once("://") else {
+            return Err("`to` must be a path starting with `/` or an http(s) URL".into());
+        };
+        if scheme != "http" && scheme != "https" {
+            return Err(format!("scheme `{scheme}` is not http or https"));
+        }
+        // `{path}` always starts with `/`, so it may follow the host directly.
+        let authority = rest.split("{path}").next().unwrap_or("");
+        let authority = authority.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.contains('{') {
+            return Err(
+                "placeholders may only appear in the path or query, never in the host".into(),
+            );
+        }
+        let sample = to.replace("{path}", "/").replace("{query}", "");
+        let url = url::Url::parse(&sample).map_err(|e| format!("not a URL: {e}"))?;
+        let host = url.host_str().ok_or("the URL has no host")?.to_string();
+        Ok(Target::Url {
+            template: to.to_string(),
+            host: Some(host),
+        })
+    }
+}
+
+/// A URL on `site` for the path and query of this request, at the port
+/// the visitor used.
+pub fn url_on(
+    request: &Request<'_>,
+    site: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Option<String> {
+    let target = request.sites.get(site)?;
+    let host = target.config.hosts.iter().find_map(|(h, _)| match h {
+        crate::config::HostPattern::Exact(h) => Some(h.clone()),
+        crate::config::HostPattern::Wildcard(_) => None,
+    })?;
+    let ctx = request.ctx;
+    let port = ctx.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let query = query
+        .filter(|q| !q.is_empty())
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    Some(format!("{}://{host}{port}{path}{query}", ctx.scheme))
+}
+
+impl Redirect {
+    pub fn apply(&self, request: &Request<'_>, decision: &mut Decision) -> Applied {
+        let ctx = request.ctx;
+        let location = match &self.target {
+            Target::Site(site) => match url_on(request, site, &ctx.path.path, ctx.raw_query) {
+                Some(url) => url,
+                None => {
+                    return Applied::Skipped(format!(
+                        "site `{site}` is not served or has no exact host"
+                    ))
+                }
+            },
+            Target::Url { template, host } => {
+                let filled = template
+                    .replace("{path}", &ctx.path.path)
+                    .replace("{query}", ctx.raw_query.unwrap_or(""));
+                let filled = filled.trim_end_matches(['?', '&']).to_string();
+                match host {
+                    None if filled.starts_with("//") || filled.starts_with("/\\") => {
+                        return Applied::Skipped("the filled path would name another host".into())
+                    }
+                    None => filled,
+                    Some(host) => match url::Url::parse(&filled) {
+                        Ok(u) if u.host_str() == Some(host) => filled,
+                        _ => return Applied::Skipped("the filled URL would leave its host".into()),
+                    },
+                }
+            }
+        };
+        decision.outcome = Outcome::Redirect {
+            status: self.status,
+            location,
+        };
+        Applied::Fired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert!(matches!(
+            Target::parse_to("/it{path}"),
+            Ok(Target::Url { host: None, .. })
+        ));
+        assert!(matches!(
+            Target::parse_to("https://example.it{path}?{query}"),
+            Ok(Target::Url { host: Some(h), .. }) if h == "example.it"
+        ));
+        assert!(Target::parse_to("//evil.com{path}").is_err());
+        assert!(Target::parse_to("https://{path}").is_err());
+        assert!(Target::parse_to("javascript:alert(1)").is_err());
+        assert!(Target::parse_to("example.com/x").is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! Tera templates from rules/templates/, compiled once per rules load, with
+//! autoescaping on for every template whatever its extension.
+
+use std::path::Path;
+
+use tera::{Context, Tera};
+
+use crate::config::Diagnostic;
+use crate::context::RequestContext;
+use crate::store::SiteVersion;
+
+/// The banner `offer-local` shows when a rule names no template.
+pub const OFFER_TEMPLATE: &str = "outpost/offer.html";
+const OFFER_SOURCE: &str = include_str!("offer.html");
+
+#[derive(Debug)]
+pub struct Templates {
+    tera: Tera,
+}
+
+impl Templates {
+    /// Only the built-in templates.
+    pub fn builtin() -> Templates {
+        let mut tera = Tera::default();
+        tera.autoescape_on(vec![""]);
+        tera.add_raw_template(OFFER_TEMPLATE, OFFER_SOURCE)
+            .expect("the built-in offer template compiles");
+        Templates { tera }
+    }
+
+    /// Compiles every file under `dir` (named by its path relative to it).
+    pub fn load(dir: &Path) -> Result<Templates, Vec<Diagnostic>> {
+        let mut templates = Templates::builtin();
+        let mut errors = Vec::new();
+        let mut files = Vec::new();
+        collect(dir, dir, &mut files);
+        files.sort();
+        for (name, path) in files {
+            let source = match std::fs::read_to_string(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(Diagnostic::whole_file(&path, e.to_string()));
+                    continue;
+                }
+            };
+            if let Err(e) = templates.tera.add_raw_template(&name, &source) {
+                errors.push(template_error(&path, &e));
+            }
+        }
+        if errors.is_empty() {
+            Ok(templates)
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.tera.get_template_names().any(|n| n == name)
+    }
+
+    pub fn render(&self, name: &str, context: &Context) -> Result<String, tera::Error> {
+        self.tera.render(name, context)
+    }
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, std::path::PathBuf)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let hidden = e.file_name().to_str().is_none_or(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            collect(root, &path, out);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.push((rel.to_string_lossy().replace('\\', "/"), path));
+        }
+    }
+}
+
+/// Tera's parse errors carry ` --> line:col` in their source chain.
+fn template_error(path: &Path, err: &tera::Error) -> Diagnostic {
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        text.push('\n');
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    let position = text.split("--> ").nth(1).and_then(|rest| {
+        let mut nums = rest
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty());
+        Some((nums.next()?.parse().ok()?, nums.next()?.parse().ok()?))
+    });
+    let message = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("-->")
+                && !l.chars().all(|c| c == '|' || c == ' ' || c == '^')
+        })
+        .filter(|l| !l.contains(" | "))
+        .next_back()
+        .unwrap_or("template error")
+        .to_string();
+    let (line, col) = position.unwrap_or((1, 1));
+    Diagnostic {
+        file: path.to_path_buf(),
+        line,
+        col,
+        message: format!("template syntax error: {message}"),
+    }
+}
+
+/// The context every template sees: `request` and `site`.
+pub fn template_context(ctx: &RequestContext<'_>, site: &SiteVersion) -> Context {
+    let mut c = Context::new();
+    let query: std::collections::BTreeMap<&str, &str> = ctx
+        .query
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    c.insert(
+        "request",
+        &serde_json::json!({
+            "path": ctx.path.path,
+            "query": query,
+            "host": ctx.host,
+            "country": ctx.country.as_str(),
+            "language": ctx.languages.first(),
+        }),
+    );
+    c.insert(
+        "site",
+        &serde_json::json!({ "name": site.site, "locale": site.config.locale }),
+    );
+    c
+}
