@@ -20,6 +20,7 @@ SCENARIOS=${SCENARIOS:-}           # subset of scenarios, e.g. "small big"; empt
 CONNECTIONS=${CONNECTIONS:-32}     # wrk connections
 WARMUP=${WARMUP:-1}                # seconds of unmeasured load before a scenario's first run; 0 = none
 READY_TIMEOUT=${READY_TIMEOUT:-60} # seconds a server may take to serve all three sites
+NGINX_WORKERS_N=${NGINX_WORKERS:-$(nproc)} # nginx worker_processes: one per core, as usually deployed
 SERVER_CPU=${SERVER_CPU:-0}        # core the servers are pinned to
 LOAD_CPU=${LOAD_CPU:-1}            # core wrk is pinned to
 RESULTS_FILE=${RESULTS_FILE:-$BENCH_DIR/results/last-run.txt}
@@ -94,6 +95,7 @@ check_settings() {
   is_uint "$REPEAT" && ((REPEAT > 0)) || die "REPEAT must be a whole number > 0, not '$REPEAT'"
   is_uint "$WARMUP" || die "WARMUP must be a whole number of seconds, not '$WARMUP'"
   is_uint "$CONNECTIONS" && ((CONNECTIONS > 0)) || die "CONNECTIONS must be > 0, not '$CONNECTIONS'"
+  is_uint "$NGINX_WORKERS_N" && ((NGINX_WORKERS_N > 0)) || die "NGINX_WORKERS must be > 0, not '$NGINX_WORKERS_N'"
   local s
   for s in $SERVERS; do
     [[ $s == nginx || $s == outpost ]] || die "SERVERS may list nginx and outpost, not '$s'"
@@ -191,8 +193,7 @@ wait_ready() {
 }
 
 start_nginx() {
-  local conf=$TMP/nginx.conf user_line="" workers
-  workers=$(nproc)
+  local conf=$TMP/nginx.conf user_line="" workers=$NGINX_WORKERS_N
   # As root, nginx workers would switch to 'nobody', who cannot enter the
   # 0700 mktemp dir; keep them as the invoking user instead.
   ((EUID == 0)) && user_line="user root;"
@@ -550,7 +551,7 @@ report() {
     echo "outpost vs nginx, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "commit $commit$dirty; $(nproc) cores${cpu:+, $cpu}; kernel $(uname -r)"
     if has_server nginx; then
-      echo "$("$NGINX_BIN" -v 2>&1); $(nproc) workers"
+      echo "$("$NGINX_BIN" -v 2>&1); $NGINX_WORKERS_N workers"
     fi
     if has_server outpost; then echo "outpost: $OUTPOST_BIN"; fi
     echo "servers on core $SERVER_CPU, wrk on core $LOAD_CPU: -t1 -c$CONNECTIONS -d${DURATION}s," \

@@ -99,13 +99,12 @@ fn template_error(path: &Path, err: &tera::Error) -> Diagnostic {
     let message = text
         .lines()
         .map(str::trim)
-        .filter(|l| {
+        .rfind(|l| {
             !l.is_empty()
                 && !l.starts_with("-->")
+                && !l.contains(" | ")
                 && !l.chars().all(|c| c == '|' || c == ' ' || c == '^')
         })
-        .filter(|l| !l.contains(" | "))
-        .next_back()
         .unwrap_or("template error")
         .to_string();
     let (line, col) = position.unwrap_or((1, 1));
