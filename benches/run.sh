@@ -53,7 +53,7 @@ alive() {
 
 TMP=""
 STARTED=()           # pids this script started (nginx master, outpost)
-NGINX_WORKERS=()     # killed only if the master had to be SIGKILLed
+NGINX_WORKER_PIDS=() # killed only if the master had to be SIGKILLed
 declare -A PORT=()   # server -> port
 declare -A PIDS=()   # server -> space-separated pids whose CPU time counts
 CLK_TCK=$(getconf CLK_TCK)
@@ -73,7 +73,7 @@ cleanup() {
     if alive "$pid"; then
       warn "process $pid ignored SIGTERM for 10 s; killing it"
       kill -KILL "$pid" 2>/dev/null || true
-      for worker in "${NGINX_WORKERS[@]}"; do
+      for worker in "${NGINX_WORKER_PIDS[@]}"; do
         kill -KILL "$worker" 2>/dev/null || true
       done
     fi
@@ -95,6 +95,7 @@ check_settings() {
   is_uint "$REPEAT" && ((REPEAT > 0)) || die "REPEAT must be a whole number > 0, not '$REPEAT'"
   is_uint "$WARMUP" || die "WARMUP must be a whole number of seconds, not '$WARMUP'"
   is_uint "$CONNECTIONS" && ((CONNECTIONS > 0)) || die "CONNECTIONS must be > 0, not '$CONNECTIONS'"
+  is_uint "$SERVER_CPU" && is_uint "$LOAD_CPU" || die "SERVER_CPU and LOAD_CPU must be core numbers"
   is_uint "$NGINX_WORKERS_N" && ((NGINX_WORKERS_N > 0)) || die "NGINX_WORKERS must be > 0, not '$NGINX_WORKERS_N'"
   local s
   for s in $SERVERS; do
@@ -216,12 +217,12 @@ start_nginx() {
   # CPU time and memory count the master and every worker.
   local i
   for ((i = 0; i < 50; i++)); do
-    mapfile -t NGINX_WORKERS < <(pgrep -P "$master" || true)
-    ((${#NGINX_WORKERS[@]} >= workers)) && break
+    mapfile -t NGINX_WORKER_PIDS < <(pgrep -P "$master" || true)
+    ((${#NGINX_WORKER_PIDS[@]} >= workers)) && break
     sleep 0.1
   done
-  ((${#NGINX_WORKERS[@]} >= workers)) || die "nginx started ${#NGINX_WORKERS[@]} of $workers workers"
-  PIDS[nginx]="$master ${NGINX_WORKERS[*]}"
+  ((${#NGINX_WORKER_PIDS[@]} >= workers)) || die "nginx started ${#NGINX_WORKER_PIDS[@]} of $workers workers"
+  PIDS[nginx]="$master ${NGINX_WORKER_PIDS[*]}"
 }
 
 start_outpost() {
@@ -250,6 +251,15 @@ cpu_ticks() {
     total=$((total + f[11] + f[12]))
   done
   echo "$total"
+}
+
+# "busy total" ticks of one core from /proc/stat. busy = user + nice +
+# system + steal: what programs (and the hypervisor) take. irq and softirq are
+# left out: on the server core they are mostly the server's own network work.
+core_ticks() {
+  awk -v cpu="cpu$1" '$1 == cpu {
+    total = 0; for (i = 2; i <= NF; i++) total += $i
+    print $2 + $3 + $4 + $9, total }' /proc/stat
 }
 
 # Sum of VmHWM (peak resident set, KiB) of the given processes.
@@ -446,12 +456,15 @@ measure() {
   local name=$1 server=$2 rep=$3 out before after line
   local -a pids
   read -ra pids <<<"${PIDS[$server]}"
+  local core_before core_after
+  core_before=$(core_ticks "$SERVER_CPU")
   before=$(cpu_ticks "${pids[@]}")
   if ! out=$(run_wrk "$DURATION" 2>&1); then
     printf '%s\n' "$out" >&2
     die "$name: wrk failed against $server"
   fi
   after=$(cpu_ticks "${pids[@]}")
+  core_after=$(core_ticks "$SERVER_CPU")
   line=$(grep '^BENCH_RESULT ' <<<"$out" || true)
   [[ -n $line ]] || {
     printf '%s\n' "$out" >&2
@@ -463,18 +476,26 @@ measure() {
   if ((sock_err + bad_status > 0)); then
     warn "$name/$server run $rep: $sock_err socket errors, $bad_status responses >= 400"
   fi
+  # other% = share of the server core that something other than the server
+  # used during the run: a build or another benchmark competing for it.
   local record
   record=$(awk -v n="$name" -v s="$server" -v rep="$rep" -v reqs="$reqs" -v dur="$dur_us" \
     -v bytes="$bytes" -v p50="$p50" -v p99="$p99" -v ticks=$((after - before)) -v hz="$CLK_TCK" \
-    -v se="$sock_err" -v bs="$bad_status" 'BEGIN {
-      printf "%s %s %d %.1f %d %d %.2f %.1f %d %d %d\n", n, s, rep, reqs * 1e6 / dur, p50, p99,
-        ticks * 1e6 / hz / reqs, bytes / reqs, se, bs, reqs }')
+    -v se="$sock_err" -v bs="$bad_status" -v cb="$core_before" -v ca="$core_after" 'BEGIN {
+      split(cb, b, " "); split(ca, a, " ")
+      other = (a[2] > b[2]) ? 100 * ((a[1] - b[1]) - ticks) / (a[2] - b[2]) : 0
+      if (other < 0) other = 0
+      printf "%s %s %d %.1f %d %d %.2f %.1f %d %d %d %.0f\n", n, s, rep, reqs * 1e6 / dur, p50, p99,
+        ticks * 1e6 / hz / reqs, bytes / reqs, se, bs, reqs, other }')
   echo "$record" >>"$TMP/runs.tsv"
   local -a r
   read -ra r <<<"$record"
-  printf '    %-10s %-8s run %d/%d: %9s req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %7s us/req\n' \
+  printf '    %-10s %-8s run %d/%d: %9s req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %7s us/req  other %s%%\n' \
     "$name" "$server" "$rep" "$REPEAT" "${r[3]}" "$(awk -v v="${r[4]}" 'BEGIN{print v/1000}')" \
-    "$(awk -v v="${r[5]}" 'BEGIN{print v/1000}')" "${r[6]}" >&2
+    "$(awk -v v="${r[5]}" 'BEGIN{print v/1000}')" "${r[6]}" "${r[11]}" >&2
+  if ((r[11] > 10)); then
+    warn "$name/$server run $rep: other processes used ${r[11]}% of core $SERVER_CPU; this run is noisy"
+  fi
 }
 
 # Sets SELECTED to the scenarios to run, in the order SCENARIOS lists them.

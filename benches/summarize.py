@@ -4,7 +4,7 @@
     summarize.py RUNS_TSV RSS_TSV
 
 RUNS_TSV has one line per wrk run:
-    scenario server rep rps p50_us p99_us cpu_us_per_req bytes_per_req socket_errors bad_status requests
+    scenario server rep rps p50_us p99_us cpu_us_per_req bytes_per_req socket_errors bad_status requests other_pct
 RSS_TSV has one line per server:
     server peak_rss_kib processes
 
@@ -27,11 +27,11 @@ def read_runs(path):
         for line in f:
             if not line.strip():
                 continue
-            (scenario, server, rep, rps, p50, p99, cpu, bpr, sock, bad, reqs) = line.split()
+            (scenario, server, rep, rps, p50, p99, cpu, bpr, sock, bad, reqs, other) = line.split()
             runs.setdefault((scenario, server), []).append({
                 "rep": int(rep), "rps": float(rps), "p50": float(p50), "p99": float(p99),
                 "cpu": float(cpu), "bpr": float(bpr), "errors": int(sock) + int(bad),
-                "requests": int(reqs),
+                "requests": int(reqs), "other": float(other),
             })
     return runs
 
@@ -92,14 +92,23 @@ def main():
         if len(rss) == 2 and rss["nginx"][0]:
             out.append(f"  {'ratio':<8} {rss['outpost'][0] / rss['nginx'][0]:8.2f}x")
 
+    noisy = [(s, v, r) for (s, v), rs in runs.items() for r in rs if r["other"] > 10]
+    if noisy:
+        out.append("")
+        out.append(f"WARNING: in {len(noisy)} of {sum(len(rs) for rs in runs.values())} runs other processes used"
+                   f" more than 10% of the server core (up to {max(r['other'] for _, _, r in noisy):.0f}%);")
+        out.append("the figures are noisy. Rerun on an idle machine.")
+
     out.append("")
-    out.append("raw runs:")
-    raw = "  {:<12} {:<8} {:>3} {:>10} {:>10} {:>10} {:>11} {:>9} {:>7}"
-    out.append(raw.format("scenario", "server", "rep", "req/s", "p50", "p99", "cpu-us/req", "requests", "errors"))
+    out.append("raw runs (other% = share of the server core used by other processes):")
+    raw = "  {:<12} {:<8} {:>3} {:>10} {:>10} {:>10} {:>11} {:>9} {:>7} {:>7}"
+    out.append(raw.format("scenario", "server", "rep", "req/s", "p50", "p99", "cpu-us/req", "requests",
+                          "errors", "other%"))
     for (scenario, server), rs in runs.items():
         for r in rs:
             out.append(raw.format(scenario, server, r["rep"], f"{r['rps']:.0f}", ms(r["p50"]),
-                                  ms(r["p99"]), f"{r['cpu']:.1f}", r["requests"], r["errors"]))
+                                  ms(r["p99"]), f"{r['cpu']:.1f}", r["requests"], r["errors"],
+                                  f"{r['other']:.0f}"))
     print("\n".join(out))
 
 

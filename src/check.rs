@@ -1,5 +1,5 @@
-//! `outpost check`: every problem in a root folder's settings and sites,
-//! as `file:line:col: message` lines.
+//! `outpost check`: every problem in a root folder's settings, sites, rules
+//! and templates, then the rule cases, as `file:line:col: message` lines.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -56,10 +56,24 @@ pub fn check(root: &Path) -> Vec<Diagnostic> {
             },
         }
     }
+    let names: Vec<String> = versions.iter().map(|v| v.site.clone()).collect();
     let (_, conflicts) = Sites::build(versions);
     problems.extend(conflicts.into_iter().map(|mut d| {
         d.file = sites_dir.join(d.file.strip_prefix("sites").unwrap_or(&d.file));
         d
     }));
+    if let Err(e) = crate::rules::load(root, &names) {
+        problems.extend(e.0);
+    }
+    // Rule cases only mean something once everything loads.
+    if problems.is_empty() {
+        match crate::rule_tests::run(root) {
+            Ok(report) => problems.extend(report.failures),
+            Err(e) => problems.push(Diagnostic::whole_file(
+                &root.join("rules/tests"),
+                e.to_string(),
+            )),
+        }
+    }
     problems
 }

@@ -203,8 +203,14 @@ fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Option<De
                 None => respond::plain(*status, "Unavailable\n"),
             }
         }
-        // Hidden answers exactly as a missing page does.
-        Outcome::Hidden => return (not_found(site, req), Some(decision)),
+        Outcome::Hidden => {
+            // Exactly as a missing page: same page, same headers, and the
+            // rule that hid it is not named.
+            let mut response = not_found(site, req);
+            let shown = &decision.fired[..decision.fired.len().saturating_sub(1)];
+            finish(&mut response, &decision, app.rules_header.then_some(shown));
+            return (response, Some(decision));
+        }
         Outcome::Serve => match (req.method(), &lookup) {
             (&Method::GET | &Method::HEAD, Lookup::Found(file)) => {
                 let extra = site_headers(site, &path);
@@ -227,7 +233,11 @@ fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Option<De
             _ => serve_static(site, req, &path),
         },
     };
-    finish(&mut response, &decision, app.rules_header);
+    finish(
+        &mut response,
+        &decision,
+        app.rules_header.then_some(&decision.fired[..]),
+    );
     (response, Some(decision))
 }
 
@@ -306,8 +316,9 @@ fn mtime_ms(file: &StoredFile) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The decision's headers and cookies, on top of the response.
-fn finish(response: &mut Response<Body>, decision: &Decision, rules_header: bool) {
+/// The decision's headers and cookies, on top of the response; `named`
+/// are the rules to list in `X-Outpost-Rules`, when that header is on.
+fn finish(response: &mut Response<Body>, decision: &Decision, named: Option<&[String]>) {
     let headers = response.headers_mut();
     if decision.private {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
@@ -321,8 +332,8 @@ fn finish(response: &mut Response<Body>, decision: &Decision, rules_header: bool
     for cookie in &decision.cookies {
         headers.append(header::SET_COOKIE, cookie.clone());
     }
-    if rules_header && !decision.fired.is_empty() {
-        if let Ok(v) = HeaderValue::try_from(decision.fired.join(", ")) {
+    if let Some(named) = named.filter(|n| !n.is_empty()) {
+        if let Ok(v) = HeaderValue::try_from(named.join(", ")) {
             headers.insert("x-outpost-rules", v);
         }
     }

@@ -26,8 +26,46 @@ struct Cli {
 enum Command {
     /// Serve the sites of a root folder (the default command).
     Serve(ServeArgs),
-    /// Check settings and sites; print `file:line:col: message` per problem.
+    /// Check settings, sites, rules and templates, and run the rule cases;
+    /// print `file:line:col: message` per problem.
     Check(RootArg),
+    /// Show which site answers a URL and what each rule makes of it.
+    Explain(ExplainArgs),
+    /// Run the rule cases in rules/tests/*.toml.
+    Test(RootArg),
+    /// Make a signed, expiring link for a `preview` rule with a secret.
+    PreviewLink(PreviewLinkArgs),
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    /// The URL to explain, like http://casino-uk.localhost/reviews/
+    url: String,
+    #[command(flatten)]
+    root: RootArg,
+    /// The visitor's country (ISO code), instead of a geo lookup.
+    #[arg(long)]
+    country: Option<String>,
+    /// A cookie the visitor sends, NAME=VALUE (repeatable).
+    #[arg(long = "cookie")]
+    cookies: Vec<String>,
+    /// A header the visitor sends, 'Name: value' (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// Also print the HTML sent.
+    #[arg(long)]
+    body: bool,
+}
+
+#[derive(Args)]
+struct PreviewLinkArgs {
+    /// The URL of a gated page.
+    url: String,
+    #[command(flatten)]
+    root: RootArg,
+    /// How long the link works: 30m, 12h, 7d...
+    #[arg(long, default_value = "7d")]
+    ttl: humantime::Duration,
 }
 
 #[derive(Args, Clone)]
@@ -50,19 +88,24 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The one-shot commands print their own report; only problems are logged.
+    let quiet = !matches!(cli.command, None | Some(Command::Serve(_)));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| if quiet { "warn" } else { "info" }.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Check(args)) => return check(&args.root),
+        Some(Command::Test(args)) => return rule_tests(&args.root),
+        Some(Command::Explain(args)) => explain(args),
+        Some(Command::PreviewLink(args)) => preview_link(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,4 +145,65 @@ fn check(root: &std::path::Path) -> ExitCode {
         eprintln!("{} problem(s)", problems.len());
         ExitCode::FAILURE
     }
+}
+
+fn rule_tests(root: &std::path::Path) -> ExitCode {
+    match outpost::rule_tests::run(root) {
+        Ok(report) => {
+            for f in &report.failures {
+                println!("{f}");
+            }
+            println!("{} passed, {} failed", report.passed, report.failures.len());
+            if report.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("outpost: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    let country = match &args.country {
+        Some(c) => Some(
+            outpost::context::Country::parse(c)
+                .with_context(|| format!("`{c}` is not a country code like IT"))?,
+        ),
+        None => None,
+    };
+    let split =
+        |items: &[String], sep: char, what: &str| -> anyhow::Result<Vec<(String, String)>> {
+            items
+                .iter()
+                .map(|i| {
+                    i.split_once(sep)
+                        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                        .with_context(|| format!("`{i}` is not {what}"))
+                })
+                .collect()
+        };
+    let visit = outpost::offline::Visit {
+        url: args.url,
+        method: None,
+        country,
+        cookies: split(&args.cookies, '=', "NAME=VALUE")?,
+        headers: split(&args.headers, ':', "'Name: value'")?,
+    };
+    let offline = outpost::offline::Offline::load(&args.root.root)?;
+    print!(
+        "{}",
+        outpost::explain::explain(&offline, &visit, args.body)?
+    );
+    Ok(())
+}
+
+fn preview_link(args: PreviewLinkArgs) -> anyhow::Result<()> {
+    let offline = outpost::offline::Offline::load(&args.root.root)?;
+    let link = outpost::rules::preview::link(&offline, &args.url, *args.ttl)?;
+    println!("{link}");
+    Ok(())
 }

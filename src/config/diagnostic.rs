@@ -34,7 +34,7 @@ impl Diagnostic {
     pub fn at(file: &Path, source: &str, at: usize, message: impl Into<String>) -> Self {
         let (line, col) = line_col(source, at);
         Diagnostic {
-            file: file.to_path_buf(),
+            file: tidy(file),
             line,
             col,
             message: message.into(),
@@ -44,7 +44,7 @@ impl Diagnostic {
     /// A problem with the file as a whole (it cannot be read, say).
     pub fn whole_file(file: &Path, message: impl Into<String>) -> Self {
         Diagnostic {
-            file: file.to_path_buf(),
+            file: tidy(file),
             line: 1,
             col: 1,
             message: message.into(),
@@ -63,6 +63,11 @@ impl Diagnostic {
             explain_unknown_key(&message).unwrap_or(message),
         )
     }
+}
+
+/// `./rules/a.toml` reads better as `rules/a.toml`.
+fn tidy(file: &Path) -> PathBuf {
+    file.strip_prefix(".").unwrap_or(file).to_path_buf()
 }
 
 /// serde says "unknown field `hots`, expected one of `hosts`, `locale`";

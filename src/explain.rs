@@ -1,0 +1,81 @@
+//! `outpost explain`: which site answers a URL, what each rule made of the
+//! request and why, the decision, and optionally the HTML sent.
+
+use std::fmt::Write;
+
+use crate::offline::{body_bytes, Offline, OfflineError, Visit};
+use crate::rules::{Outcome, Verdict};
+
+/// The report for `visit`, as text.
+pub fn explain(offline: &Offline, visit: &Visit, with_body: bool) -> Result<String, OfflineError> {
+    let (response, decision) = offline.answer(visit)?;
+    let mut out = String::new();
+    let sites = offline.app.live.sites();
+    let url = url::Url::parse(&visit.url).map_err(|_| OfflineError::Url(visit.url.clone()))?;
+    match sites.resolve(url.host_str()) {
+        Some(site) => {
+            let _ = writeln!(
+                out,
+                "site: {} (version {}, locale {})",
+                site.site, site.number, site.config.locale
+            );
+        }
+        None => {
+            let _ = writeln!(out, "site: none answers this host");
+        }
+    }
+    let country = visit
+        .country
+        .map_or("from the geo database".to_string(), |c| c.to_string());
+    let _ = writeln!(out, "country: {country}");
+    match &decision {
+        None => {
+            let _ = writeln!(out, "rules: none apply to this site");
+        }
+        Some(decision) => {
+            let _ = writeln!(out, "rules:");
+            let rules = offline.app.live.rules();
+            for (trace, rule) in decision.trace.iter().zip(rules.rules.iter()) {
+                let verdict = match &trace.verdict {
+                    Verdict::Fired => "FIRED".to_string(),
+                    Verdict::NoMatch(why) => format!("no match: {why}"),
+                    Verdict::NotForThisSite => "not for this site".to_string(),
+                    Verdict::Skipped(why) => format!("matched, did nothing: {why}"),
+                    Verdict::NotReached => "not reached (a terminal rule fired before)".to_string(),
+                };
+                let o = &rule.origin;
+                let _ = writeln!(
+                    out,
+                    "  {} [{}] {}:{}:{}: {verdict}",
+                    trace.rule,
+                    trace.action,
+                    o.file.display(),
+                    o.line,
+                    o.col
+                );
+            }
+            let outcome = match &decision.outcome {
+                Outcome::Serve => format!("serve the page with {} edit(s)", decision.edits.len()),
+                Outcome::Redirect { status, location } => {
+                    format!("redirect {} to {location}", status.as_u16())
+                }
+                Outcome::Block { status, .. } => format!("block with {}", status.as_u16()),
+                Outcome::Hidden => "hidden: answered as a missing page".to_string(),
+            };
+            let _ = writeln!(out, "decision: {outcome}");
+        }
+    }
+    let _ = writeln!(out, "response: {}", response.status());
+    for (name, value) in response.headers() {
+        let _ = writeln!(
+            out,
+            "  {name}: {}",
+            String::from_utf8_lossy(value.as_bytes())
+        );
+    }
+    if with_body {
+        let _ = writeln!(out);
+        out.push_str(&String::from_utf8_lossy(&body_bytes(&response)));
+    }
+    Ok(out)
+}
