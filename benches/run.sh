@@ -456,15 +456,31 @@ measure() {
   local name=$1 server=$2 rep=$3 out before after line
   local -a pids
   read -ra pids <<<"${PIDS[$server]}"
-  local core_before core_after
+  local core_before core_after load_before load_after
   core_before=$(core_ticks "$SERVER_CPU")
+  load_before=$(core_ticks "$LOAD_CPU")
   before=$(cpu_ticks "${pids[@]}")
-  if ! out=$(run_wrk "$DURATION" 2>&1); then
+  # `times` in the subshell gives the CPU time of its finished children,
+  # i.e. of wrk: the load core's own share, to tell other work apart. (Not
+  # piped: a pipe would run it in yet another subshell, with no children.)
+  if ! out=$(
+    run_wrk "$DURATION" 2>&1
+    rc=$?
+    times >"$TMP/wrk-times"
+    exit $rc
+  ); then
     printf '%s\n' "$out" >&2
     die "$name: wrk failed against $server"
   fi
   after=$(cpu_ticks "${pids[@]}")
   core_after=$(core_ticks "$SERVER_CPU")
+  load_after=$(core_ticks "$LOAD_CPU")
+  # Children's line of `times`, "0m1.230s 0m0.450s", in clock ticks.
+  local wrk_ticks
+  wrk_ticks=$(awk -v hz="$CLK_TCK" 'NR == 2 {
+    t = 0
+    for (i = 1; i <= 2; i++) { split($i, p, "m"); t += p[1] * 60 + p[2] }
+    printf "%d", t * hz }' "$TMP/wrk-times")
   line=$(grep '^BENCH_RESULT ' <<<"$out" || true)
   [[ -n $line ]] || {
     printf '%s\n' "$out" >&2
@@ -476,17 +492,24 @@ measure() {
   if ((sock_err + bad_status > 0)); then
     warn "$name/$server run $rep: $sock_err socket errors, $bad_status responses >= 400"
   fi
-  # other% = share of the server core that something other than the server
-  # used during the run: a build or another benchmark competing for it.
+  # other% = the larger share of the server core or of the load core that
+  # something other than the server or wrk used during the run: a build or
+  # another benchmark competing with the measurement.
   local record
   record=$(awk -v n="$name" -v s="$server" -v rep="$rep" -v reqs="$reqs" -v dur="$dur_us" \
     -v bytes="$bytes" -v p50="$p50" -v p99="$p99" -v ticks=$((after - before)) -v hz="$CLK_TCK" \
-    -v se="$sock_err" -v bs="$bad_status" -v cb="$core_before" -v ca="$core_after" 'BEGIN {
-      split(cb, b, " "); split(ca, a, " ")
-      other = (a[2] > b[2]) ? 100 * ((a[1] - b[1]) - ticks) / (a[2] - b[2]) : 0
-      if (other < 0) other = 0
+    -v se="$sock_err" -v bs="$bad_status" -v cb="$core_before" -v ca="$core_after" \
+    -v lb="$load_before" -v la="$load_after" -v wt="${wrk_ticks:-0}" '
+    function other(before, after, own,   b, a, pct) {
+      split(before, b, " "); split(after, a, " ")
+      pct = (a[2] > b[2]) ? 100 * ((a[1] - b[1]) - own) / (a[2] - b[2]) : 0
+      return pct < 0 ? 0 : pct
+    }
+    BEGIN {
+      worst = other(cb, ca, ticks)
+      if (other(lb, la, wt) > worst) worst = other(lb, la, wt)
       printf "%s %s %d %.1f %d %d %.2f %.1f %d %d %d %.0f\n", n, s, rep, reqs * 1e6 / dur, p50, p99,
-        ticks * 1e6 / hz / reqs, bytes / reqs, se, bs, reqs, other }')
+        ticks * 1e6 / hz / reqs, bytes / reqs, se, bs, reqs, worst }')
   echo "$record" >>"$TMP/runs.tsv"
   local -a r
   read -ra r <<<"$record"
@@ -494,7 +517,7 @@ measure() {
     "$name" "$server" "$rep" "$REPEAT" "${r[3]}" "$(awk -v v="${r[4]}" 'BEGIN{print v/1000}')" \
     "$(awk -v v="${r[5]}" 'BEGIN{print v/1000}')" "${r[6]}" "${r[11]}" >&2
   if ((r[11] > 10)); then
-    warn "$name/$server run $rep: other processes used ${r[11]}% of core $SERVER_CPU; this run is noisy"
+    warn "$name/$server run $rep: other processes used ${r[11]}% of a benchmark core; this run is noisy"
   fi
 }
 

@@ -96,11 +96,11 @@ def main():
     if noisy:
         out.append("")
         out.append(f"WARNING: in {len(noisy)} of {sum(len(rs) for rs in runs.values())} runs other processes used"
-                   f" more than 10% of the server core (up to {max(r['other'] for _, _, r in noisy):.0f}%);")
+                   f" more than 10% of a benchmark core (up to {max(r['other'] for _, _, r in noisy):.0f}%);")
         out.append("the figures are noisy. Rerun on an idle machine.")
 
     out.append("")
-    out.append("raw runs (other% = share of the server core used by other processes):")
+    out.append("raw runs (other% = share of the server's or wrk's core used by other processes):")
     raw = "  {:<12} {:<8} {:>3} {:>10} {:>10} {:>10} {:>11} {:>9} {:>7} {:>7}"
     out.append(raw.format("scenario", "server", "rep", "req/s", "p50", "p99", "cpu-us/req", "requests",
                           "errors", "other%"))
