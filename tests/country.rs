@@ -23,7 +23,10 @@ fn root(settings: &str) -> Root {
 }
 
 fn test_db() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/geo/GeoIP2-Country-Test.mmdb").display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/geo/GeoIP2-Country-Test.mmdb")
+        .display()
+        .to_string()
 }
 
 fn country(s: &Server, headers: &[(&str, &str)]) -> String {
@@ -38,12 +41,24 @@ fn forwarded_addresses_from_trusted_peers() {
     let s = Server::start(root.path());
     assert_eq!(country(&s, &[]), "XX", "loopback is in no database");
     assert_eq!(country(&s, &[("X-Forwarded-For", "81.2.69.142")]), "GB");
-    assert_eq!(country(&s, &[("X-Forwarded-For", "89.160.20.112, 127.0.0.1")]), "SE");
+    assert_eq!(
+        country(&s, &[("X-Forwarded-For", "89.160.20.112, 127.0.0.1")]),
+        "SE"
+    );
     assert_eq!(country(&s, &[("X-Forwarded-For", "2001:218::1")]), "JP");
-    assert_eq!(country(&s, &[("X-Forwarded-For", "::ffff:81.2.69.142")]), "GB");
-    assert_eq!(country(&s, &[("X-Forwarded-For", "[2001:218::1]:443")]), "JP");
+    assert_eq!(
+        country(&s, &[("X-Forwarded-For", "::ffff:81.2.69.142")]),
+        "GB"
+    );
+    assert_eq!(
+        country(&s, &[("X-Forwarded-For", "[2001:218::1]:443")]),
+        "JP"
+    );
     assert_eq!(country(&s, &[("X-Forwarded-For", "not an address")]), "XX");
-    assert_eq!(country(&s, &[("X-Forwarded-For", ",,,;;; 999.1.1.1")]), "XX");
+    assert_eq!(
+        country(&s, &[("X-Forwarded-For", ",,,;;; 999.1.1.1")]),
+        "XX"
+    );
     assert_eq!(country(&s, &[("X-Forwarded-For", "8.8.8.8")]), "XX");
     assert_eq!(country(&s, &[("CF-IPCountry", "it")]), "IT");
     assert_eq!(country(&s, &[("CF-IPCountry", "Italy")]), "XX");
@@ -51,7 +66,10 @@ fn forwarded_addresses_from_trusted_peers() {
 
 #[test]
 fn untrusted_peers_cannot_choose_their_country() {
-    let root = root(&format!("geoip = {:?}\ntrusted_proxies = [\"10.0.0.0/8\"]\n", test_db()));
+    let root = root(&format!(
+        "geoip = {:?}\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        test_db()
+    ));
     let s = Server::start(root.path());
     assert_eq!(country(&s, &[("X-Forwarded-For", "81.2.69.142")]), "XX");
     assert_eq!(country(&s, &[("CF-IPCountry", "IT")]), "XX");
@@ -71,7 +89,11 @@ fn ip_location_db(path: &Path, net: &str, code: &str) {
         country_code: &'a str,
     }
     let mut w = mmdb_writer::Writer::new("country ipvAll");
-    w.insert(net.parse::<ipnet::IpNet>().unwrap(), &Record { country_code: code }).unwrap();
+    w.insert(
+        net.parse::<ipnet::IpNet>().unwrap(),
+        &Record { country_code: code },
+    )
+    .unwrap();
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, w.to_bytes().unwrap()).unwrap();
     // Replaced by a rename, as updaters do.
@@ -99,7 +121,12 @@ fn ip_location_db_schema_and_reload_on_change() {
 #[test]
 fn a_missing_database_is_a_clear_error_at_start() {
     let root = root("geoip = \"/nonexistent/country.mmdb\"\n");
-    let out = common::outpost().args(["serve", "--root"]).arg(root.path()).args(["--listen", "127.0.0.1:0"]).output().unwrap();
+    let out = common::outpost()
+        .args(["serve", "--root"])
+        .arg(root.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/country.mmdb"), "{err}");

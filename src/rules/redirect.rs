@@ -28,7 +28,8 @@ pub struct Redirect {
 impl Target {
     /// Checks a `to` value; the error says what is wrong with it.
     pub fn parse_to(to: &str) -> Result<Target, String> {
-        if to.starts_with('/') {
+        // `{path}` always starts with `/`.
+        if to.starts_with('/') || to.starts_with("{path}") {
             if to.starts_with("//") || to.starts_with("/\\") {
                 return Err("a path must not start with `//`: that names another host".into());
             }
@@ -46,7 +47,7 @@ impl Target {
         // `{path}` always starts with `/`, so it may follow the host directly.
         let authority = rest.split("{path}").next().unwrap_or("");
         let authority = authority.split(['/', '?', '#']).next().unwrap_or("");
-        if authority.contains('{') {
+        if authority.is_empty() || authority.contains('{') {
             return Err(
                 "placeholders may only appear in the path or query, never in the host".into(),
             );

@@ -160,6 +160,15 @@ impl Server {
         }
     }
 
+    /// Waits until `needle` appeared at least `count` times in the log.
+    pub fn wait_for_log_count(&self, needle: &str, count: usize) {
+        assert!(
+            eventually(Duration::from_secs(5), || self.log_count(needle) >= count),
+            "`{needle}` not logged {count} times:\n{}",
+            self.stderr.lock().unwrap().join("\n")
+        );
+    }
+
     pub fn log_count(&self, needle: &str) -> usize {
         self.stderr
             .lock()

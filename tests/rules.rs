@@ -1,0 +1,676 @@
+//! Rules over real HTTP: bad rules files (reported by `check`, never taking
+//! a running server down), every action, personalized caching, and the
+//! hostile inputs each must survive.
+
+mod common;
+use std::time::Duration;
+
+use common::{outpost, Root, Server};
+
+const PAGE: &str = "<!doctype html><html lang=en><head><title>t</title></head><body><main><h1>Home</h1><a href=\"/drafts/b.html\">b</a><a href=\"/about.html\">about</a></main></body></html>";
+
+fn root() -> Root {
+    let root = Root::new();
+    root.write("sites/uk/site.toml", "hosts = [\"uk.localhost\"]\nlocale = \"en-GB\"\ncountries = [\"GB\", \"IE\"]\ngroup = \"g\"\ndefault = true\n")
+        .write("sites/it/site.toml", "hosts = [\"it.localhost\"]\nlocale = \"it-IT\"\ncountries = [\"IT\"]\ngroup = \"g\"\n")
+        .write("sites/uk/public/index.html", PAGE)
+        .write("sites/uk/public/about.html", "<html><head><link rel=\"alternate\" hreflang=\"it-IT\" href=\"http://it.localhost/chi-siamo.html\"></head><body>About</body></html>")
+        .write("sites/uk/public/only-uk.html", "<html><body>only uk</body></html>")
+        .write("sites/uk/public/drafts/a.html", PAGE)
+        .write("sites/uk/public/drafts/b.html", "<html><body>draft b</body></html>")
+        .write("sites/uk/public/secret/s.html", "<html><body>embargoed</body></html>")
+        .write("sites/uk/public/404.html", "<html><body>Not found</body></html>")
+        .write("sites/uk/public/blocked.html", "<html><body>Not here</body></html>")
+        .write("sites/it/public/index.html", "<html><body>Ciao</body></html>")
+        .write("sites/it/public/chi-siamo.html", "<html><body>Chi siamo</body></html>")
+        .write("sites/it/public/only-uk.html.nope", "")
+        .write("rules/templates/note.html", "<p class=note>Hello {{ request.country }} {{ request.query.name | default(value='') }}</p>")
+        .write(
+            "rules/a.toml",
+            r#"
+[[rule]]
+name = "offer"
+sites = ["uk", "it"]
+action = "offer-local"
+
+[[rule]]
+name = "note"
+sites = ["uk"]
+when = { path = "/", query = { name = "*" } }
+action = "inject"
+template = "note.html"
+selector = "h1"
+position = "after"
+
+[[rule]]
+name = "drafts"
+when = { path = "/drafts/**" }
+action = "preview"
+
+[[rule]]
+name = "embargo"
+when = { path = "/secret/**" }
+action = "preview"
+param = "token"
+secret = "s3cret"
+
+[[rule]]
+name = "block-kp"
+when = { country = "KP" }
+action = "block"
+page = "/blocked.html"
+
+[[rule]]
+name = "old"
+when = { path = "/old/**" }
+action = "redirect"
+to = "/new{path}?{query}"
+status = 308
+
+[[rule]]
+name = "go-it"
+when = { path = "/to-it/**" }
+action = "redirect"
+to_site = "it"
+
+[[rule]]
+name = "hdrs"
+when = { header = { X-Debug = "on*" } }
+action = "headers"
+set = { X-Hello = "world" }
+remove = ["Last-Modified"]
+"#,
+        );
+    root
+}
+
+fn get(s: &Server, path: &str, headers: &[(&str, &str)]) -> common::Response {
+    s.request("GET", "uk.localhost", path, headers)
+}
+
+#[test]
+fn offer_banner_for_visitors_of_another_site() {
+    let root = root();
+    let s = Server::start(root.path());
+    let r = get(&s, "/about.html", &[("CF-IPCountry", "IT")]);
+    assert_eq!(r.status, 200);
+    let body = r.text();
+    assert!(body.contains("role=\"region\""), "a landmark: {body}");
+    assert!(body.contains("lang=\"it-IT\""));
+    assert!(
+        body.contains("Vai al sito italiano"),
+        "in the target's language"
+    );
+    assert!(
+        body.contains("http:&#x2F;&#x2F;it.localhost&#x2F;chi-siamo.html"),
+        "hreflang equivalent: {body}"
+    );
+    assert!(body.contains("outpost_stay=1"), "a dismiss link");
+    assert_eq!(r.header("cache-control"), Some("private"));
+    // Same path where the page has no alternate but the target has the path.
+    let body = get(&s, "/", &[("CF-IPCountry", "IT")]).text();
+    assert!(
+        body.contains("http:&#x2F;&#x2F;it.localhost&#x2F;\""),
+        "{body}"
+    );
+    // Else the target's home.
+    let body = get(&s, "/only-uk.html", &[("CF-IPCountry", "IT")]).text();
+    assert!(
+        body.contains("http:&#x2F;&#x2F;it.localhost&#x2F;\""),
+        "{body}"
+    );
+    // Own-country visitors and unknown countries get the page as it is.
+    assert!(!get(&s, "/", &[("CF-IPCountry", "GB")])
+        .text()
+        .contains("outpost-offer"));
+    assert!(!get(&s, "/", &[]).text().contains("outpost-offer"));
+    // Staying: a cookie, and the URL without the parameter.
+    let r = get(
+        &s,
+        "/about.html?outpost_stay=1&x=1",
+        &[("CF-IPCountry", "IT")],
+    );
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("/about.html?x=1"));
+    assert!(r
+        .header("set-cookie")
+        .unwrap()
+        .starts_with("outpost_stay=1; Max-Age=2592000"));
+    let r = get(
+        &s,
+        "/about.html",
+        &[("CF-IPCountry", "IT"), ("Cookie", "outpost_stay=1")],
+    );
+    assert!(!r.text().contains("outpost-offer"));
+}
+
+#[test]
+fn offer_redirect_mode_spares_crawlers() {
+    let root = root();
+    root.write(
+        "rules/a.toml",
+        "[[rule]]\nname = \"offer\"\naction = \"offer-local\"\nmode = \"redirect\"\n",
+    );
+    let s = Server::start(root.path());
+    let r = get(&s, "/about.html", &[("CF-IPCountry", "IT")]);
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some("http://it.localhost/chi-siamo.html")
+    );
+    let bot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    let r = get(
+        &s,
+        "/about.html",
+        &[("CF-IPCountry", "IT"), ("User-Agent", bot)],
+    );
+    assert_eq!(r.status, 200);
+    assert!(!r.text().contains("outpost-offer"));
+}
+
+#[test]
+fn personalized_pages_are_private_with_an_etag_of_the_body_sent() {
+    let root = root();
+    let s = Server::start(root.path());
+    let it = get(&s, "/", &[("CF-IPCountry", "IT")]);
+    let plain = get(&s, "/", &[("CF-IPCountry", "GB")]);
+    let (it_tag, plain_tag) = (it.header("etag").unwrap(), plain.header("etag").unwrap());
+    assert_ne!(it_tag, plain_tag);
+    assert_eq!(
+        it.header("content-length").unwrap(),
+        it.body.len().to_string()
+    );
+    let again = get(&s, "/", &[("CF-IPCountry", "IT")]);
+    assert_eq!(
+        again.header("etag"),
+        Some(it_tag),
+        "rendered once, then cached"
+    );
+    assert_eq!(again.body, it.body);
+    let r = get(
+        &s,
+        "/",
+        &[("CF-IPCountry", "IT"), ("If-None-Match", it_tag)],
+    );
+    assert_eq!(r.status, 304);
+    // The Italian version's tag does not revalidate the British one.
+    assert_eq!(
+        get(
+            &s,
+            "/",
+            &[("CF-IPCountry", "GB"), ("If-None-Match", it_tag)]
+        )
+        .status,
+        200
+    );
+    // Compressed like static pages.
+    let br = get(
+        &s,
+        "/",
+        &[("CF-IPCountry", "IT"), ("Accept-Encoding", "br")],
+    );
+    let mut out = Vec::new();
+    brotli::BrotliDecompress(&mut br.body.as_slice(), &mut out).unwrap();
+    assert_eq!(out, it.body);
+    // A change to the site invalidates the rendered copy.
+    root.write("sites/uk/public/index.html", &PAGE.replace("Home", "Start"));
+    assert!(common::eventually(Duration::from_secs(2), || get(
+        &s,
+        "/",
+        &[("CF-IPCountry", "IT")]
+    )
+    .text()
+    .contains("Start")));
+}
+
+#[test]
+fn inject_with_a_template_escapes_request_values() {
+    let root = root();
+    let s = Server::start(root.path());
+    let body = get(
+        &s,
+        "/?name=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        &[("CF-IPCountry", "GB")],
+    )
+    .text();
+    assert!(
+        body.contains(
+            "<h1>Home</h1><p class=note>Hello GB &lt;script&gt;alert(1)&lt;&#x2F;script&gt;</p>"
+        ),
+        "{body}"
+    );
+    assert!(
+        !get(&s, "/", &[]).text().contains("class=note"),
+        "no query, no note"
+    );
+}
+
+#[test]
+fn preview_gating() {
+    let root = root();
+    let s = Server::start(root.path());
+    let missing = get(&s, "/drafts/none.html", &[]);
+    let hidden = get(&s, "/drafts/a.html", &[]);
+    assert_eq!(hidden.status, 404);
+    assert_eq!(hidden.body, missing.body);
+    let names = |r: &common::Response| {
+        let mut h: Vec<String> = r
+            .headers
+            .iter()
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .filter(|k| k != "date")
+            .collect();
+        h.sort();
+        h
+    };
+    assert_eq!(names(&hidden), names(&missing), "indistinguishable headers");
+    for q in [
+        "preview=TRUE",
+        "preview=true&preview=false",
+        "preview=false",
+        "preview=",
+        "preview=1",
+    ] {
+        assert_eq!(
+            get(&s, &format!("/drafts/a.html?{q}"), &[]).status,
+            404,
+            "{q}"
+        );
+    }
+    let r = get(&s, "/drafts/a.html?preview=true", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-robots-tag"), Some("noindex, nofollow"));
+    assert_eq!(r.header("cache-control"), Some("private, no-store"));
+    let body = r.text();
+    assert!(body.contains(r#"<meta name="robots" content="noindex, nofollow"></head>"#));
+    assert!(
+        body.contains(r#"href="/drafts/b.html?preview=true""#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"href="/about.html""#),
+        "ungated links untouched"
+    );
+}
+
+#[test]
+fn preview_tokens_are_signed_and_expire() {
+    let root = root();
+    let s = Server::start(root.path());
+    assert_eq!(get(&s, "/secret/s.html", &[]).status, 404);
+    let out = outpost()
+        .args([
+            "preview-link",
+            "http://uk.localhost/secret/s.html",
+            "--ttl",
+            "1h",
+            "--root",
+        ])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let link = String::from_utf8(out.stdout).unwrap();
+    let path_and_query = link.trim().trim_start_matches("http://uk.localhost");
+    assert!(
+        path_and_query.starts_with("/secret/s.html?token="),
+        "{link}"
+    );
+    assert!(get(&s, path_and_query, &[]).text().contains("embargoed"));
+    let token = path_and_query.split("token=").nth(1).unwrap();
+    let (expires, sig) = token.split_once('.').unwrap();
+    let forged = format!(
+        "/secret/s.html?token={}.{sig}",
+        expires.parse::<u64>().unwrap() + 3600
+    );
+    assert_eq!(get(&s, &forged, &[]).status, 404, "extended expiry");
+    assert_eq!(
+        get(&s, &format!("/secret/s.html?token=1.{sig}"), &[]).status,
+        404,
+        "expired"
+    );
+    assert_eq!(get(&s, "/secret/s.html?token=garbage", &[]).status, 404);
+    assert_eq!(
+        get(&s, "/secret/s.html?token=true", &[]).status,
+        404,
+        "the plain value is not enough"
+    );
+    // The link for a page no secret rule gates is refused.
+    let out = outpost()
+        .args([
+            "preview-link",
+            "http://uk.localhost/drafts/a.html",
+            "--root",
+        ])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn block_and_redirects() {
+    let root = root();
+    let s = Server::start(root.path());
+    let r = get(&s, "/", &[("CF-IPCountry", "KP")]);
+    assert_eq!(r.status, 451);
+    assert!(r.text().contains("Not here"));
+    let r = get(&s, "/old/a/b?x=1", &[]);
+    assert_eq!(r.status, 308);
+    assert_eq!(r.header("location"), Some("/new/old/a/b?x=1"));
+    let r = get(&s, "/old/a", &[]);
+    assert_eq!(r.header("location"), Some("/new/old/a"));
+    let r = s.request("GET", "uk.localhost:8080", "/to-it/x?y=1", &[]);
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some("http://it.localhost:8080/to-it/x?y=1")
+    );
+}
+
+#[test]
+fn redirects_built_from_the_request_never_leave_the_host() {
+    let root = root();
+    root.write(
+        "rules/a.toml",
+        "[[rule]]\nname = \"r\"\nwhen = { path = \"/r/**\" }\naction = \"redirect\"\nto = \"{path}\"\n\n[[rule]]\nname = \"abs\"\nwhen = { path = \"/a/**\" }\naction = \"redirect\"\nto = \"https://example.org{path}?{query}\"\n",
+    );
+    let s = Server::start(root.path());
+    for path in [
+        "/r//evil.com/x",
+        "/r/%2F%2Fevil.com",
+        "/r/..//evil.com",
+        "/r/\\evil.com",
+    ] {
+        let r = get(&s, path, &[]);
+        if let Some(loc) = r.header("location") {
+            assert!(
+                loc.starts_with('/') && !loc.starts_with("//") && !loc.starts_with("/\\"),
+                "{path} -> {loc}"
+            );
+        }
+    }
+    for path in ["/a/x?@evil.com", "/a/@evil.com", "/a/x?q=//evil.com"] {
+        let r = get(&s, path, &[]);
+        let loc = r
+            .header("location")
+            .unwrap_or_else(|| panic!("{path}: {} {:?}", r.status, r.headers));
+        assert!(loc.starts_with("https://example.org/"), "{path} -> {loc}");
+    }
+    // A rule naming a host in a placeholder is refused at load.
+    root.write(
+        "rules/b.toml",
+        "[[rule]]\nname = \"bad\"\naction = \"redirect\"\nto = \"https://{path}\"\n",
+    );
+    let out = outpost()
+        .args(["check", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("b.toml:4:6: placeholders may only appear in the path or query"));
+}
+
+#[test]
+fn headers_rules_with_header_globs() {
+    let root = root();
+    let s = Server::start(root.path());
+    let r = get(&s, "/about.html", &[("X-Debug", "ON please")]);
+    assert_eq!(r.header("x-hello"), Some("world"));
+    assert_eq!(r.header("last-modified"), None);
+    let r = get(&s, "/about.html", &[("X-Debug", "off")]);
+    assert_eq!(r.header("x-hello"), None);
+    assert!(r.header("last-modified").is_some());
+}
+
+#[test]
+fn hostile_request_values() {
+    let root = root();
+    let s = Server::start(root.path());
+    let long = "a".repeat(10 * 1024);
+    for headers in [
+        vec![("Accept-Language", long.as_str())],
+        vec![("Accept-Language", ";;;q=x,,,*-*-*;q=-1,~")],
+        vec![("Cookie", "a=%%%; ;;; =; b; ==\"; \"x\"=\"y")],
+        vec![("Cookie", long.as_str())],
+    ] {
+        let r = get(&s, "/", &headers);
+        assert_eq!(r.status, 200, "{headers:?}");
+    }
+    // Raw bytes that are not UTF-8 in a cookie.
+    let r = common::raw(s.addr, b"GET / HTTP/1.1\r\nHost: uk.localhost\r\nCookie: a=\xff\xfe; outpost_stay=1\r\nCF-IPCountry: IT\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(
+        !r.text().contains("outpost-offer"),
+        "the good cookie still counts"
+    );
+}
+
+#[test]
+fn odd_html_is_served_unbroken() {
+    let root = root();
+    let big: String = format!(
+        "<html><body>{}</body></html>",
+        "<p>filler paragraph of text</p>".repeat(170_000)
+    );
+    assert!(big.len() > 5 * 1024 * 1024);
+    root.write("sites/uk/public/big.html", &big)
+        .write("sites/uk/public/nobody.html", "<p>no body element at all")
+        .write(
+            "sites/uk/public/broken.html",
+            "<html><body><div><p>unclosed <b>bold</div></span><!-- open comment",
+        )
+        .write_bytes(
+            "sites/uk/public/latin1.html",
+            b"<html><body><p>caf\xe9 cr\xe8me</p></body></html>",
+        );
+    let s = Server::start(root.path());
+    let r = get(&s, "/big.html", &[("CF-IPCountry", "IT")]);
+    assert_eq!(r.status, 200);
+    assert!(r
+        .text()
+        .starts_with("<html><body><aside class=\"outpost-offer\""));
+    assert!(r.text().ends_with("</body></html>"));
+    let text = r.text();
+    let after_banner = text.find("</aside>").unwrap() + "</aside>".len();
+    assert_eq!(
+        format!("<html><body>{}", text[after_banner..].trim_start()),
+        big,
+        "the rest is untouched"
+    );
+    let r = get(&s, "/nobody.html", &[("CF-IPCountry", "IT")]);
+    assert!(
+        r.text().starts_with("<p>no body element at all<aside"),
+        "{}",
+        r.text()
+    );
+    let r = get(&s, "/broken.html", &[("CF-IPCountry", "IT")]);
+    assert!(
+        r.text().ends_with("<b>bold</div></span><!-- open comment"),
+        "{}",
+        r.text()
+    );
+    let r = get(&s, "/latin1.html", &[("CF-IPCountry", "IT")]);
+    assert_eq!(r.status, 200);
+    assert!(r.body.ends_with(b"<p>caf\xe9 cr\xe8me</p></body></html>"));
+}
+
+/// Each bad rules file, and where `check` must point.
+const BAD_RULES: &[(&str, &str, &str)] = &[
+    ("invalid TOML", "[[rule]\nname = 1", "bad.toml:1:"),
+    (
+        "wrong type",
+        "[[rule]]\nname = 1\naction = \"block\"\n",
+        "bad.toml:2:8:",
+    ),
+    (
+        "unknown action",
+        "[[rule]]\nname = \"x\"\naction = \"redirct\"\nto = \"/\"\n",
+        "bad.toml:3:10: unknown action `redirct`, did you mean `redirect`?",
+    ),
+    (
+        "unknown key",
+        "[[rule]]\nname = \"x\"\naction = \"block\"\nstatuss = 451\n",
+        "bad.toml:4:1: unknown key `statuss`, did you mean `status`?",
+    ),
+    (
+        "key of another action",
+        "[[rule]]\nname = \"x\"\naction = \"block\"\nto = \"/\"\n",
+        "bad.toml:4:6: `to` does not apply to action `block`",
+    ),
+    ("empty file", "", "bad.toml:1:1: file is empty"),
+    (
+        "duplicate name across files",
+        "[[rule]]\nname = \"offer\"\naction = \"block\"\n",
+        "bad.toml:2:8: rule name `offer` is already used at",
+    ),
+    (
+        "bad glob",
+        "[[rule]]\nname = \"x\"\nwhen = { path = \"[\" }\naction = \"block\"\n",
+        "bad.toml:3:17: bad path glob `[`",
+    ),
+    (
+        "bad selector",
+        "[[rule]]\nname = \"x\"\naction = \"inject\"\nhtml = \"<p>\"\nselector = \"div >>\"\n",
+        "bad.toml:5:12: bad CSS selector `div >>`",
+    ),
+    (
+        "missing template",
+        "[[rule]]\nname = \"x\"\naction = \"inject\"\ntemplate = \"nope.html\"\nselector = \"p\"\n",
+        "bad.toml:4:12: no template `nope.html`",
+    ),
+    (
+        "unknown site",
+        "[[rule]]\nname = \"x\"\nsites = [\"ukk\"]\naction = \"block\"\n",
+        "bad.toml:3:10: no site named `ukk`, did you mean `uk`?",
+    ),
+    (
+        "bad country",
+        "[[rule]]\nname = \"x\"\nwhen = { country = \"Italy\" }\naction = \"block\"\n",
+        "bad.toml:3:20: `Italy` is not an ISO 3166-1",
+    ),
+];
+
+#[test]
+fn bad_rules_files_are_reported_with_their_location() {
+    for (what, text, expected) in BAD_RULES {
+        let root = root();
+        root.write("rules/bad.toml", text);
+        let out = outpost()
+            .args(["check", "--root"])
+            .arg(root.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{what}: {stdout}");
+        assert!(
+            stdout.contains(expected),
+            "{what}: expected `{expected}` in\n{stdout}"
+        );
+    }
+    let root = root();
+    root.write("rules/templates/broken.html", "<p>{{ oops </p>\n{% if %}");
+    let out = outpost()
+        .args(["check", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("templates/broken.html:1:"), "{stdout}");
+}
+
+#[test]
+fn a_running_server_keeps_its_last_good_rules() {
+    let root = root();
+    let s = Server::start(root.path());
+    assert!(get(&s, "/", &[("CF-IPCountry", "IT")])
+        .text()
+        .contains("outpost-offer"));
+    for (what, text, _) in BAD_RULES {
+        root.write("rules/zz-bad.toml", text);
+        s.wait_for_log("the last good rules keep serving", Duration::from_secs(3));
+        assert!(
+            get(&s, "/", &[("CF-IPCountry", "IT")])
+                .text()
+                .contains("outpost-offer"),
+            "{what}"
+        );
+        // Forget the logged failure before the next round.
+        std::fs::remove_file(root.join("rules/zz-bad.toml")).unwrap();
+        s.wait_for_log_count(
+            "rules loaded",
+            2 + BAD_RULES.iter().position(|b| b.0 == *what).unwrap(),
+        );
+    }
+    // A good change is taken.
+    root.write(
+        "rules/a.toml",
+        "[[rule]]\nname = \"only-headers\"\naction = \"headers\"\nset = { X-New = \"1\" }\n",
+    );
+    assert!(common::eventually(Duration::from_secs(2), || get(
+        &s,
+        "/",
+        &[]
+    )
+    .header("x-new")
+        == Some("1")));
+}
+
+#[test]
+fn rule_cases_run_with_outpost_test() {
+    let root = root();
+    root.write(
+        "rules/tests/cases.toml",
+        "[[case]]\nname = \"offer\"\nurl = \"http://uk.localhost/\"\ncountry = \"IT\"\nstatus = 200\nrules = [\"offer\"]\nbody_contains = [\"outpost-offer\"]\n\n[[case]]\nname = \"wrong on purpose\"\nurl = \"http://uk.localhost/drafts/a.html\"\nstatus = 200\n",
+    );
+    let out = outpost()
+        .args(["test", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("cases.toml:9:1: wrong on purpose: status 404 (expected 200)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn explain_names_each_rule_and_why() {
+    let root = root();
+    let out = outpost()
+        .args([
+            "explain",
+            "http://uk.localhost/about.html",
+            "--country",
+            "IT",
+            "--header",
+            "X-Debug: on",
+            "--body",
+            "--root",
+        ])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("site: uk"));
+    assert!(stdout.contains("offer [offer-local]") && stdout.contains("FIRED"));
+    assert!(
+        stdout.contains("drafts [preview]")
+            && stdout.contains("no match: path /about.html does not match")
+    );
+    assert!(stdout.contains("block-kp [block]") && stdout.contains("no match: country is IT"));
+    assert!(stdout.contains("x-hello: world"));
+    assert!(
+        stdout.contains("Vai al sito italiano"),
+        "--body prints the HTML"
+    );
+}
