@@ -38,7 +38,12 @@ die() {
   exit 1
 }
 
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+# need_uint NAME VALUE MIN: dies unless VALUE is a whole number >= MIN.
+need_uint() {
+  if [[ ! $2 =~ ^[0-9]+$ ]] || (($2 < $3)); then
+    die "$1 must be a whole number >= $3, not '$2'"
+  fi
+}
 
 # True while the process exists and is not a zombie waiting to be reaped.
 alive() {
@@ -91,12 +96,13 @@ trap 'exit 143' TERM
 # Setup
 
 check_settings() {
-  is_uint "$DURATION" && ((DURATION > 0)) || die "DURATION must be a whole number of seconds > 0, not '$DURATION'"
-  is_uint "$REPEAT" && ((REPEAT > 0)) || die "REPEAT must be a whole number > 0, not '$REPEAT'"
-  is_uint "$WARMUP" || die "WARMUP must be a whole number of seconds, not '$WARMUP'"
-  is_uint "$CONNECTIONS" && ((CONNECTIONS > 0)) || die "CONNECTIONS must be > 0, not '$CONNECTIONS'"
-  is_uint "$SERVER_CPU" && is_uint "$LOAD_CPU" || die "SERVER_CPU and LOAD_CPU must be core numbers"
-  is_uint "$NGINX_WORKERS_N" && ((NGINX_WORKERS_N > 0)) || die "NGINX_WORKERS must be > 0, not '$NGINX_WORKERS_N'"
+  need_uint DURATION "$DURATION" 1
+  need_uint REPEAT "$REPEAT" 1
+  need_uint WARMUP "$WARMUP" 0
+  need_uint CONNECTIONS "$CONNECTIONS" 1
+  need_uint NGINX_WORKERS "$NGINX_WORKERS_N" 1
+  need_uint SERVER_CPU "$SERVER_CPU" 0
+  need_uint LOAD_CPU "$LOAD_CPU" 0
   local s
   for s in $SERVERS; do
     [[ $s == nginx || $s == outpost ]] || die "SERVERS may list nginx and outpost, not '$s'"
@@ -137,8 +143,10 @@ ensure_tools() {
   ((SERVER_CPU != LOAD_CPU)) || warn "servers and wrk share core $SERVER_CPU: results measure contention"
 }
 
-# Three distinct free loopback ports. The kernel picks them; they are released
-# just before the servers bind, a race no other process here is running.
+# Three distinct free loopback ports, picked by the kernel. They are released
+# before the servers bind them: a small race, harmless unless something else
+# on the machine grabs a port in that instant (the server would then fail to
+# start, with a clear error).
 pick_ports() {
   local ports
   ports=$(python3 -c '
@@ -207,7 +215,7 @@ start_nginx() {
   "$NGINX_BIN" -t -q -c "$conf" -e "$TMP/nginx-error.log" ||
     die "nginx rejected $conf (see above)"
 
-  say "starting nginx ($workers workers) on 127.0.0.1:${PORT[nginx]}, pinned to core $SERVER_CPU"
+  say "starting nginx (worker_processes $workers) on 127.0.0.1:${PORT[nginx]}, pinned to core $SERVER_CPU"
   taskset -c "$SERVER_CPU" "$NGINX_BIN" -c "$conf" -e "$TMP/nginx-error.log" \
     >"$TMP/nginx.out" 2>&1 &
   local master=$!
@@ -274,7 +282,7 @@ peak_rss_kib() {
 
 # Busy share (%) of each of the given cores over one second, e.g. "0:3 1:97".
 core_busy() {
-  local before after core
+  local before after
   before=$(grep -E "^cpu($(IFS='|'; echo "$*")) " /proc/stat)
   sleep 1
   after=$(grep -E "^cpu($(IFS='|'; echo "$*")) " /proc/stat)
@@ -326,7 +334,8 @@ scenario() {
   SC_ORDER+=("$name")
   SC_EXPECT[$name]=$expect
   SC_TARGET[$name]=$target
-  SC_ARGS[$name]=$(printf '%q ' "$@")
+  SC_ARGS[$name]=""
+  if (($#)); then SC_ARGS[$name]=$(printf '%q ' "$@"); fi
 }
 
 define_scenarios() {
@@ -595,7 +604,7 @@ report() {
     echo "outpost vs nginx, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "commit $commit$dirty; $(nproc) cores${cpu:+, $cpu}; kernel $(uname -r)"
     if has_server nginx; then
-      echo "$("$NGINX_BIN" -v 2>&1); $NGINX_WORKERS_N workers"
+      echo "$("$NGINX_BIN" -v 2>&1), worker_processes $NGINX_WORKERS_N"
     fi
     if has_server outpost; then echo "outpost: $OUTPOST_BIN"; fi
     echo "servers on core $SERVER_CPU, wrk on core $LOAD_CPU: -t1 -c$CONNECTIONS -d${DURATION}s," \
