@@ -62,8 +62,9 @@ pub fn check(root: &Path) -> Vec<Diagnostic> {
         d.file = sites_dir.join(d.file.strip_prefix("sites").unwrap_or(&d.file));
         d
     }));
-    if let Err(e) = crate::rules::load(root, &names) {
-        problems.extend(e.0);
+    match crate::rules::load(root, &names) {
+        Err(e) => problems.extend(e.0),
+        Ok(rules) => problems.extend(missing_variant_files(root, &rules, &names)),
     }
     // Rule cases only mean something once everything loads.
     if problems.is_empty() {
@@ -73,6 +74,39 @@ pub fn check(root: &Path) -> Vec<Diagnostic> {
                 &root.join("rules/tests"),
                 e.to_string(),
             )),
+        }
+    }
+    problems
+}
+
+/// Variants that serve a file which some site of the rule lacks.
+fn missing_variant_files(
+    root: &Path,
+    rules: &crate::rules::Rules,
+    sites: &[String],
+) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    for rule in &rules.rules {
+        let crate::rules::Action::Variant(exp) = &rule.action else {
+            continue;
+        };
+        for variant in &exp.variants {
+            let (Some(serve), Some(origin)) = (&variant.serve, &variant.serve_origin) else {
+                continue;
+            };
+            for site in sites.iter().filter(|s| rule.applies_to(s)) {
+                let file = root
+                    .join("sites")
+                    .join(site)
+                    .join("public")
+                    .join(serve.trim_start_matches('/'));
+                if !file.is_file() {
+                    problems.push(origin.error(format!(
+                        "variant `{}` serves {serve}, which site `{site}` does not have",
+                        variant.name
+                    )));
+                }
+            }
         }
     }
     problems

@@ -14,12 +14,14 @@ use ipnet::IpNet;
 use crate::access_log::{self, AccessLog, Entry};
 use crate::compress;
 use crate::context::{Country, Geo, Network, PathError, RequestContext, SitePath};
+use crate::experiments::Experiments;
 use crate::live::Live;
 use crate::respond::{self, Body};
+use crate::rules::fragment::{Needed, OnError};
 use crate::rules::{self, Decision, Outcome, Rules};
 use crate::site::Sites;
 use crate::store::{Lookup, SiteVersion, StoredFile};
-use crate::transform::{self, RenderKey};
+use crate::transform::{self, Edit, Fragments, Got, Op, Place, RenderKey};
 
 /// What the pipeline needs, shared by every connection.
 pub struct App {
@@ -29,6 +31,65 @@ pub struct App {
     pub trusted_proxies: Vec<IpNet>,
     /// Name the rules that fired in an `X-Outpost-Rules` response header.
     pub rules_header: bool,
+    pub experiments: Arc<Experiments>,
+    pub fragments: Arc<Fragments>,
+}
+
+impl App {
+    /// Wires the pipeline to `live`: experiment counts and fragment copies
+    /// start from what the store kept.
+    pub fn new(
+        live: Arc<Live>,
+        log: AccessLog,
+        geo: Arc<Geo>,
+        trusted_proxies: Vec<IpNet>,
+        rules_header: bool,
+    ) -> App {
+        let experiments = live.store().experiments().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "experiment counts unreadable; starting from zero");
+            Vec::new()
+        });
+        let saved = live
+            .store()
+            .fragments()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(url, at, json)| {
+                let data = serde_json::from_slice(&json).ok()?;
+                let fetched_at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
+                Some((url, transform::Fetched { data, fetched_at }))
+            })
+            .collect();
+        let keeper = live.clone();
+        let keep = Box::new(move |url: &str, f: &transform::Fetched| {
+            let at = f
+                .fetched_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let json = serde_json::to_vec(&f.data).unwrap_or_default();
+            if let Err(e) = keeper.store().save_fragment(url, at, &json) {
+                tracing::warn!(error = %e, "cannot keep fragment copy");
+            }
+        });
+        App {
+            live,
+            log,
+            geo,
+            trusted_proxies,
+            rules_header,
+            experiments: Arc::new(Experiments::from_saved(experiments)),
+            fragments: Fragments::new(saved, keep),
+        }
+    }
+
+    /// Saves experiment counts that changed since the last save.
+    pub fn save_counts(&self) {
+        if let Some(rows) = self.experiments.take_changes() {
+            if let Err(e) = self.live.store().save_experiments(&rows) {
+                tracing::warn!(error = %e, "cannot save experiment counts");
+            }
+        }
+    }
 }
 
 /// What one request did, for the access log.
@@ -36,24 +97,25 @@ pub struct App {
 struct Seen {
     country: Option<Country>,
     fired: Vec<String>,
+    variant: Option<String>,
 }
 
-/// Answers one request. `country` overrides the visitor's country (for
-/// `explain` and rule tests).
-pub fn handle<B>(app: &App, req: &Request<B>, client: SocketAddr) -> Response<Body> {
-    handle_as(app, req, client, None).0
+/// Answers one request.
+pub async fn handle<B>(app: &App, req: &Request<B>, client: SocketAddr) -> Response<Body> {
+    handle_as(app, req, client, None).await.0
 }
 
 /// [`handle`], also returning the decision the rules made, if they ran.
-pub fn handle_as<B>(
+/// `country` overrides the visitor's country (for `explain` and rule tests).
+pub async fn handle_as<B>(
     app: &App,
     req: &Request<B>,
     client: SocketAddr,
     country: Option<Country>,
 ) -> (Response<Body>, Option<Decision>) {
     let started = Instant::now();
-    let sites = app.live.sites();
-    let rules = app.live.rules();
+    let sites = app.live.sites_full();
+    let rules = app.live.rules_full();
     let host = req
         .headers()
         .get(header::HOST)
@@ -88,7 +150,7 @@ pub fn handle_as<B>(
                     client,
                     country,
                 };
-                let (res, d) = serve(&input, &mut seen);
+                let (res, d) = serve(&input, &mut seen).await;
                 decision = d;
                 (res, Some(site))
             }
@@ -108,7 +170,7 @@ pub fn handle_as<B>(
             micros: started.elapsed().as_micros() as u64,
             country: seen.country.map(|c| c.to_string()),
             rules: seen.fired,
-            variant: None,
+            variant: seen.variant,
             version: site.map(|s| s.number),
             client: client.ip(),
         });
@@ -128,7 +190,7 @@ struct Input<'a, B> {
 }
 
 /// Serves a request from one version of its site and one generation of rules.
-fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Option<Decision>) {
+async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Option<Decision>) {
     let Input {
         app,
         rules,
@@ -176,16 +238,46 @@ fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Option<De
         Lookup::Found(f) => Some(f.as_ref()),
         _ => None,
     };
-    let decision = rules::evaluate(
-        rules,
-        &rules::Request {
-            ctx: &ctx,
-            site,
-            sites: input.sites,
-            page,
-        },
-    );
+    let request = rules::Request {
+        ctx: &ctx,
+        site,
+        sites: input.sites,
+        page,
+    };
+    let mut decision = rules::evaluate(rules, &request);
     seen.fired = decision.fired.clone();
+    if !decision.variants.is_empty() {
+        let names: Vec<String> = decision
+            .variants
+            .iter()
+            .map(|a| format!("{}={}", a.experiment, a.variant))
+            .collect();
+        seen.variant = Some(names.join(","));
+    }
+    // A variant served as another file; the control when that file is gone.
+    let variant_file = match (&decision.serve, &lookup) {
+        (Some(serve), Lookup::Found(_)) => match SitePath::parse(serve).map(|p| site.lookup(&p)) {
+            Ok(Lookup::Found(f)) => Some(f.clone()),
+            _ => {
+                tracing::error!(site = %site.site, file = %serve, "variant file missing; serving the control");
+                None
+            }
+        },
+        _ => None,
+    };
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        for a in decision.variants.iter().filter(|a| !a.forced) {
+            app.experiments.expose(a);
+        }
+    }
+    for a in &decision.conversions {
+        app.experiments.convert(a);
+    }
+    if !decision.fragments.is_empty() && matches!(decision.outcome, Outcome::Serve) {
+        let mut render = rules::Render::new(&request, &rules.templates);
+        let filled = fill_fragments(&app.fragments, &decision.fragments, &mut render).await;
+        decision.edits.extend(filled);
+    }
 
     let head = req.method() == Method::HEAD;
     let mut response = match &decision.outcome {
@@ -213,6 +305,7 @@ fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Option<De
         }
         Outcome::Serve => match (req.method(), &lookup) {
             (&Method::GET | &Method::HEAD, Lookup::Found(file)) => {
+                let file = variant_file.as_ref().unwrap_or(file);
                 let extra = site_headers(site, &path);
                 let page = if file.is_html() && !decision.edits.is_empty() {
                     let key = RenderKey::new(
@@ -288,6 +381,46 @@ fn site_headers(site: &SiteVersion, path: &SitePath) -> Vec<(header::HeaderName,
         .filter(|rule| rule.glob.is_match(&path.path))
         .flat_map(|rule| rule.headers.iter().cloned())
         .collect()
+}
+
+/// Fetches every fragment at once (each within its own timeout) and turns
+/// them into edits.
+async fn fill_fragments(
+    fragments: &Arc<Fragments>,
+    needed: &[Needed],
+    render: &mut rules::Render<'_>,
+) -> Vec<Edit> {
+    let got =
+        futures_util::future::join_all(needed.iter().map(|n| fragments.get(&n.url, &n.timing)))
+            .await;
+    let mut edits = Vec::new();
+    for (n, got) in needed.iter().zip(got) {
+        let data = match got {
+            Got::Fresh(f) | Got::Stale(f) => Some(f),
+            Got::Failed { stale, .. } if n.on_error == OnError::Stale => stale,
+            Got::Failed { .. } => None,
+        };
+        let rendered = data.map(|f| render.render(&n.template, Some(("data", &f.data))));
+        let html = match rendered {
+            Some(Ok(html)) => Some(html),
+            Some(Err(e)) => {
+                fragments.template_failed(&n.rule, &e);
+                None
+            }
+            None => None,
+        };
+        let op = match (html, n.on_error) {
+            (Some(html), _) => Op::SetHtml(html),
+            (None, OnError::Keep) => continue,
+            (None, OnError::Stale | OnError::Empty) => Op::SetHtml(String::new()),
+        };
+        edits.push(Edit {
+            slot: n.slot,
+            place: Place::Selector(n.selector.clone()),
+            op,
+        });
+    }
+    edits
 }
 
 /// Applies the decision's edits to a page, compressing the result once.

@@ -20,6 +20,8 @@ pub mod check;
 pub mod compress;
 pub mod config;
 pub mod context;
+pub mod demo_upstream;
+pub mod experiments;
 pub mod explain;
 pub mod handler;
 pub mod live;

@@ -73,6 +73,16 @@ impl Live {
         self.rules.load()
     }
 
+    /// The rules in force now, held for as long as a request needs them.
+    pub fn rules_full(&self) -> Arc<Rules> {
+        self.rules.load_full()
+    }
+
+    /// The sites served now, held for as long as a request needs them.
+    pub fn sites_full(&self) -> Arc<Sites> {
+        self.sites.load_full()
+    }
+
     /// Pages rendered by rules, by everything they depend on.
     pub fn rendered(&self) -> &RenderCache {
         &self.rendered

@@ -35,6 +35,17 @@ enum Command {
     Test(RootArg),
     /// Make a signed, expiring link for a `preview` rule with a secret.
     PreviewLink(PreviewLinkArgs),
+    /// Experiments: exposures, conversions, rates and significance.
+    Stats(StatsArgs),
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    #[command(flatten)]
+    root: RootArg,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -106,6 +117,7 @@ fn main() -> ExitCode {
         Some(Command::Test(args)) => return rule_tests(&args.root),
         Some(Command::Explain(args)) => explain(args),
         Some(Command::PreviewLink(args)) => preview_link(args),
+        Some(Command::Stats(args)) => stats(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -205,5 +217,46 @@ fn preview_link(args: PreviewLinkArgs) -> anyhow::Result<()> {
     let offline = outpost::offline::Offline::load(&args.root.root)?;
     let link = outpost::rules::preview::link(&offline, &args.url, *args.ttl)?;
     println!("{link}");
+    Ok(())
+}
+
+fn stats(args: StatsArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(&args.root.root, &Overrides::default()).map_err(|errs| {
+        anyhow::anyhow!(errs
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"))
+    })?;
+    let reports = outpost::experiments::read_reports(&settings)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(());
+    }
+    for e in &reports {
+        println!("experiment {}", e.experiment);
+        println!(
+            "  {:<16} {:>10} {:>11} {:>8} {:>7} {:>8}",
+            "variant", "exposures", "conversions", "rate", "z", "p"
+        );
+        for v in &e.variants {
+            let (z, p) = match (v.z, v.p_value) {
+                (Some(z), Some(p)) => (format!("{z:.2}"), format!("{p:.4}")),
+                _ => ("-".into(), "-".into()),
+            };
+            println!(
+                "  {:<16} {:>10} {:>11} {:>7.2}% {:>7} {:>8}",
+                v.variant,
+                v.exposures,
+                v.conversions,
+                v.rate * 100.0,
+                z,
+                p
+            );
+        }
+    }
+    if reports.is_empty() {
+        println!("no experiments");
+    }
     Ok(())
 }

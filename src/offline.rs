@@ -28,7 +28,7 @@ pub enum OfflineError {
     Geo(#[from] crate::context::geo::GeoError),
     #[error(transparent)]
     Rules(#[from] crate::rules::LoadError),
-    #[error("cannot make a temporary store: {0}")]
+    #[error("cannot make a temporary store or runtime: {0}")]
     Temp(std::io::Error),
     #[error("`{0}` is not a URL like http://site.localhost/path")]
     Url(String),
@@ -37,6 +37,7 @@ pub enum OfflineError {
 /// A root folder loaded for answering requests in-process.
 pub struct Offline {
     pub app: App,
+    runtime: tokio::runtime::Runtime,
     _store_dir: tempfile::TempDir,
 }
 
@@ -67,14 +68,18 @@ impl Offline {
         if !problems.is_empty() {
             return Err(OfflineError::Rules(crate::rules::LoadError(problems)));
         }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(OfflineError::Temp)?;
+        let log = AccessLog::open(&AccessLogTarget::Off).expect("an off log opens");
+        let geo = Arc::new(Geo::open(settings.geoip.as_deref())?);
+        // Fragments spawn their fetches on the runtime they are made in.
+        let app =
+            runtime.block_on(async { App::new(live, log, geo, settings.trusted_proxies, true) });
         Ok(Offline {
-            app: App {
-                live,
-                log: AccessLog::open(&AccessLogTarget::Off).expect("an off log opens"),
-                geo: Arc::new(Geo::open(settings.geoip.as_deref())?),
-                trusted_proxies: settings.trusted_proxies,
-                rules_header: true,
-            },
+            app,
+            runtime,
             _store_dir: store_dir,
         })
     }
@@ -115,7 +120,9 @@ impl Offline {
             .body(())
             .map_err(|_| OfflineError::Url(visit.url.clone()))?;
         let peer: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
-        Ok(handler::handle_as(&self.app, &req, peer, visit.country))
+        Ok(self
+            .runtime
+            .block_on(handler::handle_as(&self.app, &req, peer, visit.country)))
     }
 }
 

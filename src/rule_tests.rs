@@ -145,15 +145,13 @@ fn run_case(offline: &Offline, case: &Case) -> Result<(), String> {
         }
     }
     if let Some(variant) = &case.variant {
-        let header = response
-            .headers()
-            .get("x-outpost-variant")
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        if !header.as_deref().is_some_and(|h| {
-            h.split(", ")
-                .any(|v| v.ends_with(&format!("={variant}")) || v == variant)
-        }) {
-            problems.push(format!("variant {header:?} (expected {variant})"));
+        let got: Vec<&str> = decision
+            .iter()
+            .flat_map(|d| d.variants.iter())
+            .map(|a| a.variant.as_str())
+            .collect();
+        if !got.contains(&variant.as_str()) {
+            problems.push(format!("variants {got:?} (expected {variant})"));
         }
     }
     let body = body_bytes(&response);

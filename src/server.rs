@@ -46,8 +46,8 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = service_fn(move |req| {
-            let res = handler::handle(&app, &req, client);
-            async move { Ok::<_, Infallible>(res) }
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(handler::handle(&app, &req, client).await) }
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());
@@ -113,12 +113,21 @@ pub async fn serve(settings: crate::config::Settings) -> Result<(), ServeError> 
     let live = Arc::new(crate::live::Live::from_store(store, settings.root.clone())?);
     let log =
         crate::access_log::AccessLog::open(&settings.access_log).map_err(ServeError::AccessLog)?;
-    let app = Arc::new(App {
-        live: live.clone(),
+    let app = Arc::new(App::new(
+        live.clone(),
         log,
-        geo: geo.clone(),
-        trusted_proxies: settings.trusted_proxies.clone(),
-        rules_header: settings.rules_header,
+        geo.clone(),
+        settings.trusted_proxies.clone(),
+        settings.rules_header,
+    ));
+    let saver = app.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let app = saver.clone();
+            let _ = tokio::task::spawn_blocking(move || app.save_counts()).await;
+        }
     });
     let _geo_watcher = match &settings.geoip {
         Some(path) => Some(crate::context::geo::watch(geo, path.clone())?),
@@ -136,6 +145,13 @@ pub async fn serve(settings: crate::config::Settings) -> Result<(), ServeError> 
     println!("listening on {addr}");
     tracing::info!(%addr, ms = started.elapsed().as_millis() as u64, sites = live.sites().iter().count(), "serving");
 
+    if let Some(addr) = settings.demo_upstream {
+        tokio::spawn(async move {
+            if let Err(e) = crate::demo_upstream::serve(addr).await {
+                tracing::error!(%addr, error = %e, "demo scores upstream failed");
+            }
+        });
+    }
     let _watcher = crate::watch::watch_root(live.clone(), &settings.root)?;
     let scan = live.clone();
     tokio::task::spawn_blocking(move || {
@@ -144,7 +160,8 @@ pub async fn serve(settings: crate::config::Settings) -> Result<(), ServeError> 
         tracing::info!(ms = t.elapsed().as_millis() as u64, "sites scanned");
     });
 
-    run(listener, app, shutdown_signal()).await;
+    run(listener, app.clone(), shutdown_signal()).await;
+    app.save_counts();
     tracing::info!("stopped");
     Ok(())
 }

@@ -21,6 +21,7 @@ struct RawSettings {
     store: Option<PathBuf>,
     access_log: Option<String>,
     rules_header: Option<bool>,
+    demo_upstream: Option<Spanned<String>>,
 }
 
 /// Where the access log goes.
@@ -44,6 +45,8 @@ pub struct Settings {
     pub access_log: AccessLogTarget,
     /// Name the rules that fired in an `X-Outpost-Rules` response header.
     pub rules_header: bool,
+    /// Start the demo's live-scores API on this address.
+    pub demo_upstream: Option<SocketAddr>,
 }
 
 /// Command-line values that win over the file.
@@ -78,6 +81,10 @@ impl Settings {
         };
         let listen = addr(&raw.listen, "127.0.0.1:8080");
         let admin_listen = addr(&raw.admin_listen, "127.0.0.1:9180");
+        let demo_upstream = raw
+            .demo_upstream
+            .is_some()
+            .then(|| addr(&raw.demo_upstream, "127.0.0.1:9181"));
         let trusted_proxies = match &raw.trusted_proxies {
             None => vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             Some(list) => list
@@ -116,6 +123,7 @@ impl Settings {
             store: root.join(raw.store.unwrap_or_else(|| "cache/outpost.redb".into())),
             access_log,
             rules_header: raw.rules_header.unwrap_or(false),
+            demo_upstream,
         })
     }
 }

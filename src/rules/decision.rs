@@ -2,6 +2,8 @@
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
+use super::fragment::Needed;
+use super::variant::Assignment;
 use super::{Action, Rules};
 use crate::context::RequestContext;
 use crate::site::Sites;
@@ -60,6 +62,14 @@ pub struct Decision {
     pub cookies: Vec<HeaderValue>,
     /// The response depends on the visitor: `Cache-Control: private`.
     pub private: bool,
+    /// A variant's file to serve instead of the page.
+    pub serve: Option<String>,
+    /// The experiments' variants this response is in.
+    pub variants: Vec<Assignment>,
+    /// Conversions counted by goals.
+    pub conversions: Vec<Assignment>,
+    /// Fragments to fetch and fill before the page leaves.
+    pub fragments: Vec<Needed>,
     pub trace: Vec<Trace>,
 }
 
@@ -79,7 +89,15 @@ pub struct Render<'a> {
     context: Option<tera::Context>,
 }
 
-impl Render<'_> {
+impl<'a> Render<'a> {
+    pub fn new(request: &'a Request<'a>, templates: &'a Templates) -> Render<'a> {
+        Render {
+            request,
+            templates,
+            context: None,
+        }
+    }
+
     /// Renders `name` with the request's context plus `extra`.
     pub fn render(
         &mut self,
@@ -118,11 +136,7 @@ pub enum Applied {
 
 pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
     let mut decision = Decision::default();
-    let mut render = Render {
-        request,
-        templates: &rules.templates,
-        context: None,
-    };
+    let mut render = Render::new(request, &rules.templates);
     let site = &request.site.site;
     for (index, rule) in rules.rules.iter().enumerate() {
         let verdict = if decision.outcome != Outcome::Serve {
@@ -142,6 +156,9 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
                         Action::Preview(a) => a.apply(index, &rule.name, request, &mut decision),
                         Action::Inject(a) => a.apply(index, &mut render, &mut decision),
                         Action::Headers(a) => a.apply(&mut decision),
+                        Action::Variant(a) => a.apply(index, request, &mut decision),
+                        Action::Goal(a) => a.apply(request, &mut decision),
+                        Action::Fragment(a) => a.apply(index, &rule.name, request, &mut decision),
                     };
                     match applied {
                         Applied::Fired => {

@@ -13,14 +13,18 @@ use lol_html::Selector;
 
 use super::block::Block;
 use super::condition::When;
+use super::fragment::{Fragment, OnError, Source, Timing};
+use super::goal::Goal;
 use super::headers::Headers;
 use super::inject::{Content, Inject, Position};
 use super::offer_local::{Mode, OfferLocal};
 use super::preview::Preview;
 use super::raw::{RawFile, RawRule};
 use super::redirect::{Redirect, Target};
+use super::variant::{Experiment, Transform, Variant, COOKIE_PREFIX};
 use super::{Action, Rule, Rules};
 use crate::config::{closest, parse_toml, Diagnostic, Origin};
+use crate::transform::Op;
 use crate::transform::Templates;
 
 /// Every rules file problem found in one load.
@@ -28,13 +32,16 @@ use crate::transform::Templates;
 #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
 pub struct LoadError(pub Vec<Diagnostic>);
 
-const ACTIONS: [&str; 6] = [
+const ACTIONS: [&str; 9] = [
     "redirect",
     "block",
     "offer-local",
     "preview",
     "inject",
     "headers",
+    "variant",
+    "goal",
+    "fragment",
 ];
 
 fn allowed_keys(action: &str) -> &'static [&'static str] {
@@ -45,6 +52,17 @@ fn allowed_keys(action: &str) -> &'static [&'static str] {
         "preview" => &["param", "value", "secret"],
         "inject" => &["template", "html", "selector", "position"],
         "headers" => &["set", "remove"],
+        "variant" => &["experiment", "variants", "allow_force"],
+        "goal" => &["experiment"],
+        "fragment" => &[
+            "selector",
+            "template",
+            "source",
+            "ttl",
+            "timeout",
+            "stale_for",
+            "on_error",
+        ],
         _ => &[],
     }
 }
@@ -132,6 +150,7 @@ pub fn load(root: &Path, sites: &[String]) -> Result<Rules, LoadError> {
             }
         }
     }
+    link_goals(&mut rules, &mut errors);
     if !errors.is_empty() {
         return Err(LoadError(errors));
     }
@@ -140,6 +159,39 @@ pub fn load(root: &Path, sites: &[String]) -> Result<Rules, LoadError> {
         rules,
         templates,
     })
+}
+
+/// Gives each goal its experiment's variants; a goal for an experiment no
+/// rule runs is an error, and so is an experiment run by two rules.
+fn link_goals(rules: &mut [Rule], errors: &mut Vec<Diagnostic>) {
+    let mut experiments: HashMap<String, (Vec<String>, Origin)> = HashMap::new();
+    for rule in rules.iter() {
+        if let Action::Variant(e) = &rule.action {
+            let names = e.variants.iter().map(|v| v.name.clone()).collect();
+            if let Some((_, first)) =
+                experiments.insert(e.experiment.clone(), (names, rule.origin.clone()))
+            {
+                errors.push(rule.origin.error(format!(
+                    "experiment `{}` is already run by the rule at {}:{}:{}",
+                    e.experiment,
+                    first.file.display(),
+                    first.line,
+                    first.col
+                )));
+            }
+        }
+    }
+    for rule in rules.iter_mut() {
+        if let Action::Goal(goal) = &mut rule.action {
+            match experiments.get(&goal.experiment) {
+                Some((names, _)) => goal.variants = names.clone(),
+                None => errors.push(rule.origin.error(format!(
+                    "no `variant` rule runs experiment `{}`",
+                    goal.experiment
+                ))),
+            }
+        }
+    }
 }
 
 struct Compiler<'a> {
@@ -420,7 +472,195 @@ impl Compiler<'_> {
                 }
                 Action::Headers(Headers { set, remove })
             }
+            "variant" => self.variant(raw, errors)?,
+            "goal" => {
+                let Some(experiment) = &raw.experiment else {
+                    missing(errors, "an `experiment`");
+                    return None;
+                };
+                Action::Goal(Goal {
+                    experiment: experiment.get_ref().clone(),
+                    variants: Vec::new(),
+                })
+            }
+            "fragment" => self.fragment(raw, errors)?,
             _ => unreachable!("action names are checked first"),
         })
+    }
+}
+
+/// Names that go into cookies: letters, digits, `-` and `_`.
+fn cookie_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Compiler<'_> {
+    fn variant(&self, raw: &RawRule, errors: &mut Vec<Diagnostic>) -> Option<Action> {
+        let Some(experiment) = &raw.experiment else {
+            errors.push(self.err(raw.action.span(), "action `variant` needs an `experiment`"));
+            return None;
+        };
+        if !cookie_safe(experiment.get_ref()) {
+            errors.push(self.err(
+                experiment.span(),
+                "experiment names may use letters, digits, `-` and `_` (up to 64)",
+            ));
+        }
+        let Some(raw_variants) = &raw.variants else {
+            errors.push(self.err(raw.action.span(), "action `variant` needs `variants`"));
+            return None;
+        };
+        let mut variants: Vec<Variant> = Vec::new();
+        for v in raw_variants.get_ref() {
+            let v = v.get_ref();
+            let name = v.name.get_ref();
+            if !cookie_safe(name) {
+                errors.push(self.err(
+                    v.name.span(),
+                    "variant names may use letters, digits, `-` and `_` (up to 64)",
+                ));
+            }
+            if variants.iter().any(|o| &o.name == name) {
+                errors.push(self.err(v.name.span(), format!("variant `{name}` is listed twice")));
+            }
+            let mut transforms = Vec::new();
+            for t in &v.transforms {
+                let span = t.span();
+                let t = t.get_ref();
+                let selector = match t.selector.get_ref().parse::<Selector>() {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => {
+                        errors.push(self.err(
+                            t.selector.span(),
+                            format!("bad CSS selector `{}`: {e}", t.selector.get_ref()),
+                        ));
+                        continue;
+                    }
+                };
+                let mut ops = Vec::new();
+                if let Some(x) = &t.set_text {
+                    ops.push(Op::SetText(x.clone()));
+                }
+                if let Some(x) = &t.set_html {
+                    ops.push(Op::SetHtml(x.clone()));
+                }
+                if let Some(a) = &t.set_attr {
+                    ops.push(Op::SetAttr(a.name.clone(), a.value.clone()));
+                }
+                if t.remove == Some(true) {
+                    ops.push(Op::Remove);
+                }
+                if let Some(x) = &t.append_html {
+                    ops.push(Op::Append(x.clone()));
+                }
+                if let Some(x) = &t.prepend_html {
+                    ops.push(Op::Prepend(x.clone()));
+                }
+                if ops.len() != 1 {
+                    errors.push(self.err(span, "a transform needs exactly one of set_text, set_html, set_attr, remove, append_html, prepend_html"));
+                    continue;
+                }
+                transforms.push(Transform {
+                    selector,
+                    op: ops.remove(0),
+                });
+            }
+            if let Some(serve) = &v.serve {
+                if !serve.get_ref().starts_with('/') {
+                    errors.push(self.err(
+                        serve.span(),
+                        "`serve` is a path on the site, starting with `/`",
+                    ));
+                }
+            }
+            variants.push(Variant {
+                name: name.clone(),
+                weight: v.weight.as_ref().map_or(1, |w| *w.get_ref()),
+                serve: v.serve.as_ref().map(|s| s.get_ref().clone()),
+                serve_origin: v
+                    .serve
+                    .as_ref()
+                    .map(|s| Origin::new(self.file, self.source, s.span().start)),
+                transforms,
+            });
+        }
+        if variants.is_empty() {
+            errors.push(self.err(
+                raw_variants.span(),
+                "an experiment needs at least one variant",
+            ));
+        } else if variants.iter().map(|v| v.weight).sum::<u32>() == 0 {
+            errors.push(self.err(raw_variants.span(), "the variants' weights add up to 0"));
+        }
+        Some(Action::Variant(Experiment {
+            cookie: format!("{COOKIE_PREFIX}{}", experiment.get_ref()),
+            experiment: experiment.get_ref().clone(),
+            variants,
+            allow_force: raw.allow_force.as_ref().is_some_and(|f| *f.get_ref()),
+        }))
+    }
+
+    fn duration(
+        &self,
+        raw: &Option<toml::Spanned<String>>,
+        default: &str,
+        errors: &mut Vec<Diagnostic>,
+    ) -> std::time::Duration {
+        let text = raw.as_ref().map_or(default, |r| r.get_ref().as_str());
+        humantime::parse_duration(text).unwrap_or_else(|e| {
+            let span = raw.as_ref().map(|r| r.span()).unwrap_or(0..0);
+            errors.push(self.err(
+                span,
+                format!("`{text}` is not a duration like 300ms, 10s or 1h: {e}"),
+            ));
+            humantime::parse_duration(default).expect("defaults parse")
+        })
+    }
+
+    fn fragment(&self, raw: &RawRule, errors: &mut Vec<Diagnostic>) -> Option<Action> {
+        let (Some(source), Some(_), Some(_)) = (&raw.source, &raw.selector, &raw.template) else {
+            errors.push(self.err(
+                raw.action.span(),
+                "action `fragment` needs `source`, `selector` and `template`",
+            ));
+            return None;
+        };
+        let parsed = Source::parse(source.get_ref())
+            .map_err(|e| errors.push(self.err(source.span(), e)))
+            .ok();
+        let selector = self.selector(&raw.selector, errors);
+        let template = self.template(&raw.template, errors);
+        let timing = Timing {
+            ttl: self.duration(&raw.ttl, "10s", errors),
+            timeout: self.duration(&raw.timeout, "300ms", errors),
+            stale_for: self.duration(&raw.stale_for, "1h", errors),
+        };
+        let on_error = match raw
+            .on_error
+            .as_ref()
+            .map(|o| (o.get_ref().as_str(), o.span()))
+        {
+            None | Some(("stale", _)) => OnError::Stale,
+            Some(("empty", _)) => OnError::Empty,
+            Some(("keep", _)) => OnError::Keep,
+            Some((other, span)) => {
+                errors.push(self.err(
+                    span,
+                    format!("on_error `{other}` is not one of stale, empty, keep"),
+                ));
+                OnError::Stale
+            }
+        };
+        Some(Action::Fragment(Fragment {
+            selector: selector?,
+            template: template?,
+            source: parsed?,
+            timing,
+            on_error,
+        }))
     }
 }

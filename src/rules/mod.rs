@@ -8,6 +8,8 @@
 mod block;
 mod condition;
 mod decision;
+pub mod fragment;
+mod goal;
 mod headers;
 mod inject;
 mod load;
@@ -15,9 +17,10 @@ mod offer_local;
 pub mod preview;
 mod raw;
 mod redirect;
+pub mod variant;
 
 pub use condition::When;
-pub use decision::{evaluate, Decision, Outcome, Request, Trace, Verdict};
+pub use decision::{evaluate, Decision, Outcome, Render, Request, Trace, Verdict};
 pub use load::{load, LoadError};
 
 use std::sync::Arc;
@@ -45,6 +48,9 @@ pub enum Action {
     Preview(preview::Preview),
     Inject(inject::Inject),
     Headers(headers::Headers),
+    Variant(variant::Experiment),
+    Goal(goal::Goal),
+    Fragment(fragment::Fragment),
 }
 
 impl Action {
@@ -56,6 +62,9 @@ impl Action {
             Action::Preview(_) => "preview",
             Action::Inject(_) => "inject",
             Action::Headers(_) => "headers",
+            Action::Variant(_) => "variant",
+            Action::Goal(_) => "goal",
+            Action::Fragment(_) => "fragment",
         }
     }
 }

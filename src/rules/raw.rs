@@ -74,6 +74,47 @@ pub struct RawRule {
     // headers
     pub set: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub remove: Option<Vec<Spanned<String>>>,
+    // variant, goal
+    pub experiment: Option<Spanned<String>>,
+    // variant
+    pub variants: Option<Spanned<Vec<Spanned<RawVariant>>>>,
+    pub allow_force: Option<Spanned<bool>>,
+    // fragment
+    pub source: Option<Spanned<String>>,
+    pub ttl: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub stale_for: Option<Spanned<String>>,
+    pub on_error: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVariant {
+    pub name: Spanned<String>,
+    pub weight: Option<Spanned<u32>>,
+    pub serve: Option<Spanned<String>>,
+    #[serde(default)]
+    pub transforms: Vec<Spanned<RawTransform>>,
+}
+
+/// One change; exactly one of the operations must be given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransform {
+    pub selector: Spanned<String>,
+    pub set_text: Option<String>,
+    pub set_html: Option<String>,
+    pub set_attr: Option<RawAttr>,
+    pub remove: Option<bool>,
+    pub append_html: Option<String>,
+    pub prepend_html: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttr {
+    pub name: String,
+    pub value: String,
 }
 
 impl RawRule {

@@ -27,6 +27,11 @@ const SCANS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("scans"
 const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
 /// The version each site serves.
 const CURRENT: TableDefinition<&str, u64> = TableDefinition::new("current");
+/// Experiment counts: (experiment, variant) -> (exposures, conversions).
+const EXPERIMENTS: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("experiments");
+/// The last good copy of each fragment source: url -> (fetched at, ms since
+/// the epoch; JSON).
+const FRAGMENTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("fragments");
 
 /// How many versions of each site are kept for rollback.
 pub const KEPT_VERSIONS: usize = 5;
@@ -126,6 +131,17 @@ impl Store {
             }),
             Err(e) => Self::rebuild(path, &e.to_string()),
         }
+    }
+
+    /// Opens a store that must already exist, without repairing or
+    /// rebuilding it (for commands that only read).
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        Database::open(path)
+            .map(|db| Store { db })
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })
     }
 
     fn rebuild(path: &Path, why: &str) -> Result<Store, StoreError> {
@@ -249,6 +265,63 @@ impl Store {
             scans.retain(|(s, _), _| s != site)?;
             collect_garbage(&tx)?;
         }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Counts and fragment copies are rebuilt quickly if a crash loses the last
+/// second of them, so their writes skip the fsync.
+impl Store {
+    pub fn experiments(&self) -> Result<Vec<(String, String, u64, u64)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(EXPERIMENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let ((e, var), (x, c)) = (k.value(), v.value());
+            out.push((e.to_string(), var.to_string(), x, c));
+        }
+        Ok(out)
+    }
+
+    pub fn save_experiments(&self, rows: &[(String, String, u64, u64)]) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(redb::Durability::Eventual);
+        {
+            let mut table = tx.open_table(EXPERIMENTS)?;
+            for (e, v, x, c) in rows {
+                table.insert((e.as_str(), v.as_str()), (*x, *c))?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn fragments(&self) -> Result<Vec<(String, u64, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(FRAGMENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            let (at, json) = v.value();
+            out.push((k.value().to_string(), at, json.to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn save_fragment(&self, url: &str, fetched_ms: u64, json: &[u8]) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(redb::Durability::Eventual);
+        tx.open_table(FRAGMENTS)?.insert(url, (fetched_ms, json))?;
         tx.commit()?;
         Ok(())
     }

@@ -1,0 +1,117 @@
+//! A small live-scores API for the demo, started beside the server when
+//! outpost.toml sets `demo_upstream`. Scores follow the clock, so every
+//! reload after the fragment's ttl shows new data.
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::Query;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+struct Params {
+    site: Option<String>,
+}
+
+/// Serves `/scores.json?site=<host>` on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "demo scores upstream listening");
+    let app = Router::new().route(
+        "/scores.json",
+        get(|Query(p): Query<Params>| async move {
+            Json(scores(p.site.as_deref().unwrap_or(""), now()))
+        }),
+    );
+    axum::serve(listener, app).await
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Matches of the site's league at time `t`: a goal every so often.
+fn scores(site: &str, t: u64) -> Value {
+    let (league, teams): (&str, [&str; 8]) = if site.starts_with("casino-it") {
+        (
+            "Serie A",
+            [
+                "Inter",
+                "Milan",
+                "Juventus",
+                "Napoli",
+                "Roma",
+                "Lazio",
+                "Atalanta",
+                "Fiorentina",
+            ],
+        )
+    } else if site.starts_with("casino-de") {
+        (
+            "Bundesliga",
+            [
+                "Bayern München",
+                "Borussia Dortmund",
+                "RB Leipzig",
+                "Bayer Leverkusen",
+                "VfB Stuttgart",
+                "Eintracht Frankfurt",
+                "SC Freiburg",
+                "Werder Bremen",
+            ],
+        )
+    } else {
+        (
+            "Premier League",
+            [
+                "Arsenal",
+                "Chelsea",
+                "Liverpool",
+                "Manchester City",
+                "Newcastle",
+                "Tottenham",
+                "Aston Villa",
+                "Brighton",
+            ],
+        )
+    };
+    // A match lasts 100 "minutes" of 6 seconds; goals at pseudo-random minutes.
+    let minute = (t / 6) % 100;
+    let matches: Vec<Value> = (0..4u64)
+        .map(|i| {
+            let goals = |side: u64| {
+                (0..minute)
+                    .filter(|m| (m * 7919 + i * 104_729 + side * 15_485_863).is_multiple_of(37))
+                    .count()
+            };
+            json!({
+                "home": teams[(i * 2) as usize],
+                "away": teams[(i * 2 + 1) as usize],
+                "home_goals": goals(1),
+                "away_goals": goals(2),
+                "minute": minute.min(90),
+                "status": if minute >= 90 { "FT" } else { "LIVE" },
+            })
+        })
+        .collect();
+    json!({ "league": league, "updated": t, "matches": matches })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_change_with_time() {
+        assert_ne!(
+            scores("casino-uk.localhost", 0),
+            scores("casino-uk.localhost", 6 * 60)
+        );
+        assert_eq!(scores("casino-it.localhost:8080", 60)["league"], "Serie A");
+    }
+}

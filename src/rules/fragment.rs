@@ -1,0 +1,174 @@
+//! `fragment`: fill a selector with a template rendered from JSON fetched at
+//! `source`. The source's scheme, host and path are fixed in the rule;
+//! request values may appear in its query string only, URL-encoded.
+//! Fetching, caching and timing are the transform stage's (`fragments.rs`);
+//! the rule only says what to fetch and how patient to be.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lol_html::Selector;
+
+use super::decision::{Applied, Decision, Request};
+use crate::context::RequestContext;
+
+/// What to do when the source fails or is too slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// The last good copy (within `stale_for`), else empty.
+    Stale,
+    Empty,
+    /// Leave the placeholder as it is.
+    Keep,
+}
+
+/// A value of the request placed in the source's query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Value {
+    Country,
+    Language,
+    Path,
+    Host,
+    Query(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Value(Value),
+}
+
+/// A source URL with placeholders in its query string.
+#[derive(Debug, Clone)]
+pub struct Source {
+    parts: Vec<Part>,
+}
+
+impl Source {
+    /// Checks a `source`: http(s), and placeholders only after `?`.
+    pub fn parse(text: &str) -> Result<Source, String> {
+        let (before_query, _) = text.split_once('?').unwrap_or((text, ""));
+        if before_query.contains('{') {
+            return Err(
+                "request values may appear in the query string only, never in the host or path"
+                    .into(),
+            );
+        }
+        let url = url::Url::parse(before_query).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err("the source must be an http:// or https:// URL with a host".into());
+        }
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            parts.push(Part::Literal(rest[..open].to_string()));
+            let close = rest[open..].find('}').ok_or("unclosed `{` in source")? + open;
+            let name = &rest[open + 1..close];
+            let value = match name {
+                "country" => Value::Country,
+                "language" => Value::Language,
+                "path" => Value::Path,
+                "host" => Value::Host,
+                n => match n.strip_prefix("query.") {
+                    Some(q) if !q.is_empty() => Value::Query(q.to_string()),
+                    _ => return Err(format!("unknown placeholder `{{{name}}}` (use country, language, path, host or query.NAME)")),
+                },
+            };
+            parts.push(Part::Value(value));
+            rest = &rest[close + 1..];
+        }
+        parts.push(Part::Literal(rest.to_string()));
+        Ok(Source { parts })
+    }
+
+    /// The URL for this request, values URL-encoded.
+    pub fn url(&self, ctx: &RequestContext<'_>) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Value(v) => {
+                    let value = match v {
+                        Value::Country => ctx.country.as_str(),
+                        Value::Language => ctx.languages.first().map_or("", String::as_str),
+                        Value::Path => &ctx.path.path,
+                        Value::Host => ctx.host,
+                        Value::Query(name) => ctx.query_values(name).next().unwrap_or(""),
+                    };
+                    out.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// How long fragments live and how long a page waits for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub ttl: Duration,
+    pub timeout: Duration,
+    pub stale_for: Duration,
+}
+
+#[derive(Debug)]
+pub struct Fragment {
+    pub selector: Arc<Selector>,
+    pub template: String,
+    pub source: Source,
+    pub timing: Timing,
+    pub on_error: OnError,
+}
+
+/// One fragment a page needs, for the transform stage to fetch and fill.
+#[derive(Debug, Clone)]
+pub struct Needed {
+    pub slot: (usize, usize),
+    pub rule: String,
+    pub selector: Arc<Selector>,
+    pub template: String,
+    pub url: String,
+    pub timing: Timing,
+    pub on_error: OnError,
+}
+
+impl Fragment {
+    pub fn apply(
+        &self,
+        index: usize,
+        rule: &str,
+        request: &Request<'_>,
+        decision: &mut Decision,
+    ) -> Applied {
+        decision.fragments.push(Needed {
+            slot: (index, 0),
+            rule: rule.to_string(),
+            selector: self.selector.clone(),
+            template: self.template.clone(),
+            url: self.source.url(request.ctx),
+            timing: self.timing,
+            on_error: self.on_error,
+        });
+        decision.private = true;
+        Applied::Fired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources() {
+        assert!(Source::parse(
+            "https://api.example.com/scores.json?league={query.league}&c={country}"
+        )
+        .is_ok());
+        assert!(Source::parse("http://127.0.0.1:9181/s.json").is_ok());
+        assert!(Source::parse("https://{host}/x").is_err());
+        assert!(Source::parse("https://api.example.com/{path}").is_err());
+        assert!(Source::parse("ftp://x/y").is_err());
+        assert!(Source::parse("https://a.com/x?q={nope}").is_err());
+        assert!(Source::parse("https://a.com/x?q={country").is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! `variant`: an A/B test applied on the box, so the page leaves already in
+//! its variant. A visitor keeps the variant their cookie names; a cookie
+//! naming no variant of the experiment (forged, stale, oversized) is ignored
+//! and a new variant drawn by weight. QA may force one with
+//! `?outpost_variant=<name>` when the rule allows it.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use lol_html::Selector;
+
+use super::decision::{Applied, Decision, Request};
+use crate::transform::{Edit, Op, Place};
+
+pub const FORCE_PARAM: &str = "outpost_variant";
+pub const COOKIE_PREFIX: &str = "outpost_exp_";
+
+/// One change a variant makes to the page.
+#[derive(Debug)]
+pub struct Transform {
+    pub selector: Arc<Selector>,
+    pub op: Op,
+}
+
+#[derive(Debug)]
+pub struct Variant {
+    pub name: String,
+    pub weight: u32,
+    /// Serve this file instead of the page.
+    pub serve: Option<String>,
+    /// Where `serve` was written, for `check` to point at.
+    pub serve_origin: Option<crate::config::Origin>,
+    pub transforms: Vec<Transform>,
+}
+
+#[derive(Debug)]
+pub struct Experiment {
+    pub experiment: String,
+    pub variants: Vec<Variant>,
+    pub allow_force: bool,
+    /// `outpost_exp_<experiment>`
+    pub cookie: String,
+}
+
+/// The variant a response was served in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub experiment: String,
+    pub variant: String,
+    /// Drawn or kept (counted as an exposure), or forced by QA (not counted).
+    pub forced: bool,
+}
+
+impl Experiment {
+    pub fn apply(&self, index: usize, request: &Request<'_>, decision: &mut Decision) -> Applied {
+        let ctx = request.ctx;
+        let forced = self
+            .allow_force
+            .then(|| ctx.query_values(FORCE_PARAM).find_map(|v| self.variant(v)))
+            .flatten();
+        let kept = ctx.cookie(&self.cookie).and_then(|v| self.variant(v));
+        let (variant, is_forced) = match (forced, kept) {
+            (Some(v), _) => (v, true),
+            (None, Some(v)) => (v, false),
+            (None, None) => {
+                let v = self.draw(fastrand::u32(..self.total_weight().max(1)));
+                let cookie = format!(
+                    "{}={}; Max-Age=2592000; Path=/; SameSite=Lax",
+                    self.cookie, v.name
+                );
+                if let Ok(c) = HeaderValue::try_from(cookie) {
+                    decision.cookies.push(c);
+                }
+                (v, false)
+            }
+        };
+        for (n, t) in variant.transforms.iter().enumerate() {
+            decision.edits.push(Edit {
+                slot: (index, n),
+                place: Place::Selector(t.selector.clone()),
+                op: t.op.clone(),
+            });
+        }
+        if let Some(serve) = &variant.serve {
+            decision.serve = Some(serve.clone());
+        }
+        decision.private = true;
+        decision.variants.push(Assignment {
+            experiment: self.experiment.clone(),
+            variant: variant.name.clone(),
+            forced: is_forced,
+        });
+        Applied::Fired
+    }
+
+    fn variant(&self, name: &str) -> Option<&Variant> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+
+    fn total_weight(&self) -> u32 {
+        self.variants.iter().map(|v| v.weight).sum()
+    }
+
+    /// The variant at `point` in `0..total_weight`.
+    fn draw(&self, mut point: u32) -> &Variant {
+        for v in &self.variants {
+            if point < v.weight {
+                return v;
+            }
+            point -= v.weight;
+        }
+        &self.variants[0]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exp(weights: &[u32]) -> Experiment {
+        Experiment {
+            experiment: "e".into(),
+            allow_force: false,
+            cookie: "outpost_exp_e".into(),
+            variants: weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| Variant {
+                    name: format!("v{i}"),
+                    weight: *w,
+                    serve: None,
+                    serve_origin: None,
+                    transforms: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn draws_follow_the_weights() {
+        let e = exp(&[1, 3, 0]);
+        assert_eq!(e.draw(0).name, "v0");
+        assert_eq!(e.draw(1).name, "v1");
+        assert_eq!(e.draw(3).name, "v1");
+        assert_eq!(exp(&[0, 5]).draw(0).name, "v1");
+    }
+}
