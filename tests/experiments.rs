@@ -1,0 +1,346 @@
+//! A/B variants and goals over real HTTP: weighted draws, sticky cookies,
+//! forcing, variants served as files or transforms, counts that survive a
+//! restart, and hostile cookies.
+
+mod common;
+use std::time::Duration;
+
+use common::{outpost, Root, Server};
+
+const HOME: &str = "<html><body><h1 class=hero>Welcome</h1><a class=cta href=/signup/>Sign up</a><p id=promo>promo</p></body></html>";
+
+fn root() -> Root {
+    let root = Root::new();
+    root.site("main", &["main.localhost"], true)
+        .write("sites/main/public/index.html", HOME)
+        .write(
+            "sites/main/public/alt.html",
+            "<html><body><h1>Alternative home</h1></body></html>",
+        )
+        .write(
+            "sites/main/public/signup/thanks.html",
+            "<html><body>Thanks</body></html>",
+        )
+        .write(
+            "rules/exp.toml",
+            r##"
+[[rule]]
+name = "hero"
+when = { path = "/" }
+action = "variant"
+experiment = "hero"
+allow_force = true
+variants = [
+  { name = "control", weight = 50 },
+  { name = "bold", weight = 50, transforms = [
+    { selector = "h1.hero", set_text = "Bold <welcome>" },
+    { selector = "a.cta", set_attr = { name = "class", value = "cta big" } },
+    { selector = "#promo", remove = true },
+  ] },
+]
+
+[[rule]]
+name = "layout"
+when = { path = "/" }
+action = "variant"
+experiment = "layout"
+variants = [
+  { name = "same", weight = 1 },
+  { name = "file", weight = 0, serve = "/alt.html" },
+]
+
+[[rule]]
+name = "signed-up"
+when = { path = "/signup/thanks.html" }
+action = "goal"
+experiment = "hero"
+"##,
+        );
+    root
+}
+
+fn cookie_of<'a>(r: &'a common::Response, name: &str) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap().split_once('=').unwrap().1)
+}
+
+#[test]
+fn ten_thousand_new_visitors_split_fifty_fifty() {
+    let root = root();
+    let s = Server::start(root.path());
+    let addr = s.addr;
+    let counts: Vec<(usize, usize)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(move || {
+                    let (mut control, mut bold) = (0, 0);
+                    for _ in 0..2500 {
+                        let r = common::raw(
+                            addr,
+                            b"GET / HTTP/1.1\r\nHost: main.localhost\r\nConnection: close\r\n\r\n",
+                        );
+                        match cookie_of(&r, "outpost_exp_hero") {
+                            Some("control") => {
+                                assert!(r.text().contains("Welcome"));
+                                control += 1
+                            }
+                            Some("bold") => {
+                                assert!(r.text().contains("Bold &lt;welcome&gt;"));
+                                bold += 1
+                            }
+                            other => panic!("no variant cookie: {other:?}"),
+                        }
+                    }
+                    (control, bold)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let control: usize = counts.iter().map(|c| c.0).sum();
+    let bold: usize = counts.iter().map(|c| c.1).sum();
+    assert_eq!(control + bold, 10_000);
+    assert!(
+        (4800..=5200).contains(&control),
+        "control {control}, bold {bold}"
+    );
+}
+
+#[test]
+fn the_page_leaves_in_its_variant_and_visitors_keep_it() {
+    let root = root();
+    let s = Server::start(root.path());
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        "/",
+        &[("Cookie", "outpost_exp_hero=bold")],
+    );
+    let body = r.text();
+    assert!(
+        body.contains("<h1 class=hero>Bold &lt;welcome&gt;</h1>"),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"<a class="cta big" href=/signup/>"#),
+        "{body}"
+    );
+    assert!(!body.contains("promo"));
+    assert!(
+        !body.contains("<script"),
+        "nothing is swapped in the browser"
+    );
+    assert_eq!(
+        cookie_of(&r, "outpost_exp_hero"),
+        None,
+        "a kept variant sets no new cookie"
+    );
+    assert_eq!(r.header("cache-control"), Some("private"));
+    let set = s.get("main.localhost", "/");
+    let cookie = set
+        .headers
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("outpost_exp_hero="))
+        .unwrap()
+        .1
+        .clone();
+    assert!(
+        cookie.contains("Max-Age=2592000")
+            && cookie.contains("SameSite=Lax")
+            && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+}
+
+#[test]
+fn several_experiments_on_one_page_are_independent() {
+    let root = root();
+    let s = Server::start(root.path());
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        "/",
+        &[("Cookie", "outpost_exp_hero=bold; outpost_exp_layout=file")],
+    );
+    assert!(
+        r.text().contains("Alternative home"),
+        "layout serves its file"
+    );
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        "/",
+        &[("Cookie", "outpost_exp_hero=bold; outpost_exp_layout=same")],
+    );
+    assert!(r.text().contains("Bold"));
+    let r = s.get("main.localhost", "/");
+    assert!(
+        cookie_of(&r, "outpost_exp_hero").is_some()
+            && cookie_of(&r, "outpost_exp_layout") == Some("same")
+    );
+}
+
+#[test]
+fn forged_and_hostile_cookies_are_redrawn() {
+    let root = root();
+    let s = Server::start(root.path());
+    let long = format!("outpost_exp_hero={}", "x".repeat(10 * 1024));
+    let many: String = (0..60)
+        .map(|i| format!("outpost_exp_e{i}=v{i}; "))
+        .collect::<String>()
+        + "outpost_exp_hero=bold";
+    for cookie in [
+        "outpost_exp_hero=admin",
+        "outpost_exp_hero=",
+        "outpost_exp_hero=bold%00",
+        long.as_str(),
+    ] {
+        let r = s.request("GET", "main.localhost", "/", &[("Cookie", cookie)]);
+        assert_eq!(r.status, 200);
+        assert!(
+            matches!(cookie_of(&r, "outpost_exp_hero"), Some("control" | "bold")),
+            "redrawn for {}",
+            &cookie[..cookie.len().min(40)]
+        );
+    }
+    let r = s.request("GET", "main.localhost", "/", &[("Cookie", &many)]);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().contains("Bold"),
+        "the real cookie among many still counts"
+    );
+}
+
+#[test]
+fn qa_can_force_a_variant_without_being_counted() {
+    let root = root();
+    let s = Server::start(root.path());
+    let r = s.get("main.localhost", "/?outpost_variant=bold");
+    assert!(r.text().contains("Bold"));
+    assert_eq!(cookie_of(&r, "outpost_exp_hero"), None);
+    // Forcing an unknown variant falls back to the normal draw.
+    let r = s.get("main.localhost", "/?outpost_variant=nope");
+    assert!(cookie_of(&r, "outpost_exp_hero").is_some());
+}
+
+#[test]
+fn exposures_and_conversions_survive_a_restart() {
+    let root = root();
+    let mut s = Server::start(root.path());
+    for _ in 0..3 {
+        s.request(
+            "GET",
+            "main.localhost",
+            "/",
+            &[("Cookie", "outpost_exp_hero=bold")],
+        );
+    }
+    s.request(
+        "GET",
+        "main.localhost",
+        "/",
+        &[("Cookie", "outpost_exp_hero=control")],
+    );
+    s.get("main.localhost", "/?outpost_variant=bold");
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        "/signup/thanks.html",
+        &[("Cookie", "outpost_exp_hero=bold")],
+    );
+    assert!(r
+        .headers
+        .iter()
+        .any(|(k, v)| k == "set-cookie" && v.starts_with("outpost_conv_hero=1")));
+    // Converted visitors are counted once.
+    s.request(
+        "GET",
+        "main.localhost",
+        "/signup/thanks.html",
+        &[("Cookie", "outpost_exp_hero=bold; outpost_conv_hero=1")],
+    );
+    // A forged variant converts nothing.
+    s.request(
+        "GET",
+        "main.localhost",
+        "/signup/thanks.html",
+        &[("Cookie", "outpost_exp_hero=forged")],
+    );
+    assert!(s.terminate().success());
+    let out = outpost()
+        .args(["stats", "--json", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hero = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["experiment"] == "hero")
+        .unwrap();
+    let variant = |n: &str| {
+        hero["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["variant"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(variant("control")["exposures"], 1);
+    assert_eq!(variant("bold")["exposures"], 3);
+    assert_eq!(variant("bold")["conversions"], 1);
+    assert!(variant("bold")["p_value"].is_number());
+    // Counting goes on from there after a restart.
+    let s = Server::start(root.path());
+    s.request(
+        "GET",
+        "main.localhost",
+        "/",
+        &[("Cookie", "outpost_exp_hero=bold")],
+    );
+    drop(s);
+    let out = outpost()
+        .args(["stats", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("experiment hero"), "{text}");
+}
+
+#[test]
+fn a_missing_variant_file_serves_the_control() {
+    let root = root();
+    root.write("rules/exp.toml", "[[rule]]\nname = \"layout\"\naction = \"variant\"\nexperiment = \"layout\"\nvariants = [{ name = \"file\", serve = \"/gone.html\" }]\n");
+    let out = outpost()
+        .args(["check", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "exp.toml:5:38: variant `file` serves /gone.html, which site `main` does not have"
+        ),
+        "{text}"
+    );
+    let s = Server::start(root.path());
+    let r = s.get("main.localhost", "/");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("Welcome"));
+    s.wait_for_log(
+        "variant file missing; serving the control",
+        Duration::from_secs(2),
+    );
+}
