@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
 """Generates the benchmark corpus: an outpost root folder with three sites.
 
-    corpus.py ROOT PORT ADMIN_PORT URLS_FILE
+    corpus.py ROOT PORT ADMIN_PORT URLS_FILE UPSTREAM_PORT EXTRA_DIR
 
 writes ROOT/outpost.toml and ROOT/sites/bench-{a,b,c}/ (site.toml + public/),
-and URLS_FILE, the list of every page as "host path" lines (shuffled, for the
-`paths` scenario).
+the rules of the `offer` and `fragment` scenarios (ROOT/rules/), URLS_FILE,
+the list of every page as "host path" lines (shuffled, for the `paths`
+scenario), and into EXTRA_DIR what only nginx uses:
+
+    EXTRA_DIR/upstream/   scores.json and scores.html, served on UPSTREAM_PORT
+                          by a small nginx that stands for a live-scores API
+    EXTRA_DIR/ssi/        live-a.html and live-b.html: bench-a's live.html in
+                          its two A/B variants, with an SSI include where
+                          outpost fills in the scores fragment
 
 Everything comes from seeded RNGs, so two runs produce byte-identical files
 and results stay comparable across machines and commits. Page text is drawn
@@ -145,8 +152,9 @@ class Writer:
         return (f'<figure><img src="/assets/img-{n}.png" alt="{self.title(3)}" width="64" height="64">'
                 f"<figcaption>{self.sentence()}</figcaption></figure>\n")
 
-    def page(self, title, target, locale, body_class):
+    def page(self, title, target, locale, body_class, h1_class=None, after_lead=""):
         nav = "".join(f"      <li>{self.link()}</li>\n" for _ in range(10))
+        h1_attr = f' class="{h1_class}"' if h1_class else ""
         head = f"""<!doctype html>
 <html lang="{locale}">
 <head>
@@ -167,9 +175,9 @@ class Writer:
   </header>
   <main>
   <article>
-<h1>{title}</h1>
+<h1{h1_attr}>{title}</h1>
 <p class="lead">{self.sentence()} {self.sentence()}</p>
-"""
+{after_lead}"""
         foot_links = "".join(f"    <li>{self.link()}</li>\n" for _ in range(8))
         tail = f"""  </article>
   </main>
@@ -247,11 +255,98 @@ def write(path, data):
     with open(path, mode, **({} if mode == "wb" else {"encoding": "utf-8", "newline": "\n"})) as f:
         f.write(data)
 
+# The `offer` scenario: bench-a's visitors from a country of another site of
+# the group (IT: bench-b) get outpost's built-in banner after <body>.
+OFFER_RULES = """\
+# A visitor of bench-a from IT (bench-b's country) is offered bench-b.
+[[rule]]
+name = "offer"
+sites = ["bench-a"]
+action = "offer-local"
+"""
+
+# The `fragment` scenario: bench-a's /live.html in an A/B test of its hero
+# title, with a live-scores fragment from a local upstream filled in.
+LIVE_RULES = """\
+# bench-a's /live.html: an A/B test of the hero title...
+[[rule]]
+name = "hero"
+sites = ["bench-a"]
+when = {{ path = "/live.html" }}
+action = "variant"
+experiment = "hero"
+variants = [ {{ name = "a", weight = 50 }}, {{ name = "b", weight = 50, transforms = [ {{ selector = "h1.hero", set_text = "Other title" }} ] }} ]
+
+# ...and live scores from the local upstream, cached for 10 s.
+[[rule]]
+name = "scores"
+sites = ["bench-a"]
+when = {{ path = "/live.html" }}
+action = "fragment"
+selector = "#scores"
+source = "http://127.0.0.1:{port}/scores.json"
+template = "scores.html"
+ttl = "10s"
+"""
+
+# The fragment template (Tera), and the same rendering done here for nginx,
+# which includes pre-rendered HTML instead of rendering JSON. Team names and
+# scores avoid the characters Tera's autoescaping would change (&<>"'/).
+SCORES_TEMPLATE = (
+    '<ul class="scores">{% for m in data.matches %}'
+    "<li>{{ m.home }} {{ m.score }} {{ m.away }}</li>{% endfor %}</ul>\n"
+)
+SCORES = {
+    "league": "Bench League",
+    "matches": [
+        {"home": "Rovers", "score": "2-1", "away": "United"},
+        {"home": "Athletic", "score": "0-0", "away": "City"},
+        {"home": "Wanderers", "score": "1-3", "away": "Albion"},
+        {"home": "Rangers", "score": "4-2", "away": "Town"},
+    ],
+}
+
+HERO = '<h1 class="hero">Title</h1>'
+HERO_B = '<h1 class="hero">Other title</h1>'
+PLACEHOLDER = '<div id="scores"><p>Loading</p></div>'
+SSI_INCLUDE = '<div id="scores"><!--# include virtual="/_frag/scores.html" --></div>'
+
+
+def render_scores(data):
+    items = "".join(f"<li>{m['home']} {m['score']} {m['away']}</li>" for m in data["matches"])
+    return f'<ul class="scores">{items}</ul>\n'
+
+
+def offer_and_fragment(root, upstream_port, extra):
+    import json
+
+    write(os.path.join(root, "rules", "offer.toml"), OFFER_RULES)
+    write(os.path.join(root, "rules", "live.toml"), LIVE_RULES.format(port=upstream_port))
+    write(os.path.join(root, "rules", "templates", "scores.html"), SCORES_TEMPLATE)
+
+    # A page like index.html (its own RNG, so the other pages stay
+    # byte-identical) with the hero title and the fragment's placeholder.
+    w = Writer(3000, "bench-a")
+    live = w.page("Title", INDEX_SIZE, "en-GB", "live", h1_class="hero",
+                  after_lead=PLACEHOLDER + "\n")
+    assert live.count(HERO) == 1 and live.count(PLACEHOLDER) == 1
+    public = os.path.join(root, "sites", "bench-a", "public")
+    write(os.path.join(public, "live.html"), live)
+    # The same bytes under a path no rule matches: the static baseline.
+    write(os.path.join(public, "live-static.html"), live)
+
+    write(os.path.join(extra, "upstream", "scores.json"), json.dumps(SCORES, indent=1) + "\n")
+    write(os.path.join(extra, "upstream", "scores.html"), render_scores(SCORES))
+    ssi_a = live.replace(PLACEHOLDER, SSI_INCLUDE)
+    write(os.path.join(extra, "ssi", "live-a.html"), ssi_a)
+    write(os.path.join(extra, "ssi", "live-b.html"), ssi_a.replace(HERO, HERO_B))
+
 
 def main():
-    if len(sys.argv) != 5:
-        sys.exit("usage: corpus.py ROOT PORT ADMIN_PORT URLS_FILE")
+    if len(sys.argv) != 7:
+        sys.exit("usage: corpus.py ROOT PORT ADMIN_PORT URLS_FILE UPSTREAM_PORT EXTRA_DIR")
     root, port, admin_port, urls_file = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    upstream_port, extra = int(sys.argv[5]), sys.argv[6]
 
     write(os.path.join(root, "outpost.toml"),
           f'listen = "127.0.0.1:{port}"\n'
@@ -295,6 +390,8 @@ def main():
     # hosts and files, like real traffic, rather than walking the disk order.
     random.Random(7).shuffle(urls)
     write(urls_file, "\n".join(urls) + "\n")
+
+    offer_and_fragment(root, upstream_port, extra)
 
 
 if __name__ == "__main__":

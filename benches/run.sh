@@ -4,6 +4,7 @@
 #   benches/run.sh                       # everything, 3 x 5 s per scenario and server
 #   SERVERS=nginx DURATION=2 REPEAT=1 benches/run.sh
 #   SCENARIOS="small big" benches/run.sh
+#   SCENARIOS="small offer live-static fragment restart" benches/run.sh
 #
 # See benches/README.md for what is measured and why. All traffic goes to
 # 127.0.0.1, every load stops by itself, and every process this script starts
@@ -24,6 +25,9 @@ NGINX_WORKERS_N=${NGINX_WORKERS:-$(nproc)} # nginx worker_processes: one per cor
 SERVER_CPU=${SERVER_CPU:-0}        # core the servers are pinned to
 LOAD_CPU=${LOAD_CPU:-1}            # core wrk is pinned to
 RESULTS_FILE=${RESULTS_FILE:-$BENCH_DIR/results/last-run.txt}
+NGINX_GZIP_LEVEL=${NGINX_GZIP_LEVEL:-1} # nginx gzip_comp_level where it compresses per request (offer, fragment)
+RESTARTS=${RESTARTS:-5}            # `restart`: how many times outpost is stopped and started
+RESTART_TIMEOUT=${RESTART_TIMEOUT:-30} # `restart`: seconds a restart may take to answer 200
 DEFAULT_OUTPOST_BIN=$REPO_DIR/target/release/outpost
 OUTPOST_BIN=${OUTPOST_BIN:-$DEFAULT_OUTPOST_BIN}
 
@@ -103,6 +107,10 @@ check_settings() {
   need_uint NGINX_WORKERS "$NGINX_WORKERS_N" 1
   need_uint SERVER_CPU "$SERVER_CPU" 0
   need_uint LOAD_CPU "$LOAD_CPU" 0
+  need_uint NGINX_GZIP_LEVEL "$NGINX_GZIP_LEVEL" 1
+  ((NGINX_GZIP_LEVEL <= 9)) || die "NGINX_GZIP_LEVEL must be 1-9, not $NGINX_GZIP_LEVEL"
+  need_uint RESTARTS "$RESTARTS" 1
+  need_uint RESTART_TIMEOUT "$RESTART_TIMEOUT" 1
   local s
   for s in $SERVERS; do
     [[ $s == nginx || $s == outpost ]] || die "SERVERS may list nginx and outpost, not '$s'"
@@ -112,10 +120,14 @@ check_settings() {
 
 has_server() { [[ " $SERVERS " == *" $1 "* ]]; }
 
+# True when scenario $1 was selected (select_scenarios has run).
+wants() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
+
 # Installs what is missing. apt-get runs only when something is missing.
 ensure_tools() {
   local -a missing=()
-  if has_server nginx && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+  # nginx also plays the fragment's upstream, whichever servers are measured.
+  if { has_server nginx || wants fragment; } && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
     missing+=(nginx)
   fi
   command -v wrk >/dev/null || missing+=(wrk)
@@ -143,7 +155,7 @@ ensure_tools() {
   ((SERVER_CPU != LOAD_CPU)) || warn "servers and wrk share core $SERVER_CPU: results measure contention"
 }
 
-# Three distinct free loopback ports, picked by the kernel. They are released
+# Four distinct free loopback ports, picked by the kernel. They are released
 # before the servers bind them: a small race, harmless unless something else
 # on the machine grabs a port in that instant (the server would then fail to
 # start, with a clear error).
@@ -151,17 +163,18 @@ pick_ports() {
   local ports
   ports=$(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(4)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
 ')
-  read -r 'PORT[nginx]' 'PORT[outpost]' ADMIN_PORT <<<"$ports"
+  read -r 'PORT[nginx]' 'PORT[outpost]' ADMIN_PORT UPSTREAM_PORT <<<"$ports"
 }
 
 make_corpus() {
   say "generating the corpus in $TMP (3 sites x 500 pages, deterministic)"
-  python3 "$BENCH_DIR/corpus.py" "$TMP/root" "${PORT[outpost]}" "$ADMIN_PORT" "$TMP/urls.txt"
+  python3 "$BENCH_DIR/corpus.py" "$TMP/root" "${PORT[outpost]}" "$ADMIN_PORT" "$TMP/urls.txt" \
+    "$UPSTREAM_PORT" "$TMP/nginx-extra"
 
   # nginx serves the same files through a tree of hard links (same inodes,
   # no copy) that also holds the .gz siblings gzip_static needs. They stay
@@ -209,7 +222,9 @@ start_nginx() {
   mkdir -p "$TMP/nginx-temp"
   sed -e "s|@TMP@|$TMP|g" -e "s|@PORT@|${PORT[nginx]}|g" \
     -e "s|@WORKERS@|$workers|g" -e "s|@USER_LINE@|$user_line|" \
+    -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@GZIP_LEVEL@|$NGINX_GZIP_LEVEL|g" \
     "$BENCH_DIR/nginx.conf.template" >"$conf"
+  [[ -e $TMP/nginx-offer.conf ]] || echo "# no offer banner: outpost did not run" >"$TMP/nginx-offer.conf"
   # -e: the error log from the first moment, before the config is read, so
   # nginx never tries /var/log/nginx.
   "$NGINX_BIN" -t -q -c "$conf" -e "$TMP/nginx-error.log" ||
@@ -233,7 +248,38 @@ start_nginx() {
   PIDS[nginx]="$master ${NGINX_WORKER_PIDS[*]}"
 }
 
+# The fragment scenario's upstream: a separate small nginx serving
+# nginx-extra/upstream/ (scores.json for outpost, scores.html for nginx's SSI).
+start_upstream() {
+  local conf=$TMP/upstream.conf user_line=""
+  ((EUID == 0)) && user_line="user root;"
+  mkdir -p "$TMP/upstream-temp"
+  sed -e "s|@TMP@|$TMP|g" -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@USER_LINE@|$user_line|" \
+    "$BENCH_DIR/nginx-upstream.conf.template" >"$conf"
+  "$NGINX_BIN" -t -q -c "$conf" -e "$TMP/upstream-error.log" || die "nginx rejected $conf (see above)"
+  say "starting the fragment upstream (nginx) on 127.0.0.1:$UPSTREAM_PORT"
+  taskset -c "$SERVER_CPU" "$NGINX_BIN" -c "$conf" -e "$TMP/upstream-error.log" \
+    >"$TMP/upstream.out" 2>&1 &
+  local pid=$! i code
+  STARTED+=("$pid")
+  for ((i = 0; i < 100; i++)); do
+    code=$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "http://127.0.0.1:$UPSTREAM_PORT/scores.json" || true)
+    [[ $code == 200 ]] && return 0
+    alive "$pid" || break
+    sleep 0.1
+  done
+  tail -n 20 "$TMP/upstream-error.log" >&2 || true
+  die "the fragment upstream does not answer 200 on /scores.json (got $code)"
+}
+
 start_outpost() {
+  # The rules and templates corpus.py wrote must be valid, or the offer and
+  # fragment scenarios would measure outpost ignoring them.
+  local problems
+  if ! problems=$("$OUTPOST_BIN" check --root "$TMP/root" 2>&1); then
+    printf '%s\n' "$problems" >&2
+    die "outpost check rejects the benchmark root (above)"
+  fi
   say "starting outpost on 127.0.0.1:${PORT[outpost]}, pinned to core $SERVER_CPU"
   local started=$SECONDS
   taskset -c "$SERVER_CPU" "$OUTPOST_BIN" serve --root "$TMP/root" \
@@ -245,6 +291,79 @@ start_outpost() {
   wait_ready outpost "$pid" "$TMP/outpost.log"
   say "outpost serves all sites after $((SECONDS - started)) s"
   PIDS[outpost]=$pid
+}
+
+# Writes nginx-offer.conf: the sub_filter that makes nginx insert exactly the
+# banner outpost inserts. The banner is what outpost's offer page (an IT
+# visitor on bench-a /) has more than its static page, right after the
+# body's start tag. Sets NGINX_OFFER_OK=1 on success.
+NGINX_OFFER_OK=0
+write_offer_conf() {
+  local base="http://127.0.0.1:${PORT[outpost]}/" msg
+  curl -s --max-time 5 -o "$TMP/offer-static.html" -H 'Host: bench-a.localhost' "$base" || true
+  curl -s --max-time 5 -o "$TMP/offer-outpost.html" -H 'Host: bench-a.localhost' \
+    -H 'CF-IPCountry: IT' "$base" || true
+  if msg=$(python3 - "$TMP/offer-static.html" "$TMP/offer-outpost.html" "$TMP/nginx-offer.conf" <<'PY'
+import re, sys
+static = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+offer = open(sys.argv[2], encoding="utf-8", errors="replace").read()
+m = re.search(r"<body[^>]*>", static)
+if not m:
+    sys.exit("the static page has no <body> tag")
+head, tail = static[:m.end()], static[m.end():]
+if offer == static:
+    sys.exit("outpost's page for CF-IPCountry: IT is the static page: no banner")
+if not (offer.startswith(head) and offer.endswith(tail)):
+    sys.exit(f"outpost's page for CF-IPCountry: IT is not the static page plus something right after {m.group(0)}")
+banner = offer[len(head):len(offer) - len(tail)]
+
+def quote(s):  # an nginx single-quoted string; "$" via the $dollar variable
+    s = s.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r")
+    return "'" + s.replace("$", "${dollar}") + "'"
+
+with open(sys.argv[3], "w", encoding="utf-8") as f:
+    f.write("# The banner outpost inserts for an IT visitor of bench-a, fetched from it.\n")
+    f.write(f"sub_filter {quote(m.group(0))} {quote(m.group(0) + banner)};\n")
+print(f"{len(banner)} bytes after {m.group(0)}")
+PY
+  ); then
+    NGINX_OFFER_OK=1
+    say "offer: outpost's banner is $msg; nginx gets it by sub_filter"
+  else
+    error "offer: $msg"
+    error "offer: the nginx counterpart cannot be set up; nginx skips offer"
+    echo "# no offer banner: $msg" >"$TMP/nginx-offer.conf"
+  fi
+}
+
+# With both servers up: do their offer and fragment pages (uncompressed)
+# have the same bytes? Differences are reported, not fatal; PAGE_NOTES
+# collects them for the results file.
+PAGE_NOTES=""
+compare_pages() {
+  local name host path want o n
+  local -a hdr
+  for name in offer fragment; do
+    wants "$name" || continue
+    case $name in
+      offer) path=/ hdr=(-H 'CF-IPCountry: IT') ;;
+      fragment) path=/live.html hdr=(-H 'Cookie: outpost_exp_hero=b') ;;
+    esac
+    ((NGINX_OFFER_OK)) || [[ $name != offer ]] || continue
+    host=bench-a.localhost
+    o=$TMP/page-$name-outpost.html n=$TMP/page-$name-nginx.html
+    curl -s --max-time 5 -o "$o" -H "Host: $host" "${hdr[@]}" "http://127.0.0.1:${PORT[outpost]}$path" || true
+    [[ $name == offer ]] && host=offer.localhost
+    curl -s --max-time 5 -o "$n" -H "Host: $host" "${hdr[@]}" "http://127.0.0.1:${PORT[nginx]}$path" || true
+    if cmp -s "$o" "$n"; then
+      say "$name: outpost and nginx send the same page, byte for byte ($(wc -c <"$o") bytes uncompressed)"
+    else
+      want="$name: outpost's and nginx's pages differ ($(wc -c <"$o") vs $(wc -c <"$n") bytes uncompressed)"
+      warn "$want; first difference:"
+      diff <(fold -w 100 "$o") <(fold -w 100 "$n") | head -n 6 >&2 || true
+      PAGE_NOTES+="NOTE: $want"$'\n'
+    fi
+  done
 }
 
 # Sum of user + system CPU time, in clock ticks, of the given processes.

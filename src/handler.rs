@@ -16,6 +16,7 @@ use crate::compress;
 use crate::context::{Country, Geo, Network, PathError, RequestContext, SitePath};
 use crate::experiments::Experiments;
 use crate::live::Live;
+use crate::metrics::Metrics;
 use crate::respond::{self, Body};
 use crate::rules::fragment::{Needed, OnError};
 use crate::rules::{self, Decision, Outcome, Rules};
@@ -33,6 +34,8 @@ pub struct App {
     pub rules_header: bool,
     pub experiments: Arc<Experiments>,
     pub fragments: Arc<Fragments>,
+    /// Request counts for /metrics; `None` when turned off.
+    pub metrics: Option<Metrics>,
 }
 
 impl App {
@@ -79,6 +82,7 @@ impl App {
             rules_header,
             experiments: Arc::new(Experiments::from_saved(experiments)),
             fragments: Fragments::new(saved, keep),
+            metrics: Some(Metrics::default()),
         }
     }
 
@@ -157,6 +161,20 @@ pub async fn handle_as<B>(
         }
     };
 
+    let bytes = || {
+        http_body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0)
+    };
+    if let Some(metrics) = &app.metrics {
+        let name = site.map_or("", |s| s.site.as_str());
+        metrics.observe(
+            name,
+            response.status().as_u16(),
+            bytes(),
+            started.elapsed().as_micros() as u64,
+        );
+    }
     if app.log.enabled() {
         app.log.record(Entry {
             time: access_log::now(),

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod admin;
 pub mod check;
 pub mod compress;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod experiments;
 pub mod explain;
 pub mod handler;
 pub mod live;
+pub mod metrics;
 pub mod offline;
 pub mod respond;
 pub mod rule_tests;
@@ -32,5 +34,6 @@ pub mod rules;
 pub mod server;
 pub mod site;
 pub mod store;
+pub mod tls;
 pub mod transform;
 pub mod watch;

@@ -140,6 +140,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join("\n"))
     })?;
+    // Many idle keep-alive connections need many descriptors.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(outpost::server::serve(settings))?;
     Ok(())

@@ -6,31 +6,64 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{header, Request, Response, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
 
 use crate::handler::{self, App};
+use crate::respond::{self, Body};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
+/// Largest request head (request line and headers) read.
+const MAX_HEAD: usize = 64 * 1024;
 
-/// Serves `listener` until `shutdown` resolves, then drains.
+/// What a listener does with its requests.
+#[derive(Clone, Copy)]
+pub enum Role {
+    Serve,
+    /// Redirect every request to HTTPS on this port.
+    RedirectToHttps(u16),
+}
+
+/// Connection limits, shared by every listener.
+#[derive(Clone)]
+pub struct Limits {
+    /// Closes a connection that has not sent a whole request head in this
+    /// time, including keep-alive connections idle that long.
+    pub header_timeout: Duration,
+    pub connections: Arc<Semaphore>,
+}
+
+/// Serves `listener` until `shutdown` flips, then drains in-flight requests.
 pub async fn run(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    role: Role,
     app: Arc<App>,
-    shutdown: impl std::future::Future<Output = ()>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .max_buf_size(64 * 1024);
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD as u32);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
     loop {
+        // At the connection limit, new connections wait in the backlog.
+        let permit = tokio::select! {
+            p = limits.connections.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = shutdown.changed() => break,
+        };
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -41,19 +74,50 @@ pub async fn run(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(handler::handle(&app, &req, client).await) }
+            async move {
+                Ok::<_, Infallible>(match role {
+                    Role::Serve => handler::handle(&app, &req, client).await,
+                    Role::RedirectToHttps(port) => to_https(&req, port),
+                })
+            }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        match &tls {
+            None => {
+                let conn = graceful.watch(
+                    builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned(),
+                );
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let timeout = limits.header_timeout;
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    // The handshake gets the same time as a request head.
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(timeout, acceptor.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(DRAIN, graceful.shutdown())
@@ -62,6 +126,32 @@ pub async fn run(
     {
         tracing::warn!("some connections did not finish in time");
     }
+}
+
+/// `308` to the same URL over HTTPS.
+fn to_https<B>(req: &Request<B>, port: u16) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(n, _)| n);
+    if name.is_empty() || name.contains(['/', '@', '\\']) {
+        return respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request\n");
+    }
+    let port = if port == 443 {
+        String::new()
+    } else {
+        format!(":{port}")
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    respond::redirect(
+        StatusCode::PERMANENT_REDIRECT,
+        &format!("https://{name}{port}{path}"),
+    )
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -102,6 +192,8 @@ pub enum ServeError {
     AccessLog(std::io::Error),
     #[error(transparent)]
     Geo(#[from] crate::context::geo::GeoError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Starts outpost on a root folder: serves what the store has at once, then
@@ -113,13 +205,17 @@ pub async fn serve(settings: crate::config::Settings) -> Result<(), ServeError> 
     let live = Arc::new(crate::live::Live::from_store(store, settings.root.clone())?);
     let log =
         crate::access_log::AccessLog::open(&settings.access_log).map_err(ServeError::AccessLog)?;
-    let app = Arc::new(App::new(
+    let mut app = App::new(
         live.clone(),
         log,
         geo.clone(),
         settings.trusted_proxies.clone(),
         settings.rules_header,
-    ));
+    );
+    if !settings.metrics {
+        app.metrics = None;
+    }
+    let app = Arc::new(app);
     let saver = app.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -141,7 +237,77 @@ pub async fn serve(settings: crate::config::Settings) -> Result<(), ServeError> 
             source,
         })?;
     let addr = bound(&listener);
-    // Tests and scripts wait for this line.
+    let tls = match &settings.tls {
+        None => None,
+        Some(t) => {
+            let certificate = crate::tls::Certificate::open(&t.cert, &t.key)?;
+            let tcp = TcpListener::bind(t.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: t.listen,
+                    source,
+                })?;
+            Some((tcp, certificate, t.redirect_http))
+        }
+    };
+    let admin_listener = TcpListener::bind(settings.admin_listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: settings.admin_listen,
+            source,
+        })?;
+    let admin_addr = bound(&admin_listener);
+    let admin = crate::admin::router(Arc::new(crate::admin::Admin {
+        app: app.clone(),
+        token: settings.admin_token.clone(),
+    }));
+    let (stop, stopped) = watch::channel(false);
+    let mut admin_stopped = stopped.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(admin_listener, admin)
+            .with_graceful_shutdown(async move {
+                let _ = admin_stopped.changed().await;
+            })
+            .await;
+    });
+    let limits = Limits {
+        header_timeout: settings.header_timeout,
+        connections: Arc::new(Semaphore::new(settings.max_connections)),
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    let mut _cert_watcher = None;
+    let plain_role = match tls {
+        None => Role::Serve,
+        Some((tcp, certificate, redirect)) => {
+            let https_addr = bound(&tcp);
+            println!("https on {https_addr}");
+            _cert_watcher = Some(crate::tls::watch(certificate.clone())?);
+            let acceptor = tokio_rustls::TlsAcceptor::from(certificate.server_config());
+            servers.spawn(run(
+                tcp,
+                Some(acceptor),
+                Role::Serve,
+                app.clone(),
+                limits.clone(),
+                stopped.clone(),
+            ));
+            if redirect {
+                Role::RedirectToHttps(https_addr.port())
+            } else {
+                Role::Serve
+            }
+        }
+    };
+    servers.spawn(run(
+        listener,
+        None,
+        plain_role,
+        app.clone(),
+        limits,
+        stopped,
+    ));
+    // Tests and scripts wait for these lines.
+    println!("admin on {admin_addr}");
     println!("listening on {addr}");
     tracing::info!(%addr, ms = started.elapsed().as_millis() as u64, sites = live.sites().iter().count(), "serving");
 
@@ -160,7 +326,10 @@ pub async fn serve(settings: crate::config::Settings) -> Result<(), ServeError> 
         tracing::info!(ms = t.elapsed().as_millis() as u64, "sites scanned");
     });
 
-    run(listener, app.clone(), shutdown_signal()).await;
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing requests in flight");
+    let _ = stop.send(true);
+    while servers.join_next().await.is_some() {}
     app.save_counts();
     tracing::info!("stopped");
     Ok(())

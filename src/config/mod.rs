@@ -9,7 +9,7 @@ mod settings;
 mod site;
 
 pub use diagnostic::{closest, Diagnostic};
-pub use settings::{AccessLogTarget, Overrides, Settings};
+pub use settings::{AccessLogTarget, Overrides, Settings, TlsSettings};
 pub use site::{path_glob, HeaderRule, HostPattern, SiteConfig};
 
 use std::path::Path;

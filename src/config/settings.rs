@@ -22,6 +22,29 @@ struct RawSettings {
     access_log: Option<String>,
     rules_header: Option<bool>,
     demo_upstream: Option<Spanned<String>>,
+    metrics: Option<bool>,
+    tls: Option<RawTls>,
+    header_timeout: Option<Spanned<String>>,
+    max_connections: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    listen: Option<Spanned<String>>,
+    redirect_http: Option<bool>,
+}
+
+/// HTTPS: PEM files and the listener for them.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub listen: SocketAddr,
+    /// The plain listener redirects to HTTPS instead of serving.
+    pub redirect_http: bool,
 }
 
 /// Where the access log goes.
@@ -47,6 +70,13 @@ pub struct Settings {
     pub rules_header: bool,
     /// Start the demo's live-scores API on this address.
     pub demo_upstream: Option<SocketAddr>,
+    /// Count requests for /metrics (on by default).
+    pub metrics: bool,
+    pub tls: Option<TlsSettings>,
+    /// Time allowed for a request head (and for idle keep-alive).
+    pub header_timeout: std::time::Duration,
+    /// Open connections at most, over all listeners.
+    pub max_connections: usize,
 }
 
 /// Command-line values that win over the file.
@@ -67,17 +97,19 @@ impl Settings {
         };
         let raw: RawSettings = parse_toml(&file, &source).map_err(|d| vec![d])?;
         let mut errors = Vec::new();
-        let mut addr = |value: &Option<Spanned<String>>, default: &str| match value {
-            None => default.parse().expect("default address is valid"),
-            Some(v) => v.get_ref().parse().unwrap_or_else(|_| {
-                errors.push(Diagnostic::at(
-                    &file,
-                    &source,
-                    v.span().start,
-                    format!("`{}` is not an address like 127.0.0.1:8080", v.get_ref()),
-                ));
-                default.parse().expect("default address is valid")
-            }),
+        let mut addr = |value: &Option<Spanned<String>>, default: &str| -> SocketAddr {
+            match value {
+                None => default.parse().expect("default address is valid"),
+                Some(v) => v.get_ref().parse().unwrap_or_else(|_| {
+                    errors.push(Diagnostic::at(
+                        &file,
+                        &source,
+                        v.span().start,
+                        format!("`{}` is not an address like 127.0.0.1:8080", v.get_ref()),
+                    ));
+                    default.parse().expect("default address is valid")
+                }),
+            }
         };
         let listen = addr(&raw.listen, "127.0.0.1:8080");
         let admin_listen = addr(&raw.admin_listen, "127.0.0.1:9180");
@@ -85,6 +117,12 @@ impl Settings {
             .demo_upstream
             .is_some()
             .then(|| addr(&raw.demo_upstream, "127.0.0.1:9181"));
+        let tls = raw.tls.as_ref().map(|t| TlsSettings {
+            cert: root.join(&t.cert),
+            key: root.join(&t.key),
+            listen: addr(&t.listen, "127.0.0.1:8443"),
+            redirect_http: t.redirect_http.unwrap_or(false),
+        });
         let trusted_proxies = match &raw.trusted_proxies {
             None => vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
             Some(list) => list
@@ -105,6 +143,28 @@ impl Settings {
                 })
                 .collect(),
         };
+        let header_timeout = match &raw.header_timeout {
+            None => std::time::Duration::from_secs(15),
+            Some(v) => humantime::parse_duration(v.get_ref()).unwrap_or_else(|e| {
+                errors.push(Diagnostic::at(
+                    &file,
+                    &source,
+                    v.span().start,
+                    format!("`{}` is not a duration like 15s: {e}", v.get_ref()),
+                ));
+                std::time::Duration::from_secs(15)
+            }),
+        };
+        let admin_token = raw.admin_token.filter(|t| !t.is_empty());
+        if admin_token.is_none() && !admin_listen.ip().is_loopback() {
+            let at = raw.admin_listen.as_ref().map_or(0, |v| v.span().start);
+            errors.push(Diagnostic::at(
+                &file,
+                &source,
+                at,
+                format!("admin listener on {admin_listen} is reachable from other hosts; set `admin_token` or listen on 127.0.0.1"),
+            ));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -117,13 +177,17 @@ impl Settings {
             root: root.to_path_buf(),
             listen: overrides.listen.unwrap_or(listen),
             admin_listen,
-            admin_token: raw.admin_token.filter(|t| !t.is_empty()),
+            admin_token,
             geoip: overrides.geoip.clone().or(raw.geoip).map(|p| root.join(p)),
             trusted_proxies,
             store: root.join(raw.store.unwrap_or_else(|| "cache/outpost.redb".into())),
             access_log,
             rules_header: raw.rules_header.unwrap_or(false),
             demo_upstream,
+            metrics: raw.metrics.unwrap_or(true),
+            tls,
+            header_timeout,
+            max_connections: raw.max_connections.unwrap_or(16_384).max(1),
         })
     }
 }

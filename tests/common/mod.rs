@@ -64,6 +64,7 @@ impl Root {
 /// A running `outpost serve`, killed when dropped.
 pub struct Server {
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     child: Child,
     pub stdout: Arc<Mutex<Vec<String>>>,
     pub stderr: Arc<Mutex<Vec<String>>>,
@@ -103,6 +104,7 @@ impl Server {
         drain(child.stderr.take().unwrap(), stderr.clone());
         let mut server = Server {
             addr: "127.0.0.1:0".parse().unwrap(),
+            admin: "127.0.0.1:0".parse().unwrap(),
             child,
             stdout,
             stderr,
@@ -113,6 +115,8 @@ impl Server {
             Duration::from_secs(60),
         );
         server.addr = line.rsplit(' ').next().unwrap().parse().unwrap();
+        let line = server.wait_for(&server.stdout.clone(), "admin on ", Duration::from_secs(5));
+        server.admin = line.rsplit(' ').next().unwrap().parse().unwrap();
         server
     }
 
@@ -195,6 +199,18 @@ impl Server {
         }
         req.push_str("\r\n");
         raw(self.addr, req.as_bytes())
+    }
+
+    /// A request to the admin listener.
+    pub fn admin(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: 0\r\n"
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        raw(self.admin, req.as_bytes())
     }
 
     pub fn kill(&mut self) {

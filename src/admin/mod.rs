@@ -1,0 +1,260 @@
+//! The admin listener: health, readiness, Prometheus metrics, a JSON status,
+//! rollback and purge (which need `admin_token`), and a dashboard page.
+//!
+//! It runs on its own address so the public listener never exposes it.
+//! Mutations compare the bearer token in constant time and are refused
+//! outright while no token is set.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::handler::App;
+use crate::metrics::escape;
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+pub struct Admin {
+    pub app: Arc<App>,
+    pub token: Option<String>,
+}
+
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(DASHBOARD) }))
+        .route("/health", get(|| async { "ok\n" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/sites/{site}/rollback", post(rollback))
+        .route("/purge", post(purge))
+        .with_state(admin)
+}
+
+async fn ready(State(admin): State<Arc<Admin>>) -> Response {
+    if admin.app.live.ready() {
+        "ready\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: first ingest not finished\n",
+        )
+            .into_response()
+    }
+}
+
+/// The refusal for a mutation without the admin token; `None` lets it pass.
+fn refusal(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = &admin.token else {
+        return Some((
+            StatusCode::FORBIDDEN,
+            "mutations are refused: admin_token is not set\n",
+        )
+            .into_response());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare digests, so neither the content nor the length leaks by timing.
+    let digest = |s: &str| <sha2::Sha256 as sha2::Digest>::digest(s.as_bytes());
+    if bool::from(digest(given).ct_eq(&digest(token))) {
+        None
+    } else {
+        Some((
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "wrong or missing admin token\n",
+        )
+            .into_response())
+    }
+}
+
+async fn rollback(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Path(site): Path<String>,
+) -> Response {
+    if let Some(refused) = refusal(&admin, &headers) {
+        return refused;
+    }
+    let live = admin.app.live.clone();
+    let result = tokio::task::spawn_blocking(move || live.rollback(&site)).await;
+    match result {
+        Ok(Ok(version)) => Json(json!({ "version": version })).into_response(),
+        Ok(Err(e)) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn purge(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refusal(&admin, &headers) {
+        return refused;
+    }
+    admin.app.live.rendered().clear();
+    Json(json!({ "purged": true })).into_response()
+}
+
+async fn status(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
+    let app = &admin.app;
+    let live = &app.live;
+    let problems = live.problems();
+    let mut sites: Vec<_> = live.sites_full().iter().cloned().collect();
+    sites.sort_by(|a, b| a.site.cmp(&b.site));
+    let sites: Vec<_> = sites
+        .iter()
+        .map(|v| {
+            json!({
+                "name": v.site,
+                "version": v.number,
+                "versions": live.store().versions(&v.site).unwrap_or_default(),
+                "files": v.len(),
+                "locale": v.config.locale,
+                "hosts": v.config.hosts.iter().map(|(h, _)| h.display()).collect::<Vec<_>>(),
+                "problem": problems.get(&v.site),
+            })
+        })
+        .collect();
+    let rules = live.rules_full();
+    let f = &app.fragments.stats;
+    Json(json!({
+        "ready": live.ready(),
+        "sites": sites,
+        "rules": {
+            "generation": rules.generation,
+            "count": rules.rules.len(),
+            "errors": live.rules_problems().iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        },
+        "experiments": app.experiments.report(&rules),
+        "fragments": {
+            "fresh": f.fresh.load(Ordering::Relaxed),
+            "stale": f.stale.load(Ordering::Relaxed),
+            "failed": f.failed.load(Ordering::Relaxed),
+            "upstream_requests": f.upstream_requests.load(Ordering::Relaxed),
+            "upstream_errors": f.upstream_errors.load(Ordering::Relaxed),
+            "template_errors": f.template_errors.load(Ordering::Relaxed),
+        },
+    }))
+}
+
+async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
+    let app = &admin.app;
+    let mut out = String::with_capacity(4096);
+    if let Some(m) = &app.metrics {
+        m.render(&mut out);
+    }
+    let live = &app.live;
+    let _ = writeln!(
+        out,
+        "# HELP outpost_site_version The store version each site serves."
+    );
+    let _ = writeln!(out, "# TYPE outpost_site_version gauge");
+    for v in live.sites_full().iter() {
+        let _ = writeln!(
+            out,
+            "outpost_site_version{{site=\"{}\"}} {}",
+            escape(&v.site),
+            v.number
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP outpost_rules_errors Problems in the last rules load (0 when it succeeded)."
+    );
+    let _ = writeln!(out, "# TYPE outpost_rules_errors gauge");
+    let _ = writeln!(out, "outpost_rules_errors {}", live.rules_problems().len());
+    let _ = writeln!(
+        out,
+        "# HELP outpost_rules_generation Increases with every successful rules load."
+    );
+    let _ = writeln!(out, "# TYPE outpost_rules_generation gauge");
+    let _ = writeln!(
+        out,
+        "outpost_rules_generation {}",
+        live.rules_full().generation
+    );
+    let f = &app.fragments.stats;
+    let _ = writeln!(
+        out,
+        "# HELP outpost_fragment_results_total Fragments put into pages, by how fresh they were."
+    );
+    let _ = writeln!(out, "# TYPE outpost_fragment_results_total counter");
+    for (result, n) in [
+        ("fresh", &f.fresh),
+        ("stale", &f.stale),
+        ("failed", &f.failed),
+    ] {
+        let _ = writeln!(
+            out,
+            "outpost_fragment_results_total{{result=\"{result}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP outpost_fragment_upstream_requests_total Requests made to fragment sources."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE outpost_fragment_upstream_requests_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "outpost_fragment_upstream_requests_total {}",
+        f.upstream_requests.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP outpost_fragment_upstream_errors_total Fragment source requests that failed."
+    );
+    let _ = writeln!(out, "# TYPE outpost_fragment_upstream_errors_total counter");
+    let _ = writeln!(
+        out,
+        "outpost_fragment_upstream_errors_total {}",
+        f.upstream_errors.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP outpost_experiment_exposures_total Responses served in each variant."
+    );
+    let _ = writeln!(out, "# TYPE outpost_experiment_exposures_total counter");
+    let rows = app.experiments.rows();
+    for (e, v, x, _) in &rows {
+        let _ = writeln!(
+            out,
+            "outpost_experiment_exposures_total{{experiment=\"{}\",variant=\"{}\"}} {x}",
+            escape(e),
+            escape(v)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP outpost_experiment_conversions_total Goals reached, by the visitor's variant."
+    );
+    let _ = writeln!(out, "# TYPE outpost_experiment_conversions_total counter");
+    for (e, v, _, c) in &rows {
+        let _ = writeln!(
+            out,
+            "outpost_experiment_conversions_total{{experiment=\"{}\",variant=\"{}\"}} {c}",
+            escape(e),
+            escape(v)
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}

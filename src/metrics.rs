@@ -1,0 +1,151 @@
+//! Request metrics, counted on the request path with atomics only (no locks
+//! once a site/status pair has been seen) and written out in Prometheus'
+//! text format by the admin listener.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+#[derive(Default)]
+struct Series {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    by_site: RwLock<HashMap<String, HashMap<u16, Series>>>,
+    buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one response.
+    pub fn observe(&self, site: &str, status: u16, bytes: u64, micros: u64) {
+        let record = |s: &Series| {
+            s.requests.fetch_add(1, Ordering::Relaxed);
+            s.bytes.fetch_add(bytes, Ordering::Relaxed);
+        };
+        let known = {
+            let map = self.by_site.read().unwrap();
+            map.get(site)
+                .and_then(|m| m.get(&status))
+                .map(record)
+                .is_some()
+        };
+        if !known {
+            let mut map = self.by_site.write().unwrap();
+            record(
+                map.entry(site.to_string())
+                    .or_default()
+                    .entry(status)
+                    .or_default(),
+            );
+        }
+        let seconds = micros as f64 / 1e6;
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Writes the request metrics in Prometheus' text format.
+    pub fn render(&self, out: &mut String) {
+        let map = self.by_site.read().unwrap();
+        let mut rows: Vec<_> = map
+            .iter()
+            .flat_map(|(site, m)| m.iter().map(move |(status, s)| ((site, status), s)))
+            .collect();
+        rows.sort_by_key(|(k, _)| *k);
+        let _ = writeln!(
+            out,
+            "# HELP outpost_requests_total Requests answered, by site and status."
+        );
+        let _ = writeln!(out, "# TYPE outpost_requests_total counter");
+        for ((site, status), s) in &rows {
+            let _ = writeln!(
+                out,
+                "outpost_requests_total{{site=\"{}\",status=\"{status}\"}} {}",
+                escape(site),
+                s.requests.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP outpost_response_bytes_total Body bytes sent, by site and status."
+        );
+        let _ = writeln!(out, "# TYPE outpost_response_bytes_total counter");
+        for ((site, status), s) in &rows {
+            let _ = writeln!(
+                out,
+                "outpost_response_bytes_total{{site=\"{}\",status=\"{status}\"}} {}",
+                escape(site),
+                s.bytes.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP outpost_request_duration_seconds Time from request to response head."
+        );
+        let _ = writeln!(out, "# TYPE outpost_request_duration_seconds histogram");
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "outpost_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let total = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "outpost_request_duration_seconds_bucket{{le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(
+            out,
+            "outpost_request_duration_seconds_sum {}",
+            self.latency_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "outpost_request_duration_seconds_count {total}");
+    }
+}
+
+/// Label values escape `\`, `"` and newlines.
+pub fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = Metrics::default();
+        m.observe("a", 200, 100, 50);
+        m.observe("a", 200, 100, 3000);
+        m.observe("b\"x", 404, 7, 2_000_000);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(
+            out.contains("outpost_requests_total{site=\"a\",status=\"200\"} 2"),
+            "{out}"
+        );
+        assert!(out.contains("outpost_response_bytes_total{site=\"a\",status=\"200\"} 200"));
+        assert!(out.contains("outpost_requests_total{site=\"b\\\"x\",status=\"404\"} 1"));
+        assert!(out.contains("outpost_request_duration_seconds_bucket{le=\"0.0001\"} 1"));
+        assert!(out.contains("outpost_request_duration_seconds_bucket{le=\"1\"} 2"));
+        assert!(out.contains("outpost_request_duration_seconds_bucket{le=\"+Inf\"} 3"));
+    }
+}
