@@ -107,17 +107,39 @@ impl Live {
                 self.rules.store(Arc::new(rules));
                 self.rules_problems.lock().unwrap().clear();
                 self.rendered.clear();
+                if let Err(e) = keep_copy(&self.root.join("rules"), &self.last_good_rules()) {
+                    tracing::warn!(error = %e, "cannot keep a copy of the good rules");
+                }
                 Ok(())
             }
             Err(e) => {
                 for d in &e.0 {
                     tracing::error!("{d}");
                 }
-                tracing::error!("rules not loaded; the last good rules keep serving");
                 *self.rules_problems.lock().unwrap() = e.0.clone();
+                if self.rules.load().generation > 0 {
+                    tracing::error!("rules not loaded; the last good rules keep serving");
+                } else {
+                    // Starting with broken rules: the copy kept from the
+                    // last good load serves until the files are fixed.
+                    match crate::rules::load(&self.last_good_rules(), &names) {
+                        Ok(rules) => {
+                            tracing::error!("rules not loaded; the last good rules keep serving (from cache/last-good)");
+                            self.rules.store(Arc::new(rules));
+                        }
+                        Err(_) => tracing::error!(
+                            "rules not loaded, and no good copy is kept: serving without rules"
+                        ),
+                    }
+                }
                 Err(e)
             }
         }
+    }
+
+    /// Where a copy of the last rules that loaded is kept (as `rules/`).
+    fn last_good_rules(&self) -> PathBuf {
+        self.root.join("cache").join("last-good")
     }
 
     /// True once the first scan of sites/ finished.
@@ -232,4 +254,30 @@ impl Live {
         tracing::info!(site = name, version = number, "rolled back");
         Ok(number)
     }
+}
+
+/// Copies `rules` to `<dest>/rules`, replacing the old copy in one rename.
+fn keep_copy(rules: &std::path::Path, dest: &std::path::Path) -> std::io::Result<()> {
+    fn copy(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let target = to.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                copy(&entry.path(), &target)?;
+            } else {
+                std::fs::copy(entry.path(), target)?;
+            }
+        }
+        Ok(())
+    }
+    let fresh = dest.with_extension("new");
+    let _ = std::fs::remove_dir_all(&fresh);
+    if rules.is_dir() {
+        copy(rules, &fresh.join("rules"))?;
+    } else {
+        std::fs::create_dir_all(&fresh)?;
+    }
+    let _ = std::fs::remove_dir_all(dest);
+    std::fs::rename(fresh, dest)
 }

@@ -674,3 +674,73 @@ fn explain_names_each_rule_and_why() {
         "--body prints the HTML"
     );
 }
+
+#[test]
+fn responses_that_could_differ_by_visitor_are_private() {
+    let root = root();
+    let s = Server::start(root.path());
+    // The offer rule read the country even when it offered nothing.
+    assert_eq!(
+        get(&s, "/", &[("CF-IPCountry", "GB")]).header("cache-control"),
+        Some("private")
+    );
+    let r = s.request("GET", "it.localhost", "/", &[]);
+    assert_eq!(
+        r.header("cache-control"),
+        Some("private"),
+        "the offer reads the country there too"
+    );
+    root.write("rules/a.toml", "[[rule]]\nname = \"ie\"\nwhen = { path = \"/about.html\", country = \"IE\" }\naction = \"headers\"\nset = { X-Ie = \"1\" }\n");
+    s.wait_for_log_count("rules loaded", 2);
+    assert_eq!(
+        get(&s, "/about.html", &[("CF-IPCountry", "GB")]).header("cache-control"),
+        Some("private")
+    );
+    assert_eq!(
+        get(&s, "/", &[("CF-IPCountry", "GB")]).header("cache-control"),
+        None,
+        "path alone decided"
+    );
+}
+
+#[test]
+fn redirect_locations_are_encoded() {
+    let root = root();
+    root.write("rules/a.toml", "[[rule]]\nname = \"r\"\nwhen = { path = \"/r/**\" }\naction = \"redirect\"\nto = \"/{path}?{query}&from=old\"\n");
+    let s = Server::start(root.path());
+    let r = get(&s, "/r/a%20b%3Fc/caf%C3%A9", &[]);
+    assert_eq!(
+        r.header("location"),
+        Some("/r/a%20b%3Fc/caf%C3%A9?from=old")
+    );
+    let r = get(&s, "/r/x?y=1", &[]);
+    assert_eq!(r.header("location"), Some("/r/x?y=1&from=old"));
+}
+
+#[test]
+fn starting_with_broken_rules_serves_the_last_good_copy() {
+    let root = root();
+    let s = Server::start(root.path());
+    assert_eq!(get(&s, "/drafts/a.html", &[]).status, 404);
+    drop(s);
+    root.write("rules/a.toml", "this is [not toml");
+    let s = Server::start(root.path());
+    s.wait_for_log(
+        "the last good rules keep serving (from cache/last-good)",
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        get(&s, "/drafts/a.html", &[]).status,
+        404,
+        "drafts stay hidden"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&s.admin("GET", "/status", &[]).body).unwrap();
+    assert!(
+        status["rules"]["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("a.toml:1:"),
+        "{status}"
+    );
+}

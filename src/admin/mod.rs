@@ -54,11 +54,13 @@ async fn ready(State(admin): State<Arc<Admin>>) -> Response {
 /// The refusal for a mutation without the admin token; `None` lets it pass.
 fn refusal(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = &admin.token else {
-        return Some((
-            StatusCode::FORBIDDEN,
-            "mutations are refused: admin_token is not set\n",
-        )
-            .into_response());
+        return Some(
+            (
+                StatusCode::FORBIDDEN,
+                "mutations are refused: admin_token is not set\n",
+            )
+                .into_response(),
+        );
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -70,12 +72,14 @@ fn refusal(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
     if bool::from(digest(given).ct_eq(&digest(token))) {
         None
     } else {
-        Some((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "wrong or missing admin token\n",
+        Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "wrong or missing admin token\n",
+            )
+                .into_response(),
         )
-            .into_response())
     }
 }
 

@@ -156,14 +156,33 @@ impl When {
             && self.header.is_empty())
     }
 
-    /// `Ok` when every condition holds, else the first that failed, in words.
-    pub fn check(&self, ctx: &RequestContext<'_>) -> Result<(), String> {
+    /// `Ok` when every condition holds, else the first that failed, in words,
+    /// and whether it failed on something about the visitor (so that another
+    /// visitor could have matched: the response is then private).
+    pub fn check(&self, ctx: &RequestContext<'_>) -> Result<(), (String, bool)> {
+        self.check_url(ctx).map_err(|why| (why, false))?;
+        self.check_visitor(ctx).map_err(|why| (why, true))
+    }
+
+    fn check_url(&self, ctx: &RequestContext<'_>) -> Result<(), String> {
         if !self.method.is_empty() && !self.method.contains(ctx.method) {
             return Err(format!("method is {}", ctx.method));
         }
         if !self.path.is_empty() && !self.path.iter().any(|g| g.is_match(&ctx.path.path)) {
             return Err(format!("path {} does not match", ctx.path.path));
         }
+        for (name, expected) in &self.query {
+            if !ctx
+                .query_values(name)
+                .any(|v| expected.iter().any(|e| e.accepts(v)))
+            {
+                return Err(format!("query `{name}` does not match"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_visitor(&self, ctx: &RequestContext<'_>) -> Result<(), String> {
         if !self.country.is_empty() && !self.country.contains(&ctx.country) {
             return Err(format!("country is {}", ctx.country));
         }

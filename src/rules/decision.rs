@@ -145,8 +145,20 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
             Verdict::NotForThisSite
         } else {
             match rule.when.check(request.ctx) {
-                Err(why) => Verdict::NoMatch(why),
+                Err((why, about_the_visitor)) => {
+                    decision.private |= about_the_visitor;
+                    Verdict::NoMatch(why)
+                }
                 Ok(()) => {
+                    // These actions read the visitor whatever they do.
+                    decision.private |= rule.when.about_the_visitor()
+                        || matches!(
+                            rule.action,
+                            Action::OfferLocal(_)
+                                | Action::Variant(_)
+                                | Action::Goal(_)
+                                | Action::Fragment(_)
+                        );
                     let applied = match &rule.action {
                         Action::Redirect(a) => a.apply(request, &mut decision),
                         Action::Block(a) => a.apply(&mut decision),
@@ -163,7 +175,6 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
                     match applied {
                         Applied::Fired => {
                             decision.fired.push(rule.name.clone());
-                            decision.private |= rule.when.about_the_visitor();
                             Verdict::Fired
                         }
                         Applied::Skipped(why) => Verdict::Skipped(why),

@@ -8,6 +8,22 @@ use http::StatusCode;
 
 use super::decision::{Applied, Decision, Outcome, Request};
 
+/// Bytes a path in a Location header must not carry as they are.
+const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
 #[derive(Debug)]
 pub enum Target {
     /// A path (`/it/{path}`) or absolute URL whose host is `host`.
@@ -97,9 +113,15 @@ impl Redirect {
                 }
             },
             Target::Url { template, host } => {
-                let filled = template
-                    .replace("{path}", &ctx.path.path)
-                    .replace("{query}", ctx.raw_query.unwrap_or(""));
+                // The path is decoded: encode it again for the Location.
+                let path = percent_encoding::utf8_percent_encode(&ctx.path.path, PATH).to_string();
+                let mut filled = template
+                    .replace("{path}", &path)
+                    .replace("{query}", ctx.raw_query.unwrap_or(""))
+                    .replace("?&", "?");
+                while host.is_none() && filled.starts_with("//") {
+                    filled.remove(0);
+                }
                 let filled = filled.trim_end_matches(['?', '&']).to_string();
                 match host {
                     None if filled.starts_with("//") || filled.starts_with("/\\") => {
