@@ -1,0 +1,278 @@
+//! Operating a box: TLS with HTTP/2 and certificate reload, the redirect to
+//! HTTPS, graceful shutdown, slow and idle clients.
+
+mod common;
+#[path = "common/upstream.rs"]
+mod upstream;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{eventually, outpost, Root, Server};
+
+/// A self-signed certificate for main.localhost, made by openssl.
+fn certificate(dir: &Path, name: &str, cn: &str) {
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            "subjectAltName=DNS:main.localhost",
+        ])
+        .arg("-keyout")
+        .arg(dir.join(format!("{name}.key")))
+        .arg("-out")
+        .arg(dir.join(format!("{name}.pem")))
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+fn tls_root(extra: &str) -> Root {
+    let root = Root::new();
+    std::fs::create_dir_all(root.join("tls")).unwrap();
+    certificate(&root.join("tls"), "cert", "first");
+    root.site("main", &["main.localhost"], true)
+        .write("sites/main/public/index.html", "secure home")
+        .write(
+            "outpost.toml",
+            &format!("admin_listen = \"127.0.0.1:0\"\n{extra}\n[tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/cert.key\"\nlisten = \"127.0.0.1:0\"\n"),
+        );
+    root
+}
+
+fn https_addr(s: &Server) -> std::net::SocketAddr {
+    let line = s
+        .stdout
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.starts_with("https on "))
+        .cloned()
+        .expect("an https listener");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// curl over TLS: (HTTP version, body, verbose output).
+fn curl(addr: std::net::SocketAddr, http2: bool) -> (String, String, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sk",
+            "-v",
+            "--max-time",
+            "10",
+            if http2 { "--http2" } else { "--http1.1" },
+        ])
+        .args([
+            "--resolve",
+            &format!("main.localhost:{}:127.0.0.1", addr.port()),
+        ])
+        .args(["-w", "\n%{http_version}"])
+        .arg(format!("https://main.localhost:{}/", addr.port()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, version) = stdout.rsplit_once('\n').unwrap_or((&stdout, ""));
+    (
+        version.to_string(),
+        body.to_string(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn https_with_http2_by_alpn_and_reload_on_change() {
+    let root = tls_root("");
+    let s = Server::start(root.path());
+    let addr = https_addr(&s);
+    let (version, body, verbose) = curl(addr, true);
+    assert_eq!(
+        (version.as_str(), body.as_str()),
+        ("2", "secure home"),
+        "{verbose}"
+    );
+    assert!(
+        verbose.contains("CN=first") || verbose.contains("CN = first"),
+        "{verbose}"
+    );
+    assert_eq!(curl(addr, false).0, "1.1");
+
+    // A broken replacement keeps the old certificate serving.
+    std::fs::write(root.join("tls/cert.pem.tmp"), "not a certificate").unwrap();
+    std::fs::rename(root.join("tls/cert.pem.tmp"), root.join("tls/cert.pem")).unwrap();
+    s.wait_for_log(
+        "the previous certificate keeps serving",
+        Duration::from_secs(3),
+    );
+    assert_eq!(curl(addr, true).1, "secure home");
+
+    // A good one is taken.
+    certificate(&root.join("tls"), "new", "second");
+    std::fs::rename(root.join("tls/new.key"), root.join("tls/cert.key")).unwrap();
+    std::fs::rename(root.join("tls/new.pem"), root.join("tls/cert.pem")).unwrap();
+    assert!(eventually(Duration::from_secs(3), || {
+        let v = curl(addr, true).2;
+        v.contains("CN=second") || v.contains("CN = second")
+    }));
+}
+
+#[test]
+fn plain_http_can_redirect_to_https() {
+    let root = tls_root("");
+    let toml = std::fs::read_to_string(root.join("outpost.toml")).unwrap();
+    std::fs::write(
+        root.join("outpost.toml"),
+        format!("{toml}redirect_http = true\n"),
+    )
+    .unwrap();
+    let s = Server::start(root.path());
+    let port = https_addr(&s).port();
+    let r = s.get("main.localhost:8080", "/a/b?c=1");
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://main.localhost:{port}/a/b?c=1").as_str())
+    );
+}
+
+#[test]
+fn bad_tls_files_are_clear_errors_at_start() {
+    let cases: [(&str, fn(&Path)); 3] = [
+        ("missing", |dir| {
+            std::fs::remove_file(dir.join("cert.pem")).unwrap()
+        }),
+        ("not PEM", |dir| {
+            std::fs::write(dir.join("cert.pem"), "hello").unwrap()
+        }),
+        ("mismatched", |dir| {
+            certificate(dir, "other", "other");
+            std::fs::rename(dir.join("other.key"), dir.join("cert.key")).unwrap();
+        }),
+    ];
+    for (what, break_it) in cases {
+        let root = tls_root("");
+        break_it(&root.join("tls"));
+        let out = outpost()
+            .args(["serve", "--root"])
+            .arg(root.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{what}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("tls/cert"), "{what}: {err}");
+    }
+}
+
+#[test]
+fn sigterm_finishes_requests_in_flight() {
+    let up = upstream::Upstream::start(upstream::Mode::Slow(
+        Duration::from_millis(800),
+        r#"{"x": "late data"}"#.into(),
+    ));
+    let root = Root::new();
+    root.site("main", &["main.localhost"], true)
+        .write("sites/main/public/p.html", "<html><body><div id=f></div></body></html>")
+        .write("rules/templates/f.html", "{{ data.x }}")
+        .write(
+            "rules/f.toml",
+            &format!("[[rule]]\nname = \"f\"\naction = \"fragment\"\nselector = \"#f\"\nsource = \"{}\"\ntemplate = \"f.html\"\ntimeout = \"5s\"\n", up.url("/f.json")),
+        );
+    let mut s = Server::start(root.path());
+    let addr = s.addr;
+    let in_flight = std::thread::spawn(move || {
+        common::raw(
+            addr,
+            b"GET /p.html HTTP/1.1\r\nHost: main.localhost\r\nConnection: close\r\n\r\n",
+        )
+    });
+    assert!(
+        eventually(Duration::from_secs(5), || up.count() == 1),
+        "the request is in flight"
+    );
+    Command::new("kill")
+        .args(["-TERM", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    let r = in_flight.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("late data"));
+    assert!(s.wait().success(), "a clean exit after draining");
+    assert!(
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(),
+        "no new connections after shutdown"
+    );
+}
+
+#[test]
+fn slow_and_idle_clients_do_not_starve_others() {
+    let root = Root::new();
+    root.write(
+        "outpost.toml",
+        "admin_listen = \"127.0.0.1:0\"\nheader_timeout = \"2s\"\n",
+    );
+    root.site("main", &["main.localhost"], true)
+        .write("sites/main/public/index.html", "home");
+    let s = Server::start(root.path());
+    rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    // 10,000 idle connections.
+    let idle: Vec<TcpStream> = (0..10_000)
+        .map(|_| TcpStream::connect(s.addr).unwrap())
+        .collect();
+    // Slowloris: heads sent a byte at a time.
+    let slow: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut c = TcpStream::connect(s.addr).unwrap();
+            c.write_all(b"GET / HT").unwrap();
+            c
+        })
+        .collect();
+    let mut times = Vec::new();
+    for i in 0..100 {
+        if i % 20 == 0 {
+            for mut c in &slow {
+                let _ = c.write_all(b"T");
+            }
+        }
+        let t = Instant::now();
+        assert_eq!(s.get("main.localhost", "/").text(), "home");
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let p99 = times[98];
+    assert!(
+        p99 < Duration::from_millis(250),
+        "p99 {p99:?} with 10,000 idle and 50 slow clients"
+    );
+    // The slow heads are cut off after the header timeout.
+    let mut c = &slow[0];
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let n = c.read(&mut buf).unwrap_or(0);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed by the header timeout"
+    );
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    drop(idle);
+}
