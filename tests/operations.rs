@@ -155,7 +155,8 @@ fn plain_http_can_redirect_to_https() {
 
 #[test]
 fn bad_tls_files_are_clear_errors_at_start() {
-    let cases: [(&str, fn(&Path)); 3] = [
+    type Break = fn(&Path);
+    let cases: [(&str, Break); 3] = [
         ("missing", |dir| {
             std::fs::remove_file(dir.join("cert.pem")).unwrap()
         }),
