@@ -9,7 +9,8 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use outpost::context::Geo;
 
 fn database() -> std::path::PathBuf {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/geo/ip-location-db/iptoasn-country.mmdb");
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/geo/ip-location-db/iptoasn-country.mmdb");
     if full.exists() {
         full
     } else {
@@ -22,8 +23,17 @@ fn lookups(c: &mut Criterion) {
     let geo = Geo::open(Some(&path)).expect("the database opens");
     // A spread of real addresses, v4 and v6, known and unknown.
     let addresses: Vec<IpAddr> = [
-        "81.2.69.142", "2.56.8.1", "8.8.8.8", "151.101.1.1", "89.160.20.112", "193.0.0.1",
-        "212.77.0.1", "2001:4860:4860::8888", "2a00:1450:4001::1", "10.0.0.1", "203.0.113.9",
+        "81.2.69.142",
+        "2.56.8.1",
+        "8.8.8.8",
+        "151.101.1.1",
+        "89.160.20.112",
+        "193.0.0.1",
+        "212.77.0.1",
+        "2001:4860:4860::8888",
+        "2a00:1450:4001::1",
+        "10.0.0.1",
+        "203.0.113.9",
         "::ffff:81.2.69.142",
     ]
     .iter()

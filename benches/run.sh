@@ -20,7 +20,7 @@ SERVERS=${SERVERS:-nginx outpost}  # which servers to run, e.g. SERVERS=nginx
 SCENARIOS=${SCENARIOS:-}           # subset of scenarios, e.g. "small big"; empty = all
 CONNECTIONS=${CONNECTIONS:-32}     # wrk connections
 WARMUP=${WARMUP:-1}                # seconds of unmeasured load before a scenario's first run; 0 = none
-READY_TIMEOUT=${READY_TIMEOUT:-60} # seconds a server may take to serve all three sites
+READY_TIMEOUT=${READY_TIMEOUT:-120} # seconds a server may take to serve all three sites
 NGINX_WORKERS_N=${NGINX_WORKERS:-$(nproc)} # nginx worker_processes: one per core, as usually deployed
 SERVER_CPU=${SERVER_CPU:-0}        # core the servers are pinned to
 LOAD_CPU=${LOAD_CPU:-1}            # core wrk is pinned to
@@ -71,6 +71,9 @@ BUSY_NOTE=""         # set when the machine was not idle before the runs
 
 cleanup() {
   local pid worker i
+  # If the output is piped into something that has quit (| head), a message
+  # here must not kill the cleanup half-way and leave servers running.
+  trap '' PIPE
   for pid in "${STARTED[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
   done
@@ -193,20 +196,32 @@ make_corpus() {
 # ---------------------------------------------------------------------------
 # Servers
 
-# Polls until every site answers 200 on /, or the server dies, or time is up.
+# Polls until every site answers 200 on / with its own home page, or the
+# server dies, or time is up. The page must be the site's own (its <title>
+# ends in "| bench-x"): outpost answers a host whose site it has not ingested
+# yet with its default site, bench-a, so a 200 alone proves nothing.
+# For outpost, also waits for "sites scanned" in its log: the rules are
+# loaded only once the scan is over.
 wait_ready() {
-  local server=$1 pid=$2 log=$3 deadline=$((SECONDS + READY_TIMEOUT)) site code
-  for site in bench-a bench-b bench-c; do
+  local server=$1 pid=$2 log=$3 deadline=$((SECONDS + READY_TIMEOUT)) site code page=$TMP/ready.html
+  for site in bench-a bench-b bench-c scanned; do
     while :; do
-      code=$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' \
-        -H "Host: $site.localhost" "http://127.0.0.1:${PORT[$server]}/" || true)
-      [[ $code == 200 ]] && break
+      if [[ $site == scanned ]]; then
+        [[ $server != outpost ]] || grep -q 'sites scanned' "$log" && break
+        code="no 'sites scanned' in the log"
+      else
+        code=$(curl -s -o "$page" --max-time 2 -w '%{http_code}' \
+          -H "Host: $site.localhost" "http://127.0.0.1:${PORT[$server]}/" || true)
+        [[ $code == 200 ]] && grep -q "| $site</title>" "$page" && break
+        [[ $code == 200 ]] && code="200 with another site's page"
+      fi
       if ! alive "$pid"; then
         tail -n 20 "$log" >&2 || true
         die "$server exited during startup (log above)"
       fi
       if ((SECONDS >= deadline)); then
         tail -n 20 "$log" >&2 || true
+        [[ $site == scanned ]] && die "$server not ready after ${READY_TIMEOUT}s: $code"
         die "$server not ready after ${READY_TIMEOUT}s: Host $site.localhost / answers $code, want 200"
       fi
       sleep 0.2
@@ -237,15 +252,30 @@ start_nginx() {
   STARTED+=("$master")
   wait_ready nginx "$master" "$TMP/nginx-error.log"
 
-  # CPU time and memory count the master and every worker.
-  local i
+  # CPU time and memory count the master, every worker and the cache
+  # manager (proxy_cache, for the fragment scenario). Not the cache loader:
+  # it exits a minute after the start, and a process that is gone mid-run
+  # cannot be measured.
+  local i pid kind
+  local -a counted
   for ((i = 0; i < 50; i++)); do
     mapfile -t NGINX_WORKER_PIDS < <(pgrep -P "$master" || true)
-    ((${#NGINX_WORKER_PIDS[@]} >= workers)) && break
+    counted=()
+    for pid in "${NGINX_WORKER_PIDS[@]}"; do
+      kind=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+      case $kind in
+        *"worker process"*) counted+=("$pid") ;;
+      esac
+    done
+    ((${#counted[@]} >= workers)) && break
     sleep 0.1
   done
-  ((${#NGINX_WORKER_PIDS[@]} >= workers)) || die "nginx started ${#NGINX_WORKER_PIDS[@]} of $workers workers"
-  PIDS[nginx]="$master ${NGINX_WORKER_PIDS[*]}"
+  ((${#counted[@]} >= workers)) || die "nginx started ${#counted[@]} of $workers workers"
+  for pid in "${NGINX_WORKER_PIDS[@]}"; do
+    kind=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+    [[ $kind == *"cache manager"* ]] && counted+=("$pid")
+  done
+  PIDS[nginx]="$master ${counted[*]}"
 }
 
 # The fragment scenario's upstream: a separate small nginx serving
@@ -305,16 +335,21 @@ write_offer_conf() {
     -H 'CF-IPCountry: IT' "$base" || true
   if msg=$(python3 - "$TMP/offer-static.html" "$TMP/offer-outpost.html" "$TMP/nginx-offer.conf" <<'PY'
 import re, sys
+
+def fail(why):  # on stdout: run.sh shows it
+    print(why)
+    sys.exit(1)
+
 static = open(sys.argv[1], encoding="utf-8", errors="replace").read()
 offer = open(sys.argv[2], encoding="utf-8", errors="replace").read()
 m = re.search(r"<body[^>]*>", static)
 if not m:
-    sys.exit("the static page has no <body> tag")
+    fail("the static page has no <body> tag")
 head, tail = static[:m.end()], static[m.end():]
 if offer == static:
-    sys.exit("outpost's page for CF-IPCountry: IT is the static page: no banner")
+    fail("outpost's page for CF-IPCountry: IT is the static page: no banner")
 if not (offer.startswith(head) and offer.endswith(tail)):
-    sys.exit(f"outpost's page for CF-IPCountry: IT is not the static page plus something right after {m.group(0)}")
+    fail(f"outpost's page for CF-IPCountry: IT is not the static page plus something right after {m.group(0)}")
 banner = offer[len(head):len(offer) - len(tail)]
 
 def quote(s):  # an nginx single-quoted string; "$" via the $dollar variable
@@ -332,7 +367,7 @@ PY
   else
     error "offer: $msg"
     error "offer: the nginx counterpart cannot be set up; nginx skips offer"
-    echo "# no offer banner: $msg" >"$TMP/nginx-offer.conf"
+    echo "# no offer banner: ${msg//$'\n'/ }" >"$TMP/nginx-offer.conf"
   fi
 }
 
@@ -442,10 +477,25 @@ check_idle() {
 #         to the curl checks. @ETAG@ in them becomes the server's ETag for
 #         TARGET, fetched with the scenario's other headers.
 #
+#   for_server NAME SERVER [WRK_ARGS...]
+#
+# replaces the scenario's WRK_ARGS for one server (nginx's counterpart of an
+# outpost feature may live on another Host).
+#
+#   expect_body NAME TEXT...
+#
+# the curl check also fetches the body (decompressed) and wants every TEXT
+# in it: the scenario is skipped for a server whose page lacks one.
+#
+#   phase NAME
+#
+# a step that is not a wrk load (restart): selectable with SCENARIOS like the
+# others, run after every load.
+#
 # Add scenarios at the bottom of define_scenarios; SCENARIOS="a b" picks some.
 
 SC_ORDER=()
-declare -A SC_EXPECT=() SC_TARGET=() SC_ARGS=()
+declare -A SC_EXPECT=() SC_TARGET=() SC_ARGS=() SC_BODY=()
 
 scenario() {
   local name=$1 expect=$2 target=$3
@@ -457,6 +507,25 @@ scenario() {
   if (($#)); then SC_ARGS[$name]=$(printf '%q ' "$@"); fi
 }
 
+for_server() {
+  local name=$1 server=$2
+  shift 2
+  SC_ARGS[$name@$server]=$(printf '%q ' "$@")
+}
+
+expect_body() {
+  local name=$1
+  shift
+  SC_BODY[$name]=$(printf '%q ' "$@")
+}
+
+phase() {
+  SC_ORDER+=("$1")
+  SC_EXPECT[$1]=phase
+}
+
+is_phase() { [[ ${SC_EXPECT[$1]} == phase ]]; }
+
 define_scenarios() {
   # A typical page, precompressed (gzip: both servers have a gzip copy).
   scenario small 200 / -H 'Host: bench-a.localhost' -H 'Accept-Encoding: gzip'
@@ -467,6 +536,27 @@ define_scenarios() {
     -H 'If-None-Match: @ETAG@'
   # Many distinct files across all hosts, so no single hot file is cached.
   scenario paths 200 "@$TMP/urls.txt" -H 'Accept-Encoding: gzip'
+
+  # bench-a's home page for a visitor from IT: outpost's offer-local rule
+  # inserts a banner offering bench-b right after <body>. nginx inserts the
+  # same banner with sub_filter on its own Host (offer.localhost), so its
+  # `small` stays untouched. Compare with `small` (the same page, static).
+  scenario offer 200 / -H 'Host: bench-a.localhost' -H 'CF-IPCountry: IT' -H 'Accept-Encoding: gzip'
+  for_server offer nginx -H 'Host: offer.localhost' -H 'CF-IPCountry: IT' -H 'Accept-Encoding: gzip'
+  expect_body offer 'class="outpost-offer"'
+  # The static baseline of `fragment`: the same page under a path no rule
+  # matches, with the same headers.
+  scenario live-static 200 /live-static.html -H 'Host: bench-a.localhost' \
+    -H 'Cookie: outpost_exp_hero=b' -H 'Accept-Encoding: gzip'
+  expect_body live-static '<h1 class="hero">Title</h1>' '<div id="scores"><p>Loading</p></div>'
+  # A returning visitor in arm b of the hero A/B test, on a page with a warm
+  # live-scores fragment. nginx: a pre-rendered file per arm picked by the
+  # cookie, the scores by SSI from the upstream through proxy_cache.
+  scenario fragment 200 /live.html -H 'Host: bench-a.localhost' \
+    -H 'Cookie: outpost_exp_hero=b' -H 'Accept-Encoding: gzip'
+  expect_body fragment '<h1 class="hero">Other title</h1>' '<li>Rovers 2-1 United</li>'
+  # outpost stopped and started again over its warm store, RESTARTS times.
+  phase restart
 }
 
 # The ETag a server sends for URL with the given curl -H arguments.
@@ -484,7 +574,9 @@ fetch_etag() {
 prepare() {
   local name=$1 server=$2 base="http://127.0.0.1:${PORT[$2]}" target=${SC_TARGET[$1]}
   local -a args
-  eval "args=(${SC_ARGS[$name]})"
+  local key=$name
+  [[ -n ${SC_ARGS[$name@$server]+x} ]] && key=$name@$server
+  eval "args=(${SC_ARGS[$key]})"
 
   CURL_H=()
   local i
@@ -539,6 +631,21 @@ check_scenario() {
     if [[ $code != "$expect" ]]; then
       error "$name: $server answers $code to GET ${SC_TARGET[$name]} (${CURL_H[*]}), want $expect; skipping $name for $server"
       return 1
+    fi
+    if [[ -n ${SC_BODY[$name]:-} ]]; then
+      local body text
+      local -a texts
+      eval "texts=(${SC_BODY[$name]})"
+      body=$(curl -s --compressed --max-time 5 "${CURL_H[@]}" "$URL" || true)
+      for text in "${texts[@]}"; do
+        if [[ $body != *"$text"* ]]; then
+          error "$name: $server's answer to GET ${SC_TARGET[$name]} (${CURL_H[*]}) lacks '$text'; skipping $name for $server"
+          mkdir -p "$(dirname "$RESULTS_FILE")"
+          printf '%s\n' "$body" >"$(dirname "$RESULTS_FILE")/bad-$name-$server.txt"
+          error "(the body it sent is in $(dirname "$RESULTS_FILE")/bad-$name-$server.txt)"
+          return 1
+        fi
+      done
     fi
     return 0
   fi
@@ -672,9 +779,15 @@ run_scenarios() {
   local name server rep
   local -A ok=()
   for name in "${SELECTED[@]}"; do
+    is_phase "$name" && continue
     say "scenario $name"
     for server in "${servers[@]}"; do
-      if prepare "$name" "$server" && check_scenario "$name" "$server"; then
+      if [[ $name == offer && $server == nginx ]] && ((!NGINX_OFFER_OK)); then
+        error "offer: no banner from outpost to give nginx's sub_filter; skipping offer for nginx"
+        ok[$server]=0
+        FAILURES=$((FAILURES + 1))
+        echo "$name $server (no banner from outpost)" >>"$TMP/skipped.txt"
+      elif prepare "$name" "$server" && check_scenario "$name" "$server"; then
         ok[$server]=1
         if ((WARMUP > 0)); then
           run_wrk "$WARMUP" >/dev/null 2>&1 || warn "$name: warm-up against $server failed"
@@ -701,9 +814,97 @@ run_scenarios() {
 }
 
 # ---------------------------------------------------------------------------
+# Restart: outpost stopped (SIGTERM) and started again over its warm store
+
+# Microseconds since the epoch, from bash itself (no process to start).
+now_us() { echo "${EPOCHREALTIME//[!0-9]/}"; }
+
+# SIGTERM, then waits up to 10 s (SIGKILL after that); forgets the pid.
+stop_process() {
+  local pid=$1 i p
+  local -a kept=()
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 1000; i++)); do
+    alive "$pid" || break
+    sleep 0.01
+  done
+  if alive "$pid"; then
+    warn "process $pid ignored SIGTERM for 10 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  for p in "${STARTED[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
+  STARTED=("${kept[@]}")
+}
+
+# Each round: stop outpost, start it, and poll (curl, about every 5 ms) until
+# bench-a /page-000.html answers 200; meanwhile note when "listening on"
+# appears on its stdout and "sites scanned" on its stderr. Times are from
+# just before the process is started; each has the poll's resolution (the
+# sleep plus one curl run, a few ms). One line per round in restart.tsv:
+#   round ms_to_200 ms_to_listening ms_to_scanned serving_ms_logged scan_ms_logged
+# ("-" where it did not happen within RESTART_TIMEOUT).
+restart_phase() {
+  if ! has_server outpost; then
+    warn "restart: outpost is not among SERVERS; skipped"
+    echo "restart outpost (not among SERVERS)" >>"$TMP/skipped.txt"
+    return
+  fi
+  say "restart: stopping and starting outpost $RESTARTS times over its warm store"
+  local url="http://127.0.0.1:${PORT[outpost]}/page-000.html" round pid t0 now code
+  local t200 tlisten tscan deadline out err serving scan
+  : >"$TMP/restart.tsv"
+  for ((round = 1; round <= RESTARTS; round++)); do
+    stop_process "${PIDS[outpost]}"
+    out=$TMP/restart-$round.out err=$TMP/restart-$round.err
+    t0=$(now_us)
+    taskset -c "$SERVER_CPU" "$OUTPOST_BIN" serve --root "$TMP/root" >"$out" 2>"$err" &
+    pid=$!
+    STARTED+=("$pid")
+    PIDS[outpost]=$pid
+    t200="" tlisten="" tscan=""
+    deadline=$((t0 + RESTART_TIMEOUT * 1000000))
+    while :; do
+      if [[ -z $t200 ]]; then
+        code=$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' -H 'Host: bench-a.localhost' "$url" || true)
+        now=$(now_us)
+        [[ $code == 200 ]] && t200=$((now - t0))
+      fi
+      now=$(now_us)
+      [[ -z $tlisten ]] && grep -q '^listening on' "$out" && tlisten=$((now - t0))
+      [[ -z $tscan ]] && grep -q 'sites scanned' "$err" && tscan=$((now - t0))
+      [[ -n $t200 && -n $tscan ]] && break
+      if ! alive "$pid"; then
+        tail -n 20 "$err" >&2 || true
+        die "restart: outpost exited during restart $round (log above)"
+      fi
+      ((now < deadline)) || break
+      sleep 0.005
+    done
+    # outpost's own figures: ms from its start to listening, and the scan's
+    # duration (tracing fields "ms=N" on the "serving" and "sites scanned" lines).
+    serving=$(grep -a 'serving' "$err" | sed -n 's/.*ms=\([0-9]*\).*/\1/p' | head -n 1)
+    scan=$(grep -a 'sites scanned' "$err" | sed -n 's/.*ms=\([0-9]*\).*/\1/p' | head -n 1)
+    awk -v r="$round" -v a="$t200" -v l="$tlisten" -v s="$tscan" -v sv="${serving:--}" -v sc="${scan:--}" '
+      function ms(us) { return us == "" ? "-" : sprintf("%.1f", us / 1000) }
+      BEGIN { print r, ms(a), ms(l), ms(s), sv, sc }' >>"$TMP/restart.tsv"
+    printf '    restart    outpost  run %d/%d: 200 after %s ms, listening after %s ms, sites scanned after %s ms (scan %s ms by its log)\n' \
+      "$round" "$RESTARTS" $(awk -v r="$round" '$1 == r {print $2, $3, $4, $6}' "$TMP/restart.tsv") >&2
+    if [[ -z $t200 ]]; then
+      warn "restart $round: no 200 on /page-000.html within ${RESTART_TIMEOUT}s (last status $code)"
+      FAILURES=$((FAILURES + 1))
+    fi
+  done
+  # Whatever happened, leave an outpost that serves, for the end of the run.
+  alive "${PIDS[outpost]}" || die "restart: outpost is not running after the restarts"
+}
+
+# ---------------------------------------------------------------------------
 # Report
 
-report() {
+# Peak memory of the servers after the loads (before any restart, which
+# would start outpost's count afresh).
+capture_rss() {
   : >"$TMP/rss.tsv"
   local server
   local -a pids
@@ -711,7 +912,11 @@ report() {
     read -ra pids <<<"${PIDS[$server]}"
     echo "$server $(peak_rss_kib "${pids[@]}") ${#pids[@]}" >>"$TMP/rss.tsv"
   done
-  [[ -s $TMP/runs.tsv ]] || die "no scenario ran"
+}
+
+report() {
+  [[ -s $TMP/runs.tsv || -s $TMP/restart.tsv ]] || die "no scenario ran"
+  touch "$TMP/runs.tsv" "$TMP/restart.tsv"
 
   local commit dirty="" cpu
   commit=$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -728,9 +933,13 @@ report() {
     if has_server outpost; then echo "outpost: $OUTPOST_BIN"; fi
     echo "servers on core $SERVER_CPU, wrk on core $LOAD_CPU: -t1 -c$CONNECTIONS -d${DURATION}s," \
       "$REPEAT run(s) per scenario and server, ${WARMUP}s warm-up"
+    if wants offer || wants fragment; then
+      echo "nginx compresses the offer and fragment pages on the fly at gzip_comp_level $NGINX_GZIP_LEVEL"
+    fi
     if [[ -n $BUSY_NOTE ]]; then echo "$BUSY_NOTE"; fi
+    if [[ -n $PAGE_NOTES ]]; then printf '%s' "$PAGE_NOTES"; fi
     echo
-    python3 "$BENCH_DIR/summarize.py" "$TMP/runs.tsv" "$TMP/rss.tsv"
+    python3 "$BENCH_DIR/summarize.py" "$TMP/runs.tsv" "$TMP/rss.tsv" "$TMP/restart.tsv"
     if [[ -s $TMP/skipped.txt ]]; then
       echo
       echo "SKIPPED (wrong status in the pre-check, see the log):"
@@ -744,19 +953,27 @@ report() {
 
 main() {
   check_settings
-  ensure_tools
   TMP=$(mktemp -d "${TMPDIR:-/tmp}/outpost-bench.XXXXXX")
   define_scenarios
   select_scenarios
+  ensure_tools
   pick_ports
   make_corpus
+  if wants fragment; then start_upstream; fi
+  # outpost first: nginx's offer counterpart needs the banner outpost inserts.
+  if has_server outpost; then
+    start_outpost
+    if has_server nginx && wants offer; then write_offer_conf; fi
+  fi
   if has_server nginx; then start_nginx; fi
-  if has_server outpost; then start_outpost; fi
+  if has_server nginx && has_server outpost; then compare_pages; fi
   check_idle
   run_scenarios
+  capture_rss
+  if wants restart; then restart_phase; fi
   report
   if ((FAILURES)); then
-    die "$FAILURES scenario run(s) skipped because a server answered with the wrong status"
+    die "$FAILURES scenario run(s) skipped or failed: a server answered wrongly (see above)"
   fi
 }
 

@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Turns run.sh's raw measurements into the results table.
 
-    summarize.py RUNS_TSV RSS_TSV
+    summarize.py RUNS_TSV RSS_TSV [RESTART_TSV]
 
 RUNS_TSV has one line per wrk run:
     scenario server rep rps p50_us p99_us cpu_us_per_req bytes_per_req socket_errors bad_status requests other_pct
 RSS_TSV has one line per server:
     server peak_rss_kib processes
+RESTART_TSV (optional) has one line per outpost restart, times in ms from the
+process start, "-" for what did not happen in time:
+    round to_200 to_listening to_scanned serving_ms_logged scan_ms_logged
 
 Prints, per scenario and server, the MEDIAN over the repetitions (robust to
 one noisy run, unlike the mean), then outpost/nginx ratios when both servers
-ran, then peak memory and every raw run so the spread stays visible.
+ran, then the checks (ratios against their bars: offer and fragment against
+static serving and against nginx, restart time), peak memory and every raw
+run so the spread stays visible.
 Standard library only.
 """
 
@@ -48,8 +53,93 @@ def ratio(a, b):
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+# The bars the new features are held to. Each: label, how it is computed,
+# (numerator, denominator) as (scenario, server) pairs, comparison, bar.
+CHECKS = [
+    ("offer / static, outpost", "offer / small req/s",
+     ("offer", "outpost"), ("small", "outpost"), ">=", 0.8),
+    ("offer, outpost / nginx", "req/s, nginx: sub_filter",
+     ("offer", "outpost"), ("offer", "nginx"), ">=", 1.0),
+    ("fragment / static, outpost", "fragment / live-static req/s",
+     ("fragment", "outpost"), ("live-static", "outpost"), ">=", 0.7),
+    ("fragment, outpost / nginx", "req/s, nginx: SSI+proxy_cache",
+     ("fragment", "outpost"), ("fragment", "nginx"), ">=", 1.0),
+]
+# For context, no bar: what the same features cost nginx.
+INFO = [
+    ("offer / static, nginx", "offer / small req/s", ("offer", "nginx"), ("small", "nginx")),
+    ("fragment / static, nginx", "fragment / live-static req/s",
+     ("fragment", "nginx"), ("live-static", "nginx")),
+]
+
+
+def read_restarts(path):
+    rounds = []
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    rnd, to200, listen, scanned, serving, scan = line.split()
+                    rounds.append({"round": int(rnd), "to200": to200, "listen": listen,
+                                   "scanned": scanned, "serving": serving, "scan": scan})
+    except FileNotFoundError:
+        pass
+    return rounds
+
+
+def median_of(values):
+    """Median of the numeric values, None if any is missing ("-")."""
+    if not values or any(v == "-" for v in values):
+        return None
+    return statistics.median(float(v) for v in values)
+
+
+def checks(runs, restarts):
+    def rps(key):
+        rs = runs.get(key)
+        return median(rs, "rps") if rs else None
+
+    row = "{:<28} {:<31} {:>9} {:>10}  {}"
+    out = ["checks (medians; a bar is what the feature must reach):",
+           row.format("check", "computed as", "value", "bar", "verdict")]
+    for label, how, num, den, op, bar in CHECKS:
+        a, b = rps(num), rps(den)
+        if a is None or b is None:
+            missing = " and ".join(f"{s} on {v}" for s, v in (num, den) if rps((s, v)) is None)
+            out.append(row.format(label, how, "n/a", f"{op} {bar:.2f}x", f"not measured ({missing})"))
+            continue
+        value = a / b
+        ok = value >= bar if op == ">=" else value <= bar
+        out.append(row.format(label, how, f"{value:.2f}x", f"{op} {bar:.2f}x", "meets" if ok else "MISSES"))
+    for label, how, num, den in INFO:
+        a, b = rps(num), rps(den)
+        if a is not None and b is not None:
+            out.append(row.format(label, how, f"{a / b:.2f}x", "", "(for context)"))
+    if restarts:
+        n = len(restarts)
+        t200 = median_of([r["to200"] for r in restarts])
+        scanned = median_of([r["scanned"] for r in restarts])
+        listen = median_of([r["listen"] for r in restarts])
+        if t200 is None:
+            out.append(row.format("restart to first 200", f"median of {n}, ms", "n/a", "<= 300 ms",
+                                  "MISSES (a restart gave no 200 in time)"))
+        else:
+            out.append(row.format("restart to first 200", f"median of {n}, ms", f"{t200:.0f} ms",
+                                  "<= 300 ms", "meets" if t200 <= 300 else "MISSES"))
+        if listen is not None:
+            out.append(row.format("restart to listening", f"median of {n}, ms", f"{listen:.0f} ms", "",
+                                  "(for context)"))
+        if scanned is not None:
+            out.append(row.format('restart to "sites scanned"', f"median of {n}, ms", f"{scanned:.0f} ms", "",
+                                  "(for context)"))
+    elif not any(rps(c[2]) or rps(c[3]) for c in CHECKS):
+        return []
+    return out
+
+
 def main():
     runs = read_runs(sys.argv[1])
+    restarts = read_restarts(sys.argv[3]) if len(sys.argv) > 3 else []
     rss = {}
     with open(sys.argv[2]) as f:
         for line in f:
@@ -82,6 +172,11 @@ def main():
     out.append("per response including headers (a sanity check that both serve the same thing).")
     out.append("errors = socket errors + responses >= 400, summed over the repetitions.")
 
+    checked = checks(runs, restarts)
+    if checked:
+        out.append("")
+        out.extend(checked)
+
     if rss:
         out.append("")
         out.append("peak RSS (VmHWM, summed over the server's processes):")
@@ -91,6 +186,15 @@ def main():
                 out.append(f"  {server:<8} {kib / 1024:8.1f} MiB  ({procs} process{'es' if procs != 1 else ''})")
         if len(rss) == 2 and rss["nginx"][0]:
             out.append(f"  {'ratio':<8} {rss['outpost'][0] / rss['nginx'][0]:8.2f}x")
+
+    if restarts:
+        out.append("")
+        out.append("restarts of outpost over its warm store (ms from process start; the poll adds a few ms;")
+        out.append("serving/scan = outpost's own log: ms to listening, and the scan's duration):")
+        rrow = "  {:>5} {:>12} {:>12} {:>14} {:>11} {:>8}"
+        out.append(rrow.format("round", "first 200", "listening", "sites scanned", "serving", "scan"))
+        for r in restarts:
+            out.append(rrow.format(r["round"], r["to200"], r["listen"], r["scanned"], r["serving"], r["scan"]))
 
     noisy = [(s, v, r) for (s, v), rs in runs.items() for r in rs if r["other"] > 10]
     if noisy:

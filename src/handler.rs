@@ -99,6 +99,8 @@ impl App {
 /// What one request did, for the access log.
 #[derive(Default)]
 struct Seen {
+    /// The visitor's address, once the context found it behind proxies.
+    client: Option<std::net::IpAddr>,
     country: Option<Country>,
     fired: Vec<String>,
     variant: Option<String>,
@@ -190,7 +192,7 @@ pub async fn handle_as<B>(
             rules: seen.fired,
             variant: seen.variant,
             version: site.map(|s| s.number),
-            client: client.ip(),
+            client: seen.client.unwrap_or(client.ip()),
         });
     }
     (response, decision)
@@ -251,6 +253,7 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
         input.country,
     );
     seen.country = Some(ctx.country);
+    seen.client = Some(ctx.client);
     let lookup = site.lookup(&path);
     let page = match &lookup {
         Lookup::Found(f) => Some(f.as_ref()),
@@ -284,7 +287,7 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
         _ => None,
     };
     if req.method() == Method::GET || req.method() == Method::HEAD {
-        for a in decision.variants.iter().filter(|a| !a.forced) {
+        for a in decision.variants.iter().filter(|a| a.drawn) {
             app.experiments.expose(a);
         }
     }
@@ -418,7 +421,16 @@ async fn fill_fragments(
             Got::Failed { stale, .. } if n.on_error == OnError::Stale => stale,
             Got::Failed { .. } => None,
         };
-        let rendered = data.map(|f| render.render(&n.template, Some(("data", &f.data))));
+        // The same copy of the data (same allocation, same fetch time) is the
+        // same data.
+        let rendered = data.map(|f| {
+            let fetched = f
+                .fetched_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let identity = (Arc::as_ptr(&f) as u64).rotate_left(17) ^ fetched;
+            render.render(&n.template, Some(("data", &f.data, identity)))
+        });
         let html = match rendered {
             Some(Ok(html)) => Some(html),
             Some(Err(e)) => {

@@ -24,6 +24,7 @@ pub mod context;
 pub mod demo_upstream;
 pub mod experiments;
 pub mod explain;
+pub mod fleet;
 pub mod handler;
 pub mod live;
 pub mod metrics;

@@ -24,6 +24,9 @@ pub struct Live {
     rules: ArcSwap<Rules>,
     rules_problems: Mutex<Vec<Diagnostic>>,
     rendered: RenderCache,
+    /// Keep a copy of each good rules load for the next start (not for the
+    /// one-shot commands, which must not write into the root they read).
+    keeps_rules_copy: bool,
     store: Store,
     sites_dir: PathBuf,
     publishing: Mutex<()>,
@@ -36,15 +39,24 @@ impl Live {
     /// serves at once, before sites/ is scanned.
     pub fn from_store(store: Store, root: PathBuf) -> Result<Live, StoreError> {
         let sites_dir = root.join("sites");
-        let mut versions = Vec::new();
-        for (site, number) in store.current_versions()? {
-            match store.load_version(&site, number) {
-                Ok(v) => versions.push(Arc::new(v)),
-                Err(e) => {
-                    tracing::warn!(site, error = %e, "stored version unreadable; it will be ingested again")
-                }
-            }
-        }
+        // Sites load side by side: a warm restart is mostly this.
+        let current = store.current_versions()?;
+        let versions: Vec<Arc<crate::store::SiteVersion>> = std::thread::scope(|scope| {
+            let loads: Vec<_> = current
+                .iter()
+                .map(|(site, number)| (site, scope.spawn(|| store.load_version(site, *number))))
+                .collect();
+            loads
+                .into_iter()
+                .filter_map(|(site, load)| match load.join().expect("loading does not panic") {
+                    Ok(v) => Some(Arc::new(v)),
+                    Err(e) => {
+                        tracing::warn!(site, error = %e, "stored version unreadable; it will be ingested again");
+                        None
+                    }
+                })
+                .collect()
+        });
         let (sites, problems) = Sites::build(versions);
         for p in problems {
             tracing::error!("{p}");
@@ -55,12 +67,19 @@ impl Live {
             rules: ArcSwap::from_pointee(Rules::empty()),
             rules_problems: Mutex::new(Vec::new()),
             rendered: RenderCache::default(),
+            keeps_rules_copy: true,
             store,
             sites_dir,
             publishing: Mutex::new(()),
             problems: Mutex::new(BTreeMap::new()),
             ready: AtomicBool::new(false),
         })
+    }
+
+    /// For one-shot commands: nothing is written into the root.
+    pub fn read_only(mut self) -> Live {
+        self.keeps_rules_copy = false;
+        self
     }
 
     /// The table of sites being served now.
@@ -107,8 +126,10 @@ impl Live {
                 self.rules.store(Arc::new(rules));
                 self.rules_problems.lock().unwrap().clear();
                 self.rendered.clear();
-                if let Err(e) = keep_copy(&self.root.join("rules"), &self.last_good_rules()) {
-                    tracing::warn!(error = %e, "cannot keep a copy of the good rules");
+                if self.keeps_rules_copy {
+                    if let Err(e) = keep_copy(&self.root.join("rules"), &self.last_good_rules()) {
+                        tracing::warn!(error = %e, "cannot keep a copy of the good rules");
+                    }
                 }
                 Ok(())
             }

@@ -37,6 +37,42 @@ enum Command {
     PreviewLink(PreviewLinkArgs),
     /// Experiments: exposures, conversions, rates and significance.
     Stats(StatsArgs),
+    /// Publish sites and rules to the fleet (NATS JetStream).
+    Publish(PublishArgs),
+    /// Point every box of the fleet back at a site's previous version.
+    Rollback(RollbackArgs),
+    /// The fleet: which version each box serves.
+    Fleet(FleetArgs),
+}
+
+#[derive(Args)]
+struct PublishArgs {
+    /// The sites to publish (or --all).
+    sites: Vec<String>,
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    root: RootArg,
+    /// The fleet's NATS server.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    fleet: String,
+}
+
+#[derive(Args)]
+struct RollbackArgs {
+    site: String,
+    /// The fleet's NATS server.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    fleet: String,
+}
+
+#[derive(Args)]
+struct FleetArgs {
+    /// `status`
+    #[arg(value_parser = ["status"])]
+    what: String,
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    fleet: String,
 }
 
 #[derive(Args)]
@@ -96,6 +132,12 @@ struct ServeArgs {
     /// MaxMind-format country database (overrides outpost.toml).
     #[arg(long)]
     geoip: Option<PathBuf>,
+    /// Follow the fleet at this NATS server: take every published version.
+    #[arg(long)]
+    fleet: Option<String>,
+    /// This box's name in the fleet (default: the host name).
+    #[arg(long)]
+    box_id: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -118,6 +160,9 @@ fn main() -> ExitCode {
         Some(Command::Explain(args)) => explain(args),
         Some(Command::PreviewLink(args)) => preview_link(args),
         Some(Command::Stats(args)) => stats(args),
+        Some(Command::Publish(args)) => publish(args),
+        Some(Command::Rollback(args)) => fleet_rollback(args),
+        Some(Command::Fleet(args)) => fleet_status(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -145,7 +190,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    runtime.block_on(outpost::server::serve(settings))?;
+    let fleet = args.fleet.map(|url| outpost::server::Follow {
+        url,
+        box_id: args.box_id.unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map_or("box".into(), |h| h.trim().to_string())
+        }),
+    });
+    runtime.block_on(outpost::server::serve(settings, fleet))?;
     Ok(())
 }
 
@@ -261,6 +313,68 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
     }
     if reports.is_empty() {
         println!("no experiments");
+    }
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
+fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    let mut sites = args.sites;
+    if args.all {
+        for entry in std::fs::read_dir(args.root.root.join("sites")).context("listing sites/")? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                sites.push(name);
+            }
+        }
+        sites.sort();
+    }
+    anyhow::ensure!(!sites.is_empty(), "name the sites to publish, or --all");
+    let problems = outpost::check::check(&args.root.root);
+    anyhow::ensure!(
+        problems.is_empty(),
+        "not published: `outpost check` finds problems:\n{}",
+        problems
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let report = runtime()?.block_on(outpost::fleet::publish(
+        &args.fleet,
+        &args.root.root,
+        &sites,
+    ))?;
+    for (key, version, new, total) in report {
+        println!("{key}: version {version} ({new} of {total} files new to the fleet)");
+    }
+    Ok(())
+}
+
+fn fleet_rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    let version = runtime()?.block_on(outpost::fleet::rollback(&args.fleet, &args.site))?;
+    println!("{}: every box now takes version {version}", args.site);
+    Ok(())
+}
+
+fn fleet_status(args: FleetArgs) -> anyhow::Result<()> {
+    let boxes = runtime()?.block_on(outpost::fleet::status(&args.fleet))?;
+    for (name, report) in &boxes {
+        println!("{name}");
+        if let Some(served) = report["served"].as_object() {
+            for (site, version) in served {
+                println!("  {site}: {}", version.as_str().unwrap_or_default());
+            }
+        }
+    }
+    if boxes.is_empty() {
+        println!("no boxes have reported");
     }
     Ok(())
 }

@@ -56,7 +56,7 @@ impl Offline {
         let settings = Settings::load(root, &Overrides::default()).map_err(OfflineError::Config)?;
         let store_dir = tempfile::tempdir().map_err(OfflineError::Temp)?;
         let store = Store::open(&store_dir.path().join("offline.redb"))?;
-        let live = Arc::new(Live::from_store(store, root.to_path_buf())?);
+        let live = Arc::new(Live::from_store(store, root.to_path_buf())?.read_only());
         live.refresh_all();
         if let Some(problem) = live.problems().into_values().next() {
             return Err(OfflineError::Config(vec![Diagnostic::whole_file(

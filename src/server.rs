@@ -78,6 +78,9 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        // A client that never sends a byte would hold its slot forever:
+        // hyper's head timeout starts with the first byte.
+        let header_timeout = limits.header_timeout;
         let service = service_fn(move |req: Request<hyper::body::Incoming>| {
             let app = app.clone();
             async move {
@@ -89,25 +92,29 @@ pub async fn run(
         });
         match &tls {
             None => {
-                let conn = graceful.watch(
-                    builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned(),
-                );
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    if tokio::time::timeout(header_timeout, stream.readable())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn.into_owned()).await;
                     drop(permit);
                 });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let builder = builder.clone();
-                let timeout = limits.header_timeout;
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     // The handshake gets the same time as a request head.
                     let Ok(Ok(stream)) =
-                        tokio::time::timeout(timeout, acceptor.accept(stream)).await
+                        tokio::time::timeout(header_timeout, acceptor.accept(stream)).await
                     else {
                         return;
                     };
@@ -196,13 +203,25 @@ pub enum ServeError {
     Tls(#[from] crate::tls::TlsError),
 }
 
+/// Where a box follows the fleet from, and its name there.
+pub struct Follow {
+    pub url: String,
+    pub box_id: String,
+}
+
 /// Starts outpost on a root folder: serves what the store has at once, then
-/// scans sites/ and follows its changes until SIGTERM.
-pub async fn serve(settings: crate::config::Settings) -> Result<(), ServeError> {
+/// scans sites/ and follows its changes (and the fleet's) until SIGTERM.
+pub async fn serve(
+    settings: crate::config::Settings,
+    fleet: Option<Follow>,
+) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
     let geo = Arc::new(crate::context::Geo::open(settings.geoip.as_deref())?);
     let store = crate::store::Store::open(&settings.store)?;
     let live = Arc::new(crate::live::Live::from_store(store, settings.root.clone())?);
+    // Rules before the first request: a warm store serves at once, and
+    // gated pages must be gated from the first answer.
+    let _ = live.reload_rules();
     let log =
         crate::access_log::AccessLog::open(&settings.access_log).map_err(ServeError::AccessLog)?;
     let mut app = App::new(
@@ -319,6 +338,14 @@ pub async fn serve(settings: crate::config::Settings) -> Result<(), ServeError> 
         });
     }
     let _watcher = crate::watch::watch_root(live.clone(), &settings.root)?;
+    if let Some(f) = fleet {
+        tokio::spawn(crate::fleet::follow(
+            f.url,
+            settings.root.clone(),
+            live.clone(),
+            f.box_id,
+        ));
+    }
     let scan = live.clone();
     tokio::task::spawn_blocking(move || {
         let t = std::time::Instant::now();

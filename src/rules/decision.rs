@@ -99,23 +99,48 @@ impl<'a> Render<'a> {
     }
 
     /// Renders `name` with the request's context plus `extra`.
+    /// Renders `name` with the request's context plus `extra`, whose content
+    /// `identity` stands for: equal identities mean equal values. Output is
+    /// remembered by everything it depends on, so a page seen before costs
+    /// no template run.
     pub fn render(
         &mut self,
         name: &str,
-        extra: Option<(&str, &serde_json::Value)>,
+        extra: Option<(&str, &serde_json::Value, u64)>,
     ) -> Result<String, String> {
+        use std::hash::{Hash, Hasher};
         let request = self.request;
+        let ctx = request.ctx;
+        let mut h = std::hash::DefaultHasher::new();
+        (
+            name,
+            &request.site.site,
+            &ctx.path.path,
+            ctx.raw_query,
+            ctx.host,
+            ctx.country.as_str(),
+            ctx.languages.first(),
+        )
+            .hash(&mut h);
+        extra.map(|(k, _, id)| (k, id)).hash(&mut h);
+        let key = h.finish();
+        if let Some(done) = self.templates.remembered(key) {
+            return Ok(done.to_string());
+        }
         let base = self
             .context
             .get_or_insert_with(|| template_context(request.ctx, request.site));
         let result = match extra {
-            Some((key, value)) => {
+            Some((key, value, _)) => {
                 let mut c = base.clone();
                 c.insert(key, value);
                 self.templates.render(name, &c)
             }
             None => self.templates.render(name, base),
         };
+        if let Ok(html) = &result {
+            self.templates.remember(key, html);
+        }
         result.map_err(|e| {
             let mut text = e.to_string();
             let mut cause = std::error::Error::source(&e);

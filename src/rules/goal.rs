@@ -40,7 +40,7 @@ impl Goal {
         decision.conversions.push(Assignment {
             experiment: self.experiment.clone(),
             variant: variant.to_string(),
-            forced: false,
+            drawn: false,
         });
         Applied::Fired
     }

@@ -95,7 +95,15 @@ impl OfferLocal {
         }
         let offer = offer_values(request, target, &url);
         let template = self.template.as_deref().unwrap_or(OFFER_TEMPLATE);
-        let html = match render.render(template, Some(("offer", &offer))) {
+        // The offer follows from the target and its URL (the rest is in the
+        // request, which the renderer keys on anyway).
+        let identity = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            (&target.site, &url).hash(&mut h);
+            h.finish()
+        };
+        let html = match render.render(template, Some(("offer", &offer, identity))) {
             Ok(h) => h,
             Err(e) => {
                 tracing::error!(template, error = %e, "offer template failed; no banner");

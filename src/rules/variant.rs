@@ -47,8 +47,10 @@ pub struct Experiment {
 pub struct Assignment {
     pub experiment: String,
     pub variant: String,
-    /// Drawn or kept (counted as an exposure), or forced by QA (not counted).
-    pub forced: bool,
+    /// Newly drawn for a new visitor: one exposure. Kept variants (returning
+    /// visitors) and forced ones (QA) are not counted again, so exposures
+    /// and conversions both count visitors.
+    pub drawn: bool,
 }
 
 impl Experiment {
@@ -59,8 +61,8 @@ impl Experiment {
             .then(|| ctx.query_values(FORCE_PARAM).find_map(|v| self.variant(v)))
             .flatten();
         let kept = ctx.cookie(&self.cookie).and_then(|v| self.variant(v));
-        let (variant, is_forced) = match (forced, kept) {
-            (Some(v), _) => (v, true),
+        let (variant, drawn) = match (forced, kept) {
+            (Some(v), _) => (v, false),
             (None, Some(v)) => (v, false),
             (None, None) => {
                 let v = self.draw(fastrand::u32(..self.total_weight().max(1)));
@@ -71,7 +73,7 @@ impl Experiment {
                 if let Ok(c) = HeaderValue::try_from(cookie) {
                     decision.cookies.push(c);
                 }
-                (v, false)
+                (v, true)
             }
         };
         for (n, t) in variant.transforms.iter().enumerate() {
@@ -88,7 +90,7 @@ impl Experiment {
         decision.variants.push(Assignment {
             experiment: self.experiment.clone(),
             variant: variant.name.clone(),
-            forced: is_forced,
+            drawn,
         });
         Applied::Fired
     }

@@ -117,8 +117,8 @@ impl Store {
         match Database::create(path) {
             Ok(db) => {
                 let store = Store { db };
-                match store.check() {
-                    Ok(()) => Ok(store),
+                match store.current_versions() {
+                    Ok(_) => Ok(store),
                     Err(e) => {
                         drop(store);
                         Self::rebuild(path, &e.to_string())
@@ -155,14 +155,6 @@ impl Store {
             source: Box::new(source),
         })?;
         Ok(Store { db })
-    }
-
-    /// Reads every table once, so damage shows at open rather than mid-serve.
-    fn check(&self) -> Result<(), StoreError> {
-        for (site, number) in self.current_versions()? {
-            self.manifest(&site, number)?;
-        }
-        Ok(())
     }
 
     /// Every site's served version number.

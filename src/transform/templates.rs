@@ -13,9 +13,21 @@ use crate::store::SiteVersion;
 pub const OFFER_TEMPLATE: &str = "outpost/offer.html";
 const OFFER_SOURCE: &str = include_str!("offer.html");
 
-#[derive(Debug)]
+/// Rendered outputs remembered, at most.
+const REMEMBERED: u64 = 10_000;
+
 pub struct Templates {
     tera: Tera,
+    /// Outputs by everything they depend on (see `rules::Render`).
+    outputs: moka::sync::Cache<u64, std::sync::Arc<str>>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates")
+            .field("tera", &self.tera)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Templates {
@@ -25,7 +37,10 @@ impl Templates {
         tera.autoescape_on(vec![""]);
         tera.add_raw_template(OFFER_TEMPLATE, OFFER_SOURCE)
             .expect("the built-in offer template compiles");
-        Templates { tera }
+        Templates {
+            tera,
+            outputs: moka::sync::Cache::new(REMEMBERED),
+        }
     }
 
     /// Compiles every file under `dir` (named by its path relative to it).
@@ -52,6 +67,14 @@ impl Templates {
         } else {
             Err(errors)
         }
+    }
+
+    pub fn remembered(&self, key: u64) -> Option<std::sync::Arc<str>> {
+        self.outputs.get(&key)
+    }
+
+    pub fn remember(&self, key: u64, output: &str) {
+        self.outputs.insert(key, output.into());
     }
 
     pub fn has(&self, name: &str) -> bool {

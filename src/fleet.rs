@@ -1,0 +1,451 @@
+//! The fleet: publishing site versions to NATS JetStream and following them
+//! on every edge box.
+//!
+//! A publish uploads each file once, named by its content hash, to the
+//! object store `outpost-files`, then writes the site's manifest to the
+//! key-value bucket `outpost-sites` (rules travel under the key `_rules`).
+//! A box following the bucket fetches only the files it lacks, checks each
+//! against its hash, writes the version into its own sites/ folder in one
+//! rename, ingests it and switches atomically, then reports what it serves
+//! in `outpost-boxes`. Without NATS a box keeps serving what it has and
+//! catches up from the bucket's latest values when NATS returns.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, kv, object_store};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+
+use crate::live::Live;
+
+const FILES: &str = "outpost-files";
+const SITES: &str = "outpost-sites";
+const BOXES: &str = "outpost-boxes";
+/// The key rules are published under.
+const RULES_KEY: &str = "_rules";
+/// Where a box notes the version it last took, inside the site folder
+/// (a dotfile, so never served).
+const APPLIED: &str = ".published-version";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("NATS: {0}")]
+    Nats(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("site `{0}` has no folder under sites/")]
+    NoSite(String),
+    #[error("file {path} of version {version} is missing from the fleet store")]
+    Missing { path: String, version: String },
+    #[error("file {path} of version {version} does not match its hash; version rejected")]
+    Corrupt { path: String, version: String },
+    #[error("site `{0}` has no earlier published version")]
+    NoEarlier(String),
+    #[error("manifest of `{0}` is unreadable: {1}")]
+    Manifest(String, String),
+}
+
+fn nats(e: impl std::fmt::Display) -> FleetError {
+    FleetError::Nats(e.to_string())
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FleetError + '_ {
+    move |source| FleetError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One published version of a site (or of the rules).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Published {
+    /// Hash of the manifest: the version's name everywhere.
+    pub version: String,
+    pub published_unix_ms: u64,
+    /// site.toml (empty for rules).
+    pub settings: String,
+    pub files: Vec<PublishedFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PublishedFile {
+    pub path: String,
+    pub hash: String,
+}
+
+struct Buckets {
+    files: object_store::ObjectStore,
+    sites: kv::Store,
+    boxes: kv::Store,
+}
+
+async fn buckets(url: &str) -> Result<Buckets, FleetError> {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(3))
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .map_err(nats)?;
+    let js = jetstream::new(client);
+    let files = match js.get_object_store(FILES).await {
+        Ok(s) => s,
+        Err(_) => js
+            .create_object_store(object_store::Config {
+                bucket: FILES.into(),
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?,
+    };
+    let kv = |bucket: &'static str, history: i64| {
+        let js = js.clone();
+        async move {
+            match js.get_key_value(bucket).await {
+                Ok(s) => Ok(s),
+                Err(_) => js
+                    .create_key_value(kv::Config {
+                        bucket: bucket.into(),
+                        history,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(nats),
+            }
+        }
+    };
+    Ok(Buckets {
+        files,
+        sites: kv(SITES, 10).await?,
+        boxes: kv(BOXES, 1).await?,
+    })
+}
+
+/// Every file under `dir`, with its path relative to it (dotfiles skipped).
+fn files_of(dir: &Path) -> Result<Vec<(String, PathBuf)>, FleetError> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), FleetError> {
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name != ".well-known" {
+                continue;
+            }
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+            } else if path.is_file() {
+                let rel = path
+                    .strip_prefix(root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((rel, path));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    if dir.is_dir() {
+        walk(dir, dir, &mut out)?;
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn hash(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}
+
+/// Uploads what the store lacks and returns the manifest.
+async fn upload(
+    b: &Buckets,
+    dir: &Path,
+    settings: String,
+) -> Result<(Published, usize), FleetError> {
+    let mut files = Vec::new();
+    let mut uploaded = 0;
+    for (rel, path) in files_of(dir)? {
+        let data = std::fs::read(&path).map_err(io(&path))?;
+        let h = hash(&data);
+        if b.files.info(&h).await.is_err() {
+            b.files
+                .put(h.as_str(), &mut data.as_slice())
+                .await
+                .map_err(nats)?;
+            uploaded += 1;
+        }
+        files.push(PublishedFile { path: rel, hash: h });
+    }
+    let version = hash(
+        serde_json::to_string(&(&settings, &files))
+            .expect("serializes")
+            .as_bytes(),
+    )[..16]
+        .to_string();
+    let published_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Ok((
+        Published {
+            version,
+            published_unix_ms,
+            settings,
+            files,
+        },
+        uploaded,
+    ))
+}
+
+/// Publishes `sites` (and the rules) from `root`; returns, per site, the
+/// version and how many files were new to the fleet.
+pub async fn publish(
+    url: &str,
+    root: &Path,
+    sites: &[String],
+) -> Result<Vec<(String, String, usize, usize)>, FleetError> {
+    let b = buckets(url).await?;
+    let mut report = Vec::new();
+    let (rules, new) = upload(&b, &root.join("rules"), String::new()).await?;
+    put(&b, RULES_KEY, &rules).await?;
+    report.push((
+        RULES_KEY.to_string(),
+        rules.version.clone(),
+        new,
+        rules.files.len(),
+    ));
+    for site in sites {
+        let dir = root.join("sites").join(site);
+        let settings = std::fs::read_to_string(dir.join("site.toml"))
+            .map_err(|_| FleetError::NoSite(site.clone()))?;
+        let (published, new) = upload(&b, &dir.join("public"), settings).await?;
+        put(&b, site, &published).await?;
+        report.push((
+            site.clone(),
+            published.version.clone(),
+            new,
+            published.files.len(),
+        ));
+    }
+    Ok(report)
+}
+
+async fn put(b: &Buckets, key: &str, p: &Published) -> Result<(), FleetError> {
+    let json = serde_json::to_vec(p).expect("serializes");
+    b.sites.put(key, Bytes::from(json)).await.map_err(nats)?;
+    Ok(())
+}
+
+/// Points every box back at the site's previous published version.
+pub async fn rollback(url: &str, site: &str) -> Result<String, FleetError> {
+    let b = buckets(url).await?;
+    let mut history = b.sites.history(site).await.map_err(nats)?;
+    let mut versions: Vec<Published> = Vec::new();
+    while let Some(entry) = history.next().await {
+        let entry = entry.map_err(nats)?;
+        if let Ok(p) = serde_json::from_slice::<Published>(&entry.value) {
+            versions.push(p);
+        }
+    }
+    let current = versions
+        .last()
+        .ok_or_else(|| FleetError::NoEarlier(site.to_string()))?
+        .version
+        .clone();
+    let previous = versions
+        .iter()
+        .rev()
+        .find(|p| p.version != current)
+        .cloned()
+        .ok_or_else(|| FleetError::NoEarlier(site.to_string()))?;
+    put(&b, site, &previous).await?;
+    Ok(previous.version)
+}
+
+/// What each box reported it serves.
+pub async fn status(url: &str) -> Result<BTreeMap<String, serde_json::Value>, FleetError> {
+    let b = buckets(url).await?;
+    let mut keys = b.boxes.keys().await.map_err(nats)?;
+    let mut out = BTreeMap::new();
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(nats)?;
+        if let Some(v) = b.boxes.get(&key).await.map_err(nats)? {
+            out.insert(key, serde_json::from_slice(&v).unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
+
+/// Follows the fleet until the process ends, reconnecting as needed.
+pub async fn follow(url: String, root: PathBuf, live: Arc<Live>, box_id: String) {
+    let mut served: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        match follow_once(&url, &root, &live, &box_id, &mut served).await {
+            Ok(()) => tracing::warn!("fleet watch ended; reconnecting"),
+            Err(e) => {
+                tracing::warn!(error = %e, "fleet unreachable; serving what this box has and retrying")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn follow_once(
+    url: &str,
+    root: &Path,
+    live: &Arc<Live>,
+    box_id: &str,
+    served: &mut BTreeMap<String, String>,
+) -> Result<(), FleetError> {
+    let b = buckets(url).await?;
+    let mut watch = b.sites.watch_all().await.map_err(nats)?;
+    tracing::info!(url, "following the fleet");
+    while let Some(entry) = watch.next().await {
+        let entry = entry.map_err(nats)?;
+        if entry.operation != kv::Operation::Put {
+            continue;
+        }
+        let published: Published = serde_json::from_slice(&entry.value)
+            .map_err(|e| FleetError::Manifest(entry.key.clone(), e.to_string()))?;
+        if served.get(&entry.key) == Some(&published.version) {
+            continue;
+        }
+        let result = if entry.key == RULES_KEY {
+            take_rules(&b, root, &published).await.map(|()| {
+                let _ = live.reload_rules();
+            })
+        } else {
+            match take_site(&b, root, &entry.key, &published).await {
+                Ok(()) => {
+                    // Ingest now rather than after the watcher's quiet period.
+                    let (live, site) = (live.clone(), entry.key.clone());
+                    let _ = tokio::task::spawn_blocking(move || live.refresh(&site)).await;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(key = %entry.key, version = %published.version, "took published version");
+                served.insert(entry.key.clone(), published.version.clone());
+            }
+            Err(e) => {
+                tracing::error!(key = %entry.key, error = %e, "published version refused; keeping the current one");
+                served.insert(format!("{}!error", entry.key), e.to_string());
+            }
+        }
+        let report = serde_json::json!({ "served": served, "updated_unix_ms": SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64) });
+        b.boxes
+            .put(
+                box_id,
+                Bytes::from(serde_json::to_vec(&report).expect("serializes")),
+            )
+            .await
+            .map_err(nats)?;
+    }
+    Ok(())
+}
+
+/// The content of each file of `published`: from `local` when it already
+/// has it, else fetched and checked against its hash.
+async fn gather(
+    b: &Buckets,
+    local: &Path,
+    published: &Published,
+) -> Result<Vec<(String, Vec<u8>)>, FleetError> {
+    let mut out = Vec::with_capacity(published.files.len());
+    for f in &published.files {
+        let here = local.join(&f.path);
+        if let Ok(data) = std::fs::read(&here) {
+            if hash(&data) == f.hash {
+                out.push((f.path.clone(), data));
+                continue;
+            }
+        }
+        let mut object = b
+            .files
+            .get(&f.hash)
+            .await
+            .map_err(|_| FleetError::Missing {
+                path: f.path.clone(),
+                version: published.version.clone(),
+            })?;
+        let mut data = Vec::new();
+        object
+            .read_to_end(&mut data)
+            .await
+            .map_err(|_| FleetError::Corrupt {
+                path: f.path.clone(),
+                version: published.version.clone(),
+            })?;
+        if hash(&data) != f.hash {
+            return Err(FleetError::Corrupt {
+                path: f.path.clone(),
+                version: published.version.clone(),
+            });
+        }
+        out.push((f.path.clone(), data));
+    }
+    Ok(out)
+}
+
+fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), FleetError> {
+    for (rel, data) in files {
+        if rel.split('/').any(|seg| seg == ".." || seg.is_empty()) {
+            continue;
+        }
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::write(&path, data).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// Writes a site version beside the current folder, then swaps the two.
+async fn take_site(
+    b: &Buckets,
+    root: &Path,
+    site: &str,
+    published: &Published,
+) -> Result<(), FleetError> {
+    if site.starts_with('.') || site.contains(['/', '\\']) {
+        return Err(FleetError::NoSite(site.to_string()));
+    }
+    let sites = root.join("sites");
+    let current = sites.join(site);
+    let files = gather(b, &current.join("public"), published).await?;
+    let incoming = sites.join(format!(".incoming-{site}"));
+    let _ = std::fs::remove_dir_all(&incoming);
+    write_all(&incoming.join("public"), &files)?;
+    std::fs::write(incoming.join("site.toml"), &published.settings).map_err(io(&incoming))?;
+    std::fs::write(incoming.join(APPLIED), &published.version).map_err(io(&incoming))?;
+    let old = sites.join(format!(".old-{site}"));
+    let _ = std::fs::remove_dir_all(&old);
+    if current.exists() {
+        std::fs::rename(&current, &old).map_err(io(&current))?;
+    }
+    std::fs::rename(&incoming, &current).map_err(io(&incoming))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Rules are few and small: written in place, then loaded once.
+async fn take_rules(b: &Buckets, root: &Path, published: &Published) -> Result<(), FleetError> {
+    let dir = root.join("rules");
+    let files = gather(b, &dir, published).await?;
+    for (rel, path) in files_of(&dir)? {
+        if !published.files.iter().any(|f| f.path == rel) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    write_all(&dir, &files)
+}
