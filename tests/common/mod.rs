@@ -87,12 +87,24 @@ impl Server {
         server
     }
 
+    /// Starts with more `serve` flags, and waits for the scan.
+    pub fn start_serving_with(root: &Path, flags: &[&str]) -> Server {
+        let server = Server::spawn_with(root, &mut outpost(), flags);
+        server.wait_for_log("sites scanned", Duration::from_secs(60));
+        server
+    }
+
     /// Starts without waiting for the scan.
     pub fn spawn(root: &Path, cmd: &mut Command) -> Server {
+        Server::spawn_with(root, cmd, &[])
+    }
+
+    fn spawn_with(root: &Path, cmd: &mut Command, flags: &[&str]) -> Server {
         let mut child = cmd
             .args(["serve", "--root"])
             .arg(root)
             .args(["--listen", "127.0.0.1:0"])
+            .args(flags)
             .env("OUTPOST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

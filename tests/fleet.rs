@@ -1,0 +1,209 @@
+//! The fleet: Debian's nats-server with JetStream and three outpost boxes on
+//! loopback. Publish reaches every box, rollback too; without NATS the boxes
+//! keep serving, and a publish made while they were cut off arrives when
+//! NATS is back. A corrupt file is refused.
+
+mod common;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{eventually, outpost, Root, Server};
+
+struct Nats {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Nats {
+    fn start(dir: &Path, port: u16) -> Nats {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is installed by .ci/run");
+        assert!(eventually(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }));
+        Nats {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        *self = Nats::start(&self.dir.clone(), self.port);
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn publish(source: &Root, nats: &Nats) -> String {
+    let out = outpost()
+        .args(["publish", "main", "--fleet", &nats.url(), "--root"])
+        .arg(source.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn boxes(nats: &Nats) -> Vec<(Root, Server)> {
+    (0..3)
+        .map(|i| {
+            let root = Root::new();
+            std::fs::create_dir_all(root.join("sites")).unwrap();
+            let s = Server::start_serving_with(
+                root.path(),
+                &["--fleet", &nats.url(), "--box-id", &format!("box{i}")],
+            );
+            (root, s)
+        })
+        .collect()
+}
+
+fn all_serve(boxes: &[(Root, Server)], text: &str) -> bool {
+    eventually(Duration::from_secs(10), || {
+        boxes
+            .iter()
+            .all(|(_, s)| s.get("main.localhost", "/").text() == text)
+    })
+}
+
+#[test]
+fn publish_rollback_and_a_network_split() {
+    let js = tempfile::tempdir().unwrap();
+    let mut nats = Nats::start(js.path(), free_port());
+    let source = Root::new();
+    source
+        .site("main", &["main.localhost"], true)
+        .write("sites/main/public/index.html", "v1")
+        .write("sites/main/public/about.html", "about")
+        .write(
+            "rules/h.toml",
+            "[[rule]]\nname = \"h\"\naction = \"headers\"\nset = { X-Fleet = \"yes\" }\n",
+        );
+    let boxes = boxes(&nats);
+    let report = publish(&source, &nats);
+    assert!(report.contains("main: version"), "{report}");
+    assert!(all_serve(&boxes, "v1"));
+    assert!(
+        boxes
+            .iter()
+            .all(|(_, s)| s.get("main.localhost", "/about").header("x-fleet") == Some("yes")),
+        "rules travel too"
+    );
+
+    source.write("sites/main/public/index.html", "v2");
+    let report = publish(&source, &nats);
+    assert!(
+        report.contains("(1 of 2 files new to the fleet)"),
+        "only what changed is uploaded: {report}"
+    );
+    assert!(all_serve(&boxes, "v2"));
+
+    let out = outpost()
+        .args(["rollback", "main", "--fleet", &nats.url()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all_serve(&boxes, "v1"));
+
+    let out = outpost()
+        .args(["fleet", "status", "--fleet", &nats.url()])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    for i in 0..3 {
+        assert!(status.contains(&format!("box{i}")), "{status}");
+    }
+
+    // NATS goes away: every box keeps serving.
+    nats.stop();
+    for (_, s) in &boxes {
+        assert_eq!(s.get("main.localhost", "/").text(), "v1");
+    }
+    // It comes back; a publish made then arrives everywhere.
+    nats.restart();
+    source.write("sites/main/public/index.html", "v3");
+    publish(&source, &nats);
+    assert!(all_serve(&boxes, "v3"));
+}
+
+#[test]
+fn a_corrupt_file_is_refused_and_the_box_keeps_its_version() {
+    let js = tempfile::tempdir().unwrap();
+    let nats = Nats::start(js.path(), free_port());
+    let source = Root::new();
+    source
+        .site("main", &["main.localhost"], true)
+        .write("sites/main/public/index.html", "good");
+    let boxes = boxes(&nats);
+    publish(&source, &nats);
+    assert!(all_serve(&boxes, "good"));
+
+    // Someone stores wrong bytes under the hash of the next version's file.
+    let next = "next version";
+    let hash = blake3::hash(next.as_bytes()).to_hex().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let files = js.get_object_store("outpost-files").await.unwrap();
+        files
+            .put(hash.as_str(), &mut "tampered".as_bytes())
+            .await
+            .unwrap();
+    });
+    source.write("sites/main/public/index.html", next);
+    publish(&source, &nats);
+    for (_, s) in &boxes {
+        s.wait_for_log(
+            "published version refused; keeping the current one",
+            Duration::from_secs(10),
+        );
+        assert_eq!(s.get("main.localhost", "/").text(), "good");
+    }
+    let out = outpost()
+        .args(["fleet", "status", "--fleet", &nats.url()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("does not match its hash"));
+}
