@@ -258,10 +258,12 @@ def write(path, data):
 # The `offer` scenario: bench-a's visitors from a country of another site of
 # the group (IT: bench-b) get outpost's built-in banner after <body>.
 OFFER_RULES = """\
-# A visitor of bench-a from IT (bench-b's country) is offered bench-b.
+# A visitor of bench-a's /offer.html from IT (bench-b's country) is
+# offered bench-b. Other paths have no rule: they stay on the static path.
 [[rule]]
 name = "offer"
 sites = ["bench-a"]
+when = { path = "/offer.html" }
 action = "offer-local"
 """
 
@@ -367,8 +369,11 @@ def main():
               f'default = {"true" if default else "false"}\n')
 
         w = Writer(1000 + index, name)
-        write(os.path.join(public, "index.html"),
-              w.page("Home", INDEX_SIZE, locale, "home"))
+        home = w.page("Home", INDEX_SIZE, locale, "home")
+        write(os.path.join(public, "index.html"), home)
+        # The same page under the path the offer rule gates, so `offer`
+        # and `small` serve identical bytes, with and without the rule.
+        write(os.path.join(public, "offer.html"), home)
         for n in range(PAGES_PER_SITE):
             size = w.rng.randint(PAGE_MIN, PAGE_MAX)
             write(os.path.join(public, f"page-{n:03d}.html"),

@@ -325,14 +325,15 @@ start_outpost() {
 
 # Writes nginx-offer.conf: the sub_filter that makes nginx insert exactly the
 # banner outpost inserts. The banner is what outpost's offer page (an IT
-# visitor on bench-a /) has more than its static page, right after the
+# visitor on bench-a /offer.html, a copy of /) has more than its static
+# page, right after the
 # body's start tag. Sets NGINX_OFFER_OK=1 on success.
 NGINX_OFFER_OK=0
 write_offer_conf() {
   local base="http://127.0.0.1:${PORT[outpost]}/" msg
   curl -s --max-time 5 -o "$TMP/offer-static.html" -H 'Host: bench-a.localhost' "$base" || true
   curl -s --max-time 5 -o "$TMP/offer-outpost.html" -H 'Host: bench-a.localhost' \
-    -H 'CF-IPCountry: IT' "$base" || true
+    -H 'CF-IPCountry: IT' "${base}offer.html" || true
   if msg=$(python3 - "$TMP/offer-static.html" "$TMP/offer-outpost.html" "$TMP/nginx-offer.conf" <<'PY'
 import re, sys
 
@@ -541,7 +542,7 @@ define_scenarios() {
   # inserts a banner offering bench-b right after <body>. nginx inserts the
   # same banner with sub_filter on its own Host (offer.localhost), so its
   # `small` stays untouched. Compare with `small` (the same page, static).
-  scenario offer 200 / -H 'Host: bench-a.localhost' -H 'CF-IPCountry: IT' -H 'Accept-Encoding: gzip'
+  scenario offer 200 /offer.html -H 'Host: bench-a.localhost' -H 'CF-IPCountry: IT' -H 'Accept-Encoding: gzip'
   for_server offer nginx -H 'Host: offer.localhost' -H 'CF-IPCountry: IT' -H 'Accept-Encoding: gzip'
   expect_body offer 'class="outpost-offer"'
   # The static baseline of `fragment`: the same page under a path no rule

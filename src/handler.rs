@@ -108,16 +108,18 @@ struct Seen {
 
 /// Answers one request.
 pub async fn handle<B>(app: &App, req: &Request<B>, client: SocketAddr) -> Response<Body> {
-    handle_as(app, req, client, None).await.0
+    handle_as(app, req, client, None, false).await.0
 }
 
 /// [`handle`], also returning the decision the rules made, if they ran.
-/// `country` overrides the visitor's country (for `explain` and rule tests).
+/// `country` overrides the visitor's country, and `trace` records what each
+/// rule made of the request (for `explain` and rule tests).
 pub async fn handle_as<B>(
     app: &App,
     req: &Request<B>,
     client: SocketAddr,
     country: Option<Country>,
+    trace: bool,
 ) -> (Response<Body>, Option<Decision>) {
     let started = Instant::now();
     let sites = app.live.sites_full();
@@ -155,6 +157,7 @@ pub async fn handle_as<B>(
                     host: host.unwrap_or(""),
                     client,
                     country,
+                    trace,
                 };
                 let (res, d) = serve(&input, &mut seen).await;
                 decision = d;
@@ -207,6 +210,7 @@ struct Input<'a, B> {
     host: &'a str,
     client: SocketAddr,
     country: Option<Country>,
+    trace: bool,
 }
 
 /// Serves a request from one version of its site and one generation of rules.
@@ -233,7 +237,7 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
             )
         }
     };
-    if !rules.any_for(&site.site) {
+    if !rules.any_for(&site.site, &path.path) {
         return (serve_static(site, req, &path), None);
     }
 
@@ -264,6 +268,7 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
         site,
         sites: input.sites,
         page,
+        trace: input.trace,
     };
     let mut decision = rules::evaluate(rules, &request);
     seen.fired = decision.fired.clone();
@@ -429,7 +434,7 @@ async fn fill_fragments(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
             let identity = (Arc::as_ptr(&f) as u64).rotate_left(17) ^ fetched;
-            render.render(&n.template, Some(("data", &f.data, identity)))
+            render.render(&n.template, Some(("data", identity, &|| f.data.clone())))
         });
         let html = match rendered {
             Some(Ok(html)) => Some(html),

@@ -208,6 +208,22 @@ impl Live {
     /// site.toml the old version keeps serving and the problem is recorded.
     pub fn refresh(&self, name: &str) -> Result<Ingested, IngestError> {
         let _one_at_a_time = self.publishing.lock().unwrap();
+        // Sites whose folders are gone give up their hosts first, so a
+        // renamed folder can take them whatever order the events came in.
+        let vanished: Vec<String> = self
+            .sites
+            .load()
+            .iter()
+            .filter(|v| v.site != name && !self.sites_dir.join(&v.site).join("site.toml").exists())
+            .map(|v| v.site.clone())
+            .collect();
+        for gone in vanished {
+            tracing::info!(site = %gone, "site folder gone; no longer served");
+            self.sites.store(Arc::new(self.sites.load().without(&gone)));
+            if let Err(e) = self.store.remove_site(&gone) {
+                tracing::error!(site = %gone, error = %e, "cannot forget site");
+            }
+        }
         let current = self.sites.load_full();
         let check = |config: &_| {
             let problems = current.conflicts(name, config);

@@ -120,9 +120,13 @@ impl Offline {
             .body(())
             .map_err(|_| OfflineError::Url(visit.url.clone()))?;
         let peer: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
-        Ok(self
-            .runtime
-            .block_on(handler::handle_as(&self.app, &req, peer, visit.country)))
+        Ok(self.runtime.block_on(handler::handle_as(
+            &self.app,
+            &req,
+            peer,
+            visit.country,
+            true,
+        )))
     }
 }
 

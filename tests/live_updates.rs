@@ -104,10 +104,14 @@ fn site_folders_renamed_or_deleted_while_served() {
     let s = Server::start(root.path());
     std::fs::rename(root.join("sites/other"), root.join("sites/renamed")).unwrap();
     root.write("sites/renamed/public/index.html", "renamed one");
-    assert!(eventually(Duration::from_secs(2), || s
-        .get("other.localhost", "/")
-        .text()
-        == "renamed one"));
+    assert!(
+        eventually(Duration::from_secs(2), || s
+            .get("other.localhost", "/")
+            .text()
+            == "renamed one"),
+        "{}",
+        s.stderr.lock().unwrap().join("\n")
+    );
     std::fs::remove_dir_all(root.join("sites/renamed")).unwrap();
     // Its host now falls to the default site; the server lives on.
     assert!(eventually(Duration::from_secs(2), || s

@@ -29,6 +29,16 @@ impl SitePath {
         if raw.len() > MAX_PATH {
             return Err(PathError::TooLong);
         }
+        // Most paths need no decoding and no resolving: take them as they are.
+        let plain = raw.starts_with('/')
+            && !raw.bytes().any(|b| matches!(b, b'%' | b'\\' | 0))
+            && !raw.contains("//")
+            && !raw.split('/').any(|seg| seg == "." || seg == "..");
+        if plain {
+            return Ok(SitePath {
+                path: raw.to_string(),
+            });
+        }
         let lower = raw.to_ascii_lowercase();
         if lower.contains("%2f") || lower.contains("%5c") {
             return Err(PathError::Invalid);

@@ -80,6 +80,8 @@ pub struct Request<'a> {
     pub sites: &'a Sites,
     /// The page the path found, if any.
     pub page: Option<&'a StoredFile>,
+    /// Record what each rule made of the request (for `explain`).
+    pub trace: bool,
 }
 
 /// Lazily built template context, shared by the rules of one request.
@@ -106,7 +108,7 @@ impl<'a> Render<'a> {
     pub fn render(
         &mut self,
         name: &str,
-        extra: Option<(&str, &serde_json::Value, u64)>,
+        extra: Option<(&str, u64, &dyn Fn() -> serde_json::Value)>,
     ) -> Result<String, String> {
         use std::hash::{Hash, Hasher};
         let request = self.request;
@@ -122,7 +124,7 @@ impl<'a> Render<'a> {
             ctx.languages.first(),
         )
             .hash(&mut h);
-        extra.map(|(k, _, id)| (k, id)).hash(&mut h);
+        extra.map(|(k, id, _)| (k, id)).hash(&mut h);
         let key = h.finish();
         if let Some(done) = self.templates.remembered(key) {
             return Ok(done.to_string());
@@ -131,9 +133,9 @@ impl<'a> Render<'a> {
             .context
             .get_or_insert_with(|| template_context(request.ctx, request.site));
         let result = match extra {
-            Some((key, value, _)) => {
+            Some((key, _, value)) => {
                 let mut c = base.clone();
-                c.insert(key, value);
+                c.insert(key, &value());
                 self.templates.render(name, &c)
             }
             None => self.templates.render(name, base),
@@ -207,6 +209,9 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
                 }
             }
         };
+        if !request.trace {
+            continue;
+        }
         decision.trace.push(Trace {
             rule: rule.name.clone(),
             action: rule.action.name(),

@@ -93,7 +93,7 @@ impl OfferLocal {
             };
             return Applied::Fired;
         }
-        let offer = offer_values(request, target, &url);
+        let offer = || offer_values(request, target, &url);
         let template = self.template.as_deref().unwrap_or(OFFER_TEMPLATE);
         // The offer follows from the target and its URL (the rest is in the
         // request, which the renderer keys on anyway).
@@ -103,7 +103,7 @@ impl OfferLocal {
             (&target.site, &url).hash(&mut h);
             h.finish()
         };
-        let html = match render.render(template, Some(("offer", &offer, identity))) {
+        let html = match render.render(template, Some(("offer", identity, &offer))) {
             Ok(h) => h,
             Err(e) => {
                 tracing::error!(template, error = %e, "offer template failed; no banner");

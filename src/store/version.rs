@@ -147,6 +147,9 @@ pub struct SiteVersion {
     pub config: SiteConfig,
     pub created: SystemTime,
     files: HashMap<String, Arc<StoredFile>>,
+    /// `dir/` for `dir/index.html` and `page` for `page.html`, so a lookup
+    /// is one map access whatever URL form the link used.
+    aliases: HashMap<String, Arc<StoredFile>>,
 }
 
 impl SiteVersion {
@@ -169,12 +172,26 @@ impl SiteVersion {
             file.alternates = f.alternates.clone();
             files.insert(f.path.clone(), Arc::new(file));
         }
+        let mut aliases = HashMap::new();
+        for (path, file) in &files {
+            if let Some(dir) = path
+                .strip_suffix("index.html")
+                .filter(|d| d.is_empty() || d.ends_with('/'))
+            {
+                aliases.insert(dir.to_string(), file.clone());
+            } else if let Some(page) = path.strip_suffix(".html") {
+                aliases
+                    .entry(page.to_string())
+                    .or_insert_with(|| file.clone());
+            }
+        }
         Ok(SiteVersion {
             site: site.to_string(),
             number,
             config,
             created: UNIX_EPOCH + Duration::from_millis(manifest.created_unix_ms),
             files,
+            aliases,
         })
     }
 
@@ -214,18 +231,15 @@ impl SiteVersion {
         }
         let rel = path.relative();
         if rel.is_empty() || rel.ends_with('/') {
-            return self
-                .file(&format!("{rel}index.html"))
-                .map_or(Lookup::Missing, Lookup::Found);
+            return self.aliases.get(rel).map_or(Lookup::Missing, Lookup::Found);
         }
         if let Some(f) = self.file(rel) {
             return Lookup::Found(f);
         }
-        if self.file(&format!("{rel}/index.html")).is_some() {
+        if self.aliases.contains_key(&format!("{rel}/")) {
             return Lookup::AddSlash;
         }
-        self.file(&format!("{rel}.html"))
-            .map_or(Lookup::Missing, Lookup::Found)
+        self.aliases.get(rel).map_or(Lookup::Missing, Lookup::Found)
     }
 
     /// The site's own not-found page, if it has one.
