@@ -218,7 +218,13 @@ pub async fn serve(
     let started = std::time::Instant::now();
     let geo = Arc::new(crate::context::Geo::open(settings.geoip.as_deref())?);
     let store = crate::store::Store::open(&settings.store)?;
+    let opened = started.elapsed().as_millis() as u64;
     let live = Arc::new(crate::live::Live::from_store(store, settings.root.clone())?);
+    tracing::info!(
+        store_ms = opened,
+        loaded_ms = started.elapsed().as_millis() as u64,
+        "store opened and current versions loaded"
+    );
     // Rules before the first request: a warm store serves at once, and
     // gated pages must be gated from the first answer.
     let _ = live.reload_rules();
@@ -358,6 +364,7 @@ pub async fn serve(
     let _ = stop.send(true);
     while servers.join_next().await.is_some() {}
     app.save_counts();
+    live.store().close();
     tracing::info!("stopped");
     Ok(())
 }

@@ -101,7 +101,7 @@ pub fn ingest_site(
     // Which files need reading: new or changed since the last scan, or whose
     // blob is gone.
     let known: HashMap<String, Scan> = {
-        let tx = store.db.begin_read().map_err(StoreError::from)?;
+        let tx = store.db()?.begin_read().map_err(StoreError::from)?;
         let mut known = HashMap::new();
         if let (Ok(scans), Ok(blobs)) = (tx.open_table(SCANS), tx.open_table(BLOBS)) {
             for f in &found {
@@ -189,7 +189,7 @@ pub fn ingest_site(
         .as_ref()
         .is_some_and(|(_, m)| m.site_toml == manifest.site_toml && m.files == manifest.files);
 
-    let tx = store.db.begin_write().map_err(StoreError::from)?;
+    let tx = store.db()?.begin_write().map_err(StoreError::from)?;
     let number = newest.as_ref().map_or(1, |(n, _)| n + 1);
     {
         let mut scan_table = tx.open_table(SCANS).map_err(StoreError::from)?;
@@ -245,7 +245,7 @@ pub fn ingest_site(
             serving_bodies.insert(f.hash.as_str(), f.as_ref());
         }
     }
-    let tx = store.db.begin_read().map_err(StoreError::from)?;
+    let tx = store.db()?.begin_read().map_err(StoreError::from)?;
     let blobs = tx.open_table(BLOBS).map_err(StoreError::from)?;
     let version = SiteVersion::from_manifest(name, number, &manifest, |hash, enc| {
         if let Some(body) = fresh.get(hash).and_then(|r| r.bodies[enc as usize].clone()) {
@@ -264,7 +264,7 @@ pub fn ingest_site(
 
 /// Which compressed copies the store has for a blob.
 fn stored_encodings(store: &Store, hash: &str) -> Result<(bool, bool), StoreError> {
-    let tx = store.db.begin_read()?;
+    let tx = store.db()?.begin_read()?;
     let blobs = tx.open_table(BLOBS)?;
     let has = |enc| -> Result<bool, StoreError> {
         Ok(blobs.get(blob_key(hash, enc).as_slice())?.is_some())

@@ -15,6 +15,7 @@ pub use ingest::{ingest_site, IngestError, Ingested};
 pub use version::{Encoding, Lookup, SiteVersion, StoredFile};
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,8 @@ pub enum StoreError {
     NoOlderVersion(String),
     #[error("site `{0}` is not in the store")]
     UnknownSite(String),
+    #[error("the store is closed")]
+    Closed,
 }
 
 macro_rules! from_redb {
@@ -102,9 +105,10 @@ struct Scan {
     alternates: Vec<(String, String)>,
 }
 
-/// The store, opened once per process.
+/// The store, opened once per process, and closed at shutdown so that the
+/// next start needs no repair.
 pub struct Store {
-    db: Database,
+    db: arc_swap::ArcSwapOption<Database>,
 }
 
 impl Store {
@@ -116,7 +120,7 @@ impl Store {
         }
         match Database::create(path) {
             Ok(db) => {
-                let store = Store { db };
+                let store = Store::from(db);
                 match store.current_versions() {
                     Ok(_) => Ok(store),
                     Err(e) => {
@@ -137,7 +141,7 @@ impl Store {
     /// rebuilding it (for commands that only read).
     pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
         Database::open(path)
-            .map(|db| Store { db })
+            .map(Store::from)
             .map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
                 source: Box::new(source),
@@ -154,12 +158,29 @@ impl Store {
             path: path.to_path_buf(),
             source: Box::new(source),
         })?;
-        Ok(Store { db })
+        Ok(Store::from(db))
+    }
+
+    fn from(db: Database) -> Store {
+        Store {
+            db: arc_swap::ArcSwapOption::from_pointee(db),
+        }
+    }
+
+    /// The open database; an error once the store is closed.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db.load_full().ok_or(StoreError::Closed)
+    }
+
+    /// Closes the store: it is written back cleanly once the operations in
+    /// flight finish, and every later operation fails.
+    pub fn close(&self) {
+        self.db.store(None);
     }
 
     /// Every site's served version number.
     pub fn current_versions(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = match tx.open_table(CURRENT) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -175,7 +196,7 @@ impl Store {
 
     /// The version numbers kept for a site, oldest first.
     pub fn versions(&self, site: &str) -> Result<Vec<u64>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = match tx.open_table(VERSIONS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -189,7 +210,7 @@ impl Store {
     }
 
     pub fn manifest(&self, site: &str, number: u64) -> Result<Manifest, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(VERSIONS)?;
         let raw = table
             .get((site, number))?
@@ -201,7 +222,7 @@ impl Store {
     /// Loads a kept version into memory, ready to serve.
     pub fn load_version(&self, site: &str, number: u64) -> Result<SiteVersion, StoreError> {
         let manifest = self.manifest(site, number)?;
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let blobs = tx.open_table(BLOBS)?;
         SiteVersion::from_manifest(site, number, &manifest, |hash, enc| {
             let key = blob_key(hash, enc);
@@ -234,7 +255,7 @@ impl Store {
 
     /// Points `site` at one of its kept versions.
     pub fn set_current(&self, site: &str, number: u64) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         {
             let versions = tx.open_table(VERSIONS)?;
             if versions.get((site, number))?.is_none() {
@@ -248,7 +269,7 @@ impl Store {
 
     /// Forgets a site whose folder is gone.
     pub fn remove_site(&self, site: &str) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         {
             tx.open_table(CURRENT)?.remove(site)?;
             let mut versions = tx.open_table(VERSIONS)?;
@@ -266,7 +287,7 @@ impl Store {
 /// second of them, so their writes skip the fsync.
 impl Store {
     pub fn experiments(&self) -> Result<Vec<(String, String, u64, u64)>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = match tx.open_table(EXPERIMENTS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -282,7 +303,7 @@ impl Store {
     }
 
     pub fn save_experiments(&self, rows: &[(String, String, u64, u64)]) -> Result<(), StoreError> {
-        let mut tx = self.db.begin_write()?;
+        let mut tx = self.db()?.begin_write()?;
         tx.set_durability(redb::Durability::Eventual);
         {
             let mut table = tx.open_table(EXPERIMENTS)?;
@@ -295,7 +316,7 @@ impl Store {
     }
 
     pub fn fragments(&self) -> Result<Vec<(String, u64, Vec<u8>)>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = match tx.open_table(FRAGMENTS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -311,7 +332,7 @@ impl Store {
     }
 
     pub fn save_fragment(&self, url: &str, fetched_ms: u64, json: &[u8]) -> Result<(), StoreError> {
-        let mut tx = self.db.begin_write()?;
+        let mut tx = self.db()?.begin_write()?;
         tx.set_durability(redb::Durability::Eventual);
         tx.open_table(FRAGMENTS)?.insert(url, (fetched_ms, json))?;
         tx.commit()?;
