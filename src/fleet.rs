@@ -163,25 +163,38 @@ fn hash(data: &[u8]) -> String {
     blake3::hash(data).to_hex().to_string()
 }
 
+/// Requests to NATS kept in flight at once: each is a round trip.
+const IN_FLIGHT: usize = 64;
+
 /// Uploads what the store lacks and returns the manifest.
 async fn upload(
     b: &Buckets,
     dir: &Path,
     settings: String,
 ) -> Result<(Published, usize), FleetError> {
-    let mut files = Vec::new();
+    let found = files_of(dir)?;
+    let results: Vec<Result<(PublishedFile, bool), FleetError>> = futures_util::stream::iter(found)
+        .map(|(rel, path)| async move {
+            let data = std::fs::read(&path).map_err(io(&path))?;
+            let h = hash(&data);
+            let new = b.files.info(&h).await.is_err();
+            if new {
+                b.files
+                    .put(h.as_str(), &mut data.as_slice())
+                    .await
+                    .map_err(nats)?;
+            }
+            Ok((PublishedFile { path: rel, hash: h }, new))
+        })
+        .buffered(IN_FLIGHT)
+        .collect()
+        .await;
+    let mut files = Vec::with_capacity(results.len());
     let mut uploaded = 0;
-    for (rel, path) in files_of(dir)? {
-        let data = std::fs::read(&path).map_err(io(&path))?;
-        let h = hash(&data);
-        if b.files.info(&h).await.is_err() {
-            b.files
-                .put(h.as_str(), &mut data.as_slice())
-                .await
-                .map_err(nats)?;
-            uploaded += 1;
-        }
-        files.push(PublishedFile { path: rel, hash: h });
+    for r in results {
+        let (f, new) = r?;
+        uploaded += usize::from(new);
+        files.push(f);
     }
     let version = hash(
         serde_json::to_string(&(&settings, &files))
@@ -360,40 +373,47 @@ async fn gather(
     local: &Path,
     published: &Published,
 ) -> Result<Vec<(String, Vec<u8>)>, FleetError> {
-    let mut out = Vec::with_capacity(published.files.len());
-    for f in &published.files {
-        let here = local.join(&f.path);
-        if let Ok(data) = std::fs::read(&here) {
-            if hash(&data) == f.hash {
-                out.push((f.path.clone(), data));
-                continue;
-            }
+    let fetches: Vec<_> = published
+        .files
+        .iter()
+        .map(|f| fetch_one(b, local, f, &published.version))
+        .collect();
+    futures_util::stream::iter(fetches)
+        .buffered(IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// One file of a version: the local copy if it has the right hash, else
+/// fetched and checked.
+async fn fetch_one(
+    b: &Buckets,
+    local: &Path,
+    f: &PublishedFile,
+    version: &str,
+) -> Result<(String, Vec<u8>), FleetError> {
+    if let Ok(data) = std::fs::read(local.join(&f.path)) {
+        if hash(&data) == f.hash {
+            return Ok((f.path.clone(), data));
         }
-        let mut object = b
-            .files
-            .get(&f.hash)
-            .await
-            .map_err(|_| FleetError::Missing {
-                path: f.path.clone(),
-                version: published.version.clone(),
-            })?;
-        let mut data = Vec::new();
-        object
-            .read_to_end(&mut data)
-            .await
-            .map_err(|_| FleetError::Corrupt {
-                path: f.path.clone(),
-                version: published.version.clone(),
-            })?;
-        if hash(&data) != f.hash {
-            return Err(FleetError::Corrupt {
-                path: f.path.clone(),
-                version: published.version.clone(),
-            });
-        }
-        out.push((f.path.clone(), data));
     }
-    Ok(out)
+    let missing = || FleetError::Missing {
+        path: f.path.clone(),
+        version: version.to_string(),
+    };
+    let corrupt = || FleetError::Corrupt {
+        path: f.path.clone(),
+        version: version.to_string(),
+    };
+    let mut object = b.files.get(&f.hash).await.map_err(|_| missing())?;
+    let mut data = Vec::new();
+    object.read_to_end(&mut data).await.map_err(|_| corrupt())?;
+    if hash(&data) != f.hash {
+        return Err(corrupt());
+    }
+    Ok((f.path.clone(), data))
 }
 
 fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), FleetError> {
