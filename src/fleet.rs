@@ -366,13 +366,19 @@ async fn follow_once(
     Ok(())
 }
 
-/// The content of each file of `published`: from `local` when it already
-/// has it, else fetched and checked against its hash.
+/// A file of a version: the local copy (same content) or fetched bytes.
+enum Content {
+    Local(PathBuf),
+    Fetched(Vec<u8>),
+}
+
+/// The content of each file of `published`: the local copy when it has the
+/// right hash, else fetched and checked against its hash.
 async fn gather(
     b: &Buckets,
     local: &Path,
     published: &Published,
-) -> Result<Vec<(String, Vec<u8>)>, FleetError> {
+) -> Result<Vec<(String, Content)>, FleetError> {
     let fetches: Vec<_> = published
         .files
         .iter()
@@ -386,17 +392,16 @@ async fn gather(
         .collect()
 }
 
-/// One file of a version: the local copy if it has the right hash, else
-/// fetched and checked.
 async fn fetch_one(
     b: &Buckets,
     local: &Path,
     f: &PublishedFile,
     version: &str,
-) -> Result<(String, Vec<u8>), FleetError> {
-    if let Ok(data) = std::fs::read(local.join(&f.path)) {
+) -> Result<(String, Content), FleetError> {
+    let here = local.join(&f.path);
+    if let Ok(data) = std::fs::read(&here) {
         if hash(&data) == f.hash {
-            return Ok((f.path.clone(), data));
+            return Ok((f.path.clone(), Content::Local(here)));
         }
     }
     let missing = || FleetError::Missing {
@@ -413,11 +418,14 @@ async fn fetch_one(
     if hash(&data) != f.hash {
         return Err(corrupt());
     }
-    Ok((f.path.clone(), data))
+    Ok((f.path.clone(), Content::Fetched(data)))
 }
 
-fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), FleetError> {
-    for (rel, data) in files {
+/// Writes a version's files into `dir`. Unchanged files are hard links to
+/// the current ones, so ingest sees their size and time unchanged and does
+/// not read or compress them again.
+fn write_all(dir: &Path, files: &[(String, Content)]) -> Result<(), FleetError> {
+    for (rel, content) in files {
         if rel.split('/').any(|seg| seg == ".." || seg.is_empty()) {
             continue;
         }
@@ -425,7 +433,15 @@ fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), FleetError> 
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        std::fs::write(&path, data).map_err(io(&path))?;
+        match content {
+            Content::Local(from) if from == &path => {}
+            Content::Local(from) => {
+                if std::fs::hard_link(from, &path).is_err() {
+                    std::fs::copy(from, &path).map_err(io(&path))?;
+                }
+            }
+            Content::Fetched(data) => std::fs::write(&path, data).map_err(io(&path))?,
+        }
     }
     Ok(())
 }

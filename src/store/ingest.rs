@@ -21,6 +21,10 @@ use super::{
 use crate::compress;
 use crate::config::{Diagnostic, SiteConfig};
 
+/// Brotli quality at ingest: 6 compresses within a few percent of 9 at a
+/// fraction of the time, which a 500-file publish feels on every box.
+const BROTLI_QUALITY: i32 = 6;
+
 /// Smallest file worth compressing.
 const COMPRESS_MIN: u64 = 256;
 
@@ -372,7 +376,7 @@ fn read_one(f: &Found) -> std::io::Result<Option<Read>> {
     let (gzip, br) = if compressible(&f.rel) && f.size >= COMPRESS_MIN {
         (
             compress::worth(&data, compress::gzip(&data, 9)),
-            compress::worth(&data, compress::brotli(&data, 9)),
+            compress::worth(&data, compress::brotli(&data, BROTLI_QUALITY)),
         )
     } else {
         (None, None)
