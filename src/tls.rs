@@ -103,41 +103,9 @@ impl Certificate {
 
 /// Reloads the certificate when either file changes.
 pub fn watch(certificate: Arc<Certificate>) -> notify::Result<notify::RecommendedWatcher> {
-    use notify::Watcher;
     let files = [certificate.cert.clone(), certificate.key.clone()];
-    let names: Vec<_> = files
-        .iter()
-        .filter_map(|f| f.file_name().map(|n| n.to_os_string()))
-        .collect();
-    let cert = certificate.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        let ours = event
-            .paths
-            .iter()
-            .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n)));
-        let settled = matches!(
-            event.kind,
-            notify::EventKind::Create(_)
-                | notify::EventKind::Modify(notify::event::ModifyKind::Name(_))
-                | notify::EventKind::Access(notify::event::AccessKind::Close(
-                    notify::event::AccessMode::Write
-                ))
-        );
-        if ours && settled {
-            match cert.reload() {
-                Ok(()) => tracing::info!("TLS certificate reloaded"),
-                Err(e) => tracing::error!("{e}; the previous certificate keeps serving"),
-            }
-        }
-    })?;
-    let mut dirs: Vec<PathBuf> = files
-        .iter()
-        .map(|f| f.parent().map_or_else(|| ".".into(), Path::to_path_buf))
-        .collect();
-    dirs.dedup();
-    for dir in dirs {
-        watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-    }
-    Ok(watcher)
+    crate::watch::watch_files(&files, move || match certificate.reload() {
+        Ok(()) => tracing::info!("TLS certificate reloaded"),
+        Err(e) => tracing::error!("{e}; the previous certificate keeps serving"),
+    })
 }

@@ -105,38 +105,14 @@ impl Geo {
     }
 }
 
-/// Reloads the database when its file changes. The watch is on the folder,
-/// since updates usually replace the file by renaming a new one over it.
+/// Reloads the database when its file changes.
 pub fn watch(geo: Arc<Geo>, path: PathBuf) -> notify::Result<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| ".".into());
-    let file_name = path.file_name().map(|n| n.to_os_string());
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        let ours = event
-            .paths
-            .iter()
-            .any(|p| p.file_name().map(|n| n.to_os_string()) == file_name);
-        let settled = matches!(
-            event.kind,
-            notify::EventKind::Create(_)
-                | notify::EventKind::Modify(notify::event::ModifyKind::Name(_))
-                | notify::EventKind::Access(notify::event::AccessKind::Close(
-                    notify::event::AccessMode::Write
-                ))
-        );
-        if ours && settled {
-            match geo.reload(&path) {
-                Ok(()) => tracing::info!(path = %path.display(), "geo database reloaded"),
-                Err(e) => tracing::error!("{e}; keeping the previous database"),
-            }
+    crate::watch::watch_files(std::slice::from_ref(&path.clone()), move || {
+        match geo.reload(&path) {
+            Ok(()) => tracing::info!(path = %path.display(), "geo database reloaded"),
+            Err(e) => tracing::error!("{e}; keeping the previous database"),
         }
-    })?;
-    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-    Ok(watcher)
+    })
 }
 
 #[cfg(test)]
