@@ -181,10 +181,8 @@ impl Store {
     /// Every site's served version number.
     pub fn current_versions(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let tx = self.db()?.begin_read()?;
-        let table = match tx.open_table(CURRENT) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
+        let Some(table) = readable_table(&tx, CURRENT)? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -197,10 +195,8 @@ impl Store {
     /// The version numbers kept for a site, oldest first.
     pub fn versions(&self, site: &str) -> Result<Vec<u64>, StoreError> {
         let tx = self.db()?.begin_read()?;
-        let table = match tx.open_table(VERSIONS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
+        let Some(table) = readable_table(&tx, VERSIONS)? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for row in table.range((site, 0)..=(site, u64::MAX))? {
@@ -288,10 +284,8 @@ impl Store {
 impl Store {
     pub fn experiments(&self) -> Result<Vec<(String, String, u64, u64)>, StoreError> {
         let tx = self.db()?.begin_read()?;
-        let table = match tx.open_table(EXPERIMENTS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
+        let Some(table) = readable_table(&tx, EXPERIMENTS)? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -317,10 +311,8 @@ impl Store {
 
     pub fn fragments(&self) -> Result<Vec<(String, u64, Vec<u8>)>, StoreError> {
         let tx = self.db()?.begin_read()?;
-        let table = match tx.open_table(FRAGMENTS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
+        let Some(table) = readable_table(&tx, FRAGMENTS)? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -337,6 +329,18 @@ impl Store {
         tx.open_table(FRAGMENTS)?.insert(url, (fetched_ms, json))?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// A table for reading; `None` before anything was ever written to it.
+fn readable_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+    match tx.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
