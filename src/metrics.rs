@@ -2,10 +2,12 @@
 //! once a site/status pair has been seen) and written out in Prometheus'
 //! text format by the admin listener.
 
-use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
+
+// foldhash: looked up per request with keys no visitor can add.
+use foldhash::HashMap;
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 12] = [

@@ -12,8 +12,9 @@ use crate::store::SiteVersion;
 /// The sites being served, each at its current version, by host.
 #[derive(Debug, Default, Clone)]
 pub struct Sites {
-    by_name: HashMap<String, Arc<SiteVersion>>,
-    exact: HashMap<String, Arc<SiteVersion>>,
+    // foldhash: looked up per request with keys no visitor can add.
+    by_name: foldhash::HashMap<String, Arc<SiteVersion>>,
+    exact: foldhash::HashMap<String, Arc<SiteVersion>>,
     /// `(suffix with leading dot, site)`, longest suffix first.
     wildcard: Vec<(String, Arc<SiteVersion>)>,
     default: Option<Arc<SiteVersion>>,

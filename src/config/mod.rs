@@ -10,7 +10,7 @@ mod site;
 
 pub use diagnostic::{closest, Diagnostic};
 pub use settings::{AccessLogTarget, Overrides, Settings, TlsSettings};
-pub use site::{path_glob, HeaderRule, HostPattern, SiteConfig};
+pub use site::{path_glob, HeaderRule, HostPattern, PathGlobs, SiteConfig};
 
 use std::path::Path;
 

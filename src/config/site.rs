@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use toml::Spanned;
@@ -34,7 +34,7 @@ pub enum HostPattern {
 /// Extra response headers for the paths matching a glob.
 #[derive(Debug, Clone)]
 pub struct HeaderRule {
-    pub glob: GlobMatcher,
+    pub glob: PathGlobs,
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -101,7 +101,7 @@ impl SiteConfig {
 
         let mut headers = Vec::new();
         for (glob, set) in &raw.headers {
-            let compiled = match path_glob(glob.get_ref()) {
+            let compiled = match path_glob(glob.get_ref()).and_then(|g| PathGlobs::new(vec![g])) {
                 Ok(g) => g,
                 Err(e) => {
                     errors.push(at(glob.span()).error(format!("bad path glob: {e}")));
@@ -174,13 +174,54 @@ impl HostPattern {
     }
 }
 
-/// Compiles a URL path glob: `*` stays within one segment, `**` crosses them.
-pub fn path_glob(text: &str) -> Result<GlobMatcher, globset::Error> {
-    Ok(GlobBuilder::new(text)
+/// Parses a URL path glob: `*` stays within one segment, `**` crosses them.
+pub fn path_glob(text: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(text)
         .literal_separator(true)
         .backslash_escape(true)
-        .build()?
-        .compile_matcher())
+        .build()
+}
+
+/// URL path globs, matched per request. Plain paths and `/dir/**` are
+/// compared as strings (the common cases, and far cheaper than building a
+/// globset candidate); the rest go through one `GlobSet`.
+#[derive(Debug, Clone, Default)]
+pub struct PathGlobs {
+    exact: Vec<String>,
+    /// `/dir/` for `/dir/**`.
+    under: Vec<String>,
+    other: GlobSet,
+}
+
+impl PathGlobs {
+    pub fn new(globs: Vec<Glob>) -> Result<PathGlobs, globset::Error> {
+        let plain = |s: &str| !s.contains(['*', '?', '[', ']', '{', '}', '\\']);
+        let mut globs_set = PathGlobs::default();
+        let mut other = GlobSetBuilder::new();
+        for g in globs {
+            let text = g.glob();
+            if plain(text) {
+                globs_set.exact.push(text.to_string());
+            } else if let Some(dir) = text.strip_suffix("/**").filter(|d| plain(d)) {
+                globs_set.under.push(format!("{dir}/"));
+            } else {
+                other.add(g);
+            }
+        }
+        globs_set.other = other.build()?;
+        Ok(globs_set)
+    }
+
+    /// No globs at all (a rule without `when.path` matches every path).
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.under.is_empty() && self.other.is_empty()
+    }
+
+    pub fn is_match(&self, path: &str) -> bool {
+        self.exact.iter().any(|e| e == path)
+            || self.under.iter().any(|dir| path.starts_with(dir.as_str()))
+            || (!self.other.is_empty() && self.other.is_match(path))
+    }
 }
 
 fn primary_language(locale: &str) -> Option<String> {
@@ -234,9 +275,50 @@ mod tests {
 
     #[test]
     fn single_star_stays_in_one_segment() {
-        let g = path_glob("/blog/*").unwrap();
+        let g = PathGlobs::new(vec![path_glob("/blog/*").unwrap()]).unwrap();
         assert!(g.is_match("/blog/a.html"));
         assert!(!g.is_match("/blog/a/b.html"));
+        assert!(!g.is_match("/blog"));
+        let all = PathGlobs::new(vec![
+            path_glob("/a.html").unwrap(),
+            path_glob("/d/**").unwrap(),
+        ])
+        .unwrap();
+        assert!(all.is_match("/a.html") && all.is_match("/d/x/y.html"));
+        assert!(!all.is_match("/b.html") && !all.is_match("/a.html/x"));
+    }
+
+    /// The string shortcuts agree with globset on every kind of path.
+    #[test]
+    fn shortcuts_match_as_globset_does() {
+        let patterns = ["/a.html", "/d/**", "/", "/blog/*.html", "/x/**/y", "*.css"];
+        let paths = [
+            "/",
+            "/a.html",
+            "/a.htm",
+            "/a.html/",
+            "/d",
+            "/d/",
+            "/d/x",
+            "/d/x/y.html",
+            "/dd/x",
+            "/blog/a.html",
+            "/blog/a/b.html",
+            "/x/y",
+            "/x/q/y",
+            "/s/a.css",
+        ];
+        for pattern in patterns {
+            let ours = PathGlobs::new(vec![path_glob(pattern).unwrap()]).unwrap();
+            let theirs = path_glob(pattern).unwrap().compile_matcher();
+            for path in paths {
+                assert_eq!(
+                    ours.is_match(path),
+                    theirs.is_match(path),
+                    "{pattern} on {path}"
+                );
+            }
+        }
         assert!(path_glob("[").is_err());
     }
 }

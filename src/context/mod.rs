@@ -14,8 +14,13 @@ pub use path::{PathError, SitePath, MAX_PATH};
 
 use std::net::IpAddr;
 
-use http::{header, HeaderMap, Method};
+use http::{header, HeaderMap, HeaderName, Method};
 use ipnet::IpNet;
+
+// Named once: looking a header up by a `&str` parses the name every time.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const CF_IPCOUNTRY: HeaderName = HeaderName::from_static("cf-ipcountry");
 
 /// What the context builder needs from the server's settings.
 pub struct Network<'a> {
@@ -56,22 +61,19 @@ impl<'r> RequestContext<'r> {
         country: Option<Country>,
     ) -> RequestContext<'r> {
         let trusted_peer = is_trusted(peer, network.trusted_proxies);
-        let client = client_address(
-            peer,
-            headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-            network.trusted_proxies,
-        );
+        // What proxies say counts only when the peer is one of them.
+        let from_proxy = |name: &HeaderName| {
+            trusted_peer
+                .then(|| headers.get(name).and_then(|v| v.to_str().ok()))
+                .flatten()
+        };
+        let client = client_address(peer, from_proxy(&X_FORWARDED_FOR), network.trusted_proxies);
         let country = country
-            .or_else(|| {
-                trusted_peer
-                    .then(|| headers.get("cf-ipcountry").and_then(|v| v.to_str().ok()))
-                    .flatten()
-                    .and_then(Country::parse)
-            })
+            .or_else(|| from_proxy(&CF_IPCOUNTRY).and_then(Country::parse))
             .or_else(|| network.geo.country(client))
             .unwrap_or(Country::UNKNOWN);
-        let scheme = match headers.get("x-forwarded-proto").map(|v| v.as_bytes()) {
-            Some(b"https") if trusted_peer => "https",
+        let scheme = match from_proxy(&X_FORWARDED_PROTO) {
+            Some("https") => "https",
             _ => "http",
         };
         RequestContext {

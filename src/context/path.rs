@@ -30,11 +30,7 @@ impl SitePath {
             return Err(PathError::TooLong);
         }
         // Most paths need no decoding and no resolving: take them as they are.
-        let plain = raw.starts_with('/')
-            && !raw.bytes().any(|b| matches!(b, b'%' | b'\\' | 0))
-            && !raw.contains("//")
-            && !raw.split('/').any(|seg| seg == "." || seg == "..");
-        if plain {
+        if is_plain(raw.as_bytes()) {
             return Ok(SitePath {
                 path: raw.to_string(),
             });
@@ -75,15 +71,37 @@ impl SitePath {
 
     /// Whether a segment is hidden (dotfiles), except `/.well-known/`.
     pub fn is_hidden(&self) -> bool {
-        self.path
-            .split('/')
-            .any(|s| s.starts_with('.') && s != ".well-known")
+        self.path.as_bytes().windows(2).any(|w| w == b"/.")
+            && self
+                .path
+                .split('/')
+                .any(|s| s.starts_with('.') && s != ".well-known")
     }
 
     /// The path relative to public/.
     pub fn relative(&self) -> &str {
         &self.path[1..]
     }
+}
+
+/// A path already in normal form: rooted, no empty, `.` or `..` segment
+/// (but a trailing `/`), nothing to decode, no backslash or NUL.
+fn is_plain(raw: &[u8]) -> bool {
+    let Some(rest) = raw.strip_prefix(b"/") else {
+        return false;
+    };
+    let mut segments = rest.split(|&b| b == b'/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if (seg.is_empty() && !last)
+            || seg == b"."
+            || seg == b".."
+            || seg.iter().any(|&b| matches!(b, b'%' | b'\\' | 0))
+        {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use http::{HeaderName, Method};
 
 use super::raw::{OneOrMany, RawWhen};
-use crate::config::{path_glob, Diagnostic};
+use crate::config::{path_glob, Diagnostic, PathGlobs};
 use crate::context::{Country, RequestContext};
 
 /// A value condition: `"*"` means present with any value.
@@ -35,7 +35,7 @@ impl Expected {
 /// A compiled `when`.
 #[derive(Debug, Default)]
 pub struct When {
-    pub path: Vec<GlobMatcher>,
+    pub path: PathGlobs,
     country: Vec<Country>,
     not_country: Vec<Country>,
     language: Vec<String>,
@@ -55,9 +55,10 @@ impl When {
         let mut when = When::default();
         if let Some(paths) = raw.path {
             let span = paths.span();
+            let mut globs = Vec::new();
             for p in paths.into_inner().into_vec() {
                 match path_glob(&p) {
-                    Ok(g) if p.starts_with('/') || p.starts_with('*') => when.path.push(g),
+                    Ok(g) if p.starts_with('/') || p.starts_with('*') => globs.push(g),
                     Ok(_) => errors.push(err(
                         span.clone(),
                         format!("path glob `{p}` must start with `/`"),
@@ -67,6 +68,10 @@ impl When {
                         format!("bad path glob `{p}`: {}", e.kind()),
                     )),
                 }
+            }
+            match PathGlobs::new(globs) {
+                Ok(set) => when.path = set,
+                Err(e) => errors.push(err(span, format!("bad path glob: {}", e.kind()))),
             }
         }
         let mut countries = |list: Option<toml::Spanned<OneOrMany<String>>>| -> Vec<Country> {
@@ -156,56 +161,46 @@ impl When {
             && self.header.is_empty())
     }
 
-    /// `Ok` when every condition holds, else the first that failed, in words,
-    /// and whether it failed on something about the visitor (so that another
-    /// visitor could have matched: the response is then private).
-    pub fn check(&self, ctx: &RequestContext<'_>) -> Result<(), (String, bool)> {
-        self.check_url(ctx).map_err(|why| (why, false))?;
-        self.check_visitor(ctx).map_err(|why| (why, true))
+    /// `Ok` when every condition holds, else the first that failed.
+    pub fn check<'w>(&'w self, ctx: &RequestContext<'_>) -> Result<(), Miss<'w>> {
+        self.check_url(ctx)?;
+        self.check_visitor(ctx)
     }
 
-    fn check_url(&self, ctx: &RequestContext<'_>) -> Result<(), String> {
+    fn check_url<'w>(&'w self, ctx: &RequestContext<'_>) -> Result<(), Miss<'w>> {
         if !self.method.is_empty() && !self.method.contains(ctx.method) {
-            return Err(format!("method is {}", ctx.method));
+            return Err(Miss::Method);
         }
-        if !self.path.is_empty() && !self.path.iter().any(|g| g.is_match(&ctx.path.path)) {
-            return Err(format!("path {} does not match", ctx.path.path));
+        if !self.path.is_empty() && !self.path.is_match(&ctx.path.path) {
+            return Err(Miss::Path);
         }
         for (name, expected) in &self.query {
             if !ctx
                 .query_values(name)
                 .any(|v| expected.iter().any(|e| e.accepts(v)))
             {
-                return Err(format!("query `{name}` does not match"));
+                return Err(Miss::Query(name));
             }
         }
         Ok(())
     }
 
-    fn check_visitor(&self, ctx: &RequestContext<'_>) -> Result<(), String> {
+    fn check_visitor<'w>(&'w self, ctx: &RequestContext<'_>) -> Result<(), Miss<'w>> {
         if !self.country.is_empty() && !self.country.contains(&ctx.country) {
-            return Err(format!("country is {}", ctx.country));
+            return Err(Miss::Country);
         }
         if self.not_country.contains(&ctx.country) {
-            return Err(format!("country is {}", ctx.country));
+            return Err(Miss::Country);
         }
         if !self.language.is_empty() && !ctx.languages.iter().any(|l| self.language.contains(l)) {
-            return Err(format!("languages are [{}]", ctx.languages.join(", ")));
-        }
-        for (name, expected) in &self.query {
-            if !ctx
-                .query_values(name)
-                .any(|v| expected.iter().any(|e| e.accepts(v)))
-            {
-                return Err(format!("query `{name}` does not match"));
-            }
+            return Err(Miss::Language);
         }
         for (name, expected) in &self.cookie {
             if !ctx
                 .cookie(name)
                 .is_some_and(|v| expected.iter().any(|e| e.accepts(v)))
             {
-                return Err(format!("cookie `{name}` does not match"));
+                return Err(Miss::Cookie(name));
             }
         }
         for (name, globs) in &self.header {
@@ -215,9 +210,43 @@ impl When {
                     .any(|g| g.is_match(String::from_utf8_lossy(v.as_bytes()).as_ref()))
             });
             if !ok {
-                return Err(format!("header `{name}` does not match"));
+                return Err(Miss::Header(name));
             }
         }
         Ok(())
+    }
+}
+
+/// The first condition of a `when` that a request failed. Put into words
+/// only when someone asks (`explain`), not on every request.
+#[derive(Debug, Clone, Copy)]
+pub enum Miss<'w> {
+    Method,
+    Path,
+    Query(&'w str),
+    Country,
+    Language,
+    Cookie(&'w str),
+    Header(&'w HeaderName),
+}
+
+impl Miss<'_> {
+    /// Whether the failed condition is about the visitor (so that another
+    /// visitor could have matched: the response is then private).
+    pub fn about_the_visitor(self) -> bool {
+        !matches!(self, Miss::Method | Miss::Path | Miss::Query(_))
+    }
+
+    /// What failed, in words, for the request it failed on.
+    pub fn describe(self, ctx: &RequestContext<'_>) -> String {
+        match self {
+            Miss::Method => format!("method is {}", ctx.method),
+            Miss::Path => format!("path {} does not match", ctx.path.path),
+            Miss::Query(name) => format!("query `{name}` does not match"),
+            Miss::Country => format!("country is {}", ctx.country),
+            Miss::Language => format!("languages are [{}]", ctx.languages.join(", ")),
+            Miss::Cookie(name) => format!("cookie `{name}` does not match"),
+            Miss::Header(name) => format!("header `{name}` does not match"),
+        }
     }
 }

@@ -110,11 +110,9 @@ impl<'a> Render<'a> {
         name: &str,
         extra: Option<(&str, u64, &dyn Fn() -> serde_json::Value)>,
     ) -> Result<String, String> {
-        use std::hash::{Hash, Hasher};
         let request = self.request;
         let ctx = request.ctx;
-        let mut h = std::hash::DefaultHasher::new();
-        (
+        let key = identity((
             name,
             &request.site.site,
             &ctx.path.path,
@@ -122,10 +120,8 @@ impl<'a> Render<'a> {
             ctx.host,
             ctx.country.as_str(),
             ctx.languages.first(),
-        )
-            .hash(&mut h);
-        extra.map(|(k, id, _)| (k, id)).hash(&mut h);
-        let key = h.finish();
+            extra.map(|(k, id, _)| (k, id)),
+        ));
         if let Some(done) = self.templates.remembered(key) {
             return Ok(done.to_string());
         }
@@ -155,6 +151,14 @@ impl<'a> Render<'a> {
     }
 }
 
+/// A 64-bit digest of `value`, standing for it in memo keys.
+pub fn identity(value: impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
 /// What an action did with a matching request.
 pub enum Applied {
     Fired,
@@ -172,9 +176,12 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
             Verdict::NotForThisSite
         } else {
             match rule.when.check(request.ctx) {
-                Err((why, about_the_visitor)) => {
-                    decision.private |= about_the_visitor;
-                    Verdict::NoMatch(why)
+                Err(miss) => {
+                    decision.private |= miss.about_the_visitor();
+                    if !request.trace {
+                        continue;
+                    }
+                    Verdict::NoMatch(miss.describe(request.ctx))
                 }
                 Ok(()) => {
                     // These actions read the visitor whatever they do.

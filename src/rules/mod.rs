@@ -91,10 +91,9 @@ impl Rules {
     /// Whether any rule could apply to `path` on `site`; when none does,
     /// the request takes the static path with no context built.
     pub fn any_for(&self, site: &str, path: &str) -> bool {
-        self.rules.iter().any(|r| {
-            r.applies_to(site)
-                && (r.when.path.is_empty() || r.when.path.iter().any(|g| g.is_match(path)))
-        })
+        self.rules
+            .iter()
+            .any(|r| r.applies_to(site) && (r.when.path.is_empty() || r.when.path.is_match(path)))
     }
 }
 

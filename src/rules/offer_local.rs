@@ -12,9 +12,8 @@ use std::sync::Arc;
 use http::{HeaderValue, StatusCode};
 use lol_html::Selector;
 
-use super::decision::{Applied, Decision, Outcome, Render, Request};
+use super::decision::{identity, Applied, Decision, Outcome, Render, Request};
 use super::redirect::url_on;
-use crate::context::SitePath;
 use crate::store::{Lookup, SiteVersion};
 use crate::transform::{Edit, Op, Place, OFFER_TEMPLATE};
 
@@ -97,12 +96,7 @@ impl OfferLocal {
         let template = self.template.as_deref().unwrap_or(OFFER_TEMPLATE);
         // The offer follows from the target and its URL (the rest is in the
         // request, which the renderer keys on anyway).
-        let identity = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::hash::DefaultHasher::new();
-            (&target.site, &url).hash(&mut h);
-            h.finish()
-        };
+        let identity = identity((&target.site, &url));
         let html = match render.render(template, Some(("offer", identity, &offer))) {
             Ok(h) => h,
             Err(e) => {
@@ -128,24 +122,25 @@ fn target_site<'a>(request: &Request<'a>) -> Option<&'a Arc<SiteVersion>> {
     let site = request.site;
     let group = site.config.group.as_deref()?;
     let country = request.ctx.country.as_str();
-    let mut candidates: Vec<_> = request
+    if site.config.countries.iter().any(|c| c == country) {
+        return None;
+    }
+    request
         .sites
         .iter()
         .filter(|s| s.site != site.site && s.config.group.as_deref() == Some(group))
         .filter(|s| s.config.countries.iter().any(|c| c == country))
-        .collect();
-    if site.config.countries.iter().any(|c| c == country) {
-        return None;
-    }
-    candidates.sort_by(|a, b| a.site.cmp(&b.site));
-    candidates.into_iter().next()
+        .min_by(|a, b| a.site.cmp(&b.site))
 }
 
 /// The page on `target` equivalent to this one.
 fn equivalent_url(request: &Request<'_>, target: &SiteVersion) -> Option<String> {
-    let locale = target.config.locale.to_ascii_lowercase();
+    let locale = &target.config.locale;
     if let Some(page) = request.page {
-        let exact = page.alternates.iter().find(|(lang, _)| *lang == locale);
+        let exact = page
+            .alternates
+            .iter()
+            .find(|(lang, _)| lang.eq_ignore_ascii_case(locale));
         let by_language = || {
             page.alternates
                 .iter()
@@ -156,8 +151,7 @@ fn equivalent_url(request: &Request<'_>, target: &SiteVersion) -> Option<String>
         }
     }
     let path = &request.ctx.path;
-    let same_path_exists =
-        SitePath::parse(&path.path).is_ok_and(|p| matches!(target.lookup(&p), Lookup::Found(_)));
+    let same_path_exists = matches!(target.lookup(path), Lookup::Found(_));
     let path = if same_path_exists {
         path.path.as_str()
     } else {

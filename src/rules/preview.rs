@@ -21,7 +21,7 @@ pub struct Preview {
     pub value: String,
     pub secret: Option<String>,
     /// The gated paths (the rule's `when.path`), for keeping the parameter.
-    pub paths: Arc<Vec<globset::GlobMatcher>>,
+    pub paths: Arc<crate::config::PathGlobs>,
 }
 
 const NOINDEX_META: &str = r#"<meta name="robots" content="noindex, nofollow">"#;
@@ -161,9 +161,7 @@ pub fn link(
         .iter()
         .filter(|r| r.applies_to(&site.site))
         .find_map(|r| match &r.action {
-            super::Action::Preview(p)
-                if p.secret.is_some() && p.paths.iter().any(|g| g.is_match(&path.path)) =>
-            {
+            super::Action::Preview(p) if p.secret.is_some() && p.paths.is_match(&path.path) => {
                 Some((r, p))
             }
             _ => None,

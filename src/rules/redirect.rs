@@ -88,16 +88,24 @@ pub fn url_on(
 ) -> Option<String> {
     let target = request.sites.get(site)?;
     let host = target.config.hosts.iter().find_map(|(h, _)| match h {
-        crate::config::HostPattern::Exact(h) => Some(h.clone()),
+        crate::config::HostPattern::Exact(h) => Some(h.as_str()),
         crate::config::HostPattern::Wildcard(_) => None,
     })?;
     let ctx = request.ctx;
-    let port = ctx.port().map(|p| format!(":{p}")).unwrap_or_default();
-    let query = query
-        .filter(|q| !q.is_empty())
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    Some(format!("{}://{host}{port}{path}{query}", ctx.scheme))
+    let mut url = String::with_capacity(host.len() + path.len() + 32);
+    url.push_str(ctx.scheme);
+    url.push_str("://");
+    url.push_str(host);
+    if let Some(port) = ctx.port() {
+        url.push(':');
+        url.push_str(port);
+    }
+    url.push_str(path);
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(q);
+    }
+    Some(url)
 }
 
 impl Redirect {

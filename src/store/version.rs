@@ -1,12 +1,12 @@
 //! A site version held in memory for serving: the hot path is one hash-map
 //! lookup and a reference-counted `Bytes` clone, with no copy and no I/O.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt};
 use http::HeaderValue;
 
 use super::{Manifest, StoreError};
@@ -146,6 +146,7 @@ pub struct SiteVersion {
     pub number: u64,
     pub config: SiteConfig,
     pub created: SystemTime,
+    // foldhash: looked up per request with keys no visitor can add.
     files: HashMap<String, Arc<StoredFile>>,
     /// `dir/` for `dir/index.html` and `page` for `page.html`, so a lookup
     /// is one map access whatever URL form the link used.

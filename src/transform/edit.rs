@@ -4,11 +4,12 @@ use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use globset::GlobMatcher;
 use lol_html::html_content::ContentType;
 use lol_html::{
     element, end, ElementContentHandlers, HtmlRewriter, MemorySettings, Selector, Settings,
 };
+
+use crate::config::PathGlobs;
 
 /// Most memory lol_html may use on one page; past it the page goes out as is.
 const MEMORY_LIMIT: usize = 16 * 1024 * 1024;
@@ -23,7 +24,7 @@ pub enum Place {
     /// The end of `<head>`.
     HeadEnd,
     /// Every `<a href>` pointing at one of `paths` on this site.
-    LinksTo(Arc<Vec<GlobMatcher>>),
+    LinksTo(Arc<PathGlobs>),
 }
 
 /// What an edit does there.
@@ -150,7 +151,7 @@ fn apply_op(el: &mut lol_html::html_content::Element<'_, '_>, op: &Op) {
 
 /// `href` with `name=value` added when it is a same-site link to a gated
 /// path and does not carry the parameter already.
-fn keep_param(href: &str, paths: &[GlobMatcher], name: &str, value: &str) -> Option<String> {
+fn keep_param(href: &str, paths: &PathGlobs, name: &str, value: &str) -> Option<String> {
     if !href.starts_with('/') || href.starts_with("//") {
         return None;
     }
@@ -162,7 +163,7 @@ fn keep_param(href: &str, paths: &[GlobMatcher], name: &str, value: &str) -> Opt
         Some((p, q)) => (p, Some(q)),
         None => (before_fragment, None),
     };
-    if !paths.iter().any(|g| g.is_match(path)) {
+    if !paths.is_match(path) {
         return None;
     }
     if query.is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == name)) {
@@ -285,7 +286,9 @@ mod tests {
 
     #[test]
     fn links_to_gated_pages_keep_the_parameter() {
-        let paths = Arc::new(vec![crate::config::path_glob("/drafts/**").unwrap()]);
+        let paths = Arc::new(
+            PathGlobs::new(vec![crate::config::path_glob("/drafts/**").unwrap()]).unwrap(),
+        );
         let html = br##"<a href="/drafts/a.html">a</a><a href="/drafts/b?x=1#top">b</a><a href="/public.html">c</a><a href="//evil/drafts/x">d</a><a href="/drafts/c?preview=true">e</a>"##;
         let out = apply(
             html,

@@ -2,10 +2,11 @@
 //! rules generation, the source file and the edits (with their rendered
 //! content). A site or rules change gives new keys; old entries age out.
 
-use std::hash::{Hash, Hasher};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use moka::sync::Cache;
+use xxhash_rust::xxh3::Xxh3;
 
 use super::Edit;
 use crate::store::StoredFile;
@@ -13,8 +14,10 @@ use crate::store::StoredFile;
 /// Memory the cache may hold, in bytes of rendered bodies.
 const CAPACITY: u64 = 256 * 1024 * 1024;
 
+/// A 128-bit hash of everything a rendered page depends on: wide enough
+/// that two different pages never share a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RenderKey(u64, u64);
+pub struct RenderKey(u128);
 
 impl RenderKey {
     pub fn new(
@@ -24,18 +27,9 @@ impl RenderKey {
         file: &StoredFile,
         edits: &[Edit],
     ) -> RenderKey {
-        // Two independent hashes make a collision between pages negligible.
-        let mut a = std::hash::DefaultHasher::new();
-        let mut b = std::hash::DefaultHasher::new();
-        0xA5u8.hash(&mut b);
-        for h in [&mut a, &mut b] {
-            site.hash(h);
-            version.hash(h);
-            rules_generation.hash(h);
-            file.hash.hash(h);
-            edits.hash(h);
-        }
-        RenderKey(a.finish(), b.finish())
+        let mut h = Xxh3::new();
+        (site, version, rules_generation, &file.hash, edits).hash(&mut h);
+        RenderKey(h.digest128())
     }
 }
 
