@@ -18,7 +18,7 @@ struct Counts {
     conversions: AtomicU64,
 }
 
-type Key = (String, String);
+type Key = (Arc<str>, Arc<str>);
 
 #[derive(Default)]
 pub struct Experiments {
@@ -52,7 +52,7 @@ impl Experiments {
             .into_iter()
             .map(|(e, v, x, c)| {
                 (
-                    (e, v),
+                    (e.into(), v.into()),
                     Arc::new(Counts {
                         exposures: x.into(),
                         conversions: c.into(),
@@ -99,8 +99,8 @@ impl Experiments {
             .iter()
             .map(|((e, v), c)| {
                 (
-                    e.clone(),
-                    v.clone(),
+                    e.to_string(),
+                    v.to_string(),
                     c.exposures.load(Ordering::Relaxed),
                     c.conversions.load(Ordering::Relaxed),
                 )
@@ -133,8 +133,8 @@ pub fn report(rows: &[(String, String, u64, u64)], rules: &Rules) -> Vec<Experim
                 .rules
                 .iter()
                 .find_map(|r| match &r.action {
-                    Action::Variant(e) if e.experiment == experiment => {
-                        Some(e.variants.iter().map(|v| v.name.as_str()).collect())
+                    Action::Variant(e) if &*e.experiment == experiment => {
+                        Some(e.variants.iter().map(|v| v.name.as_ref()).collect())
                     }
                     _ => None,
                 })

@@ -271,14 +271,17 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
         trace: input.trace,
     };
     let mut decision = rules::evaluate(rules, &request);
-    seen.fired = decision.fired.clone();
-    if !decision.variants.is_empty() {
-        let names: Vec<String> = decision
-            .variants
-            .iter()
-            .map(|a| format!("{}={}", a.experiment, a.variant))
-            .collect();
-        seen.variant = Some(names.join(","));
+    // Only the access log reads these.
+    if app.log.enabled() {
+        seen.fired = decision.fired.iter().map(|n| n.to_string()).collect();
+        if !decision.variants.is_empty() {
+            let names: Vec<String> = decision
+                .variants
+                .iter()
+                .map(|a| format!("{}={}", a.experiment, a.variant))
+                .collect();
+            seen.variant = Some(names.join(","));
+        }
     }
     // A variant served as another file; the control when that file is gone.
     let variant_file = match (&decision.serve, &lookup) {
@@ -445,9 +448,9 @@ async fn fill_fragments(
             None => None,
         };
         let op = match (html, n.on_error) {
-            (Some(html), _) => Op::SetHtml(html),
+            (Some(html), _) => Op::SetHtml(html.into()),
             (None, OnError::Keep) => continue,
-            (None, OnError::Stale | OnError::Empty) => Op::SetHtml(String::new()),
+            (None, OnError::Stale | OnError::Empty) => Op::SetHtml("".into()),
         };
         edits.push(Edit {
             slot: n.slot,
@@ -486,7 +489,7 @@ fn mtime_ms(file: &StoredFile) -> u64 {
 
 /// The decision's headers and cookies, on top of the response; `named`
 /// are the rules to list in `X-Outpost-Rules`, when that header is on.
-fn finish(response: &mut Response<Body>, decision: &Decision, named: Option<&[String]>) {
+fn finish(response: &mut Response<Body>, decision: &Decision, named: Option<&[Arc<str>]>) {
     let headers = response.headers_mut();
     if decision.private {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));

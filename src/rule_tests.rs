@@ -137,7 +137,7 @@ fn run_case(offline: &Offline, case: &Case) -> Result<(), String> {
     }
     let fired = decision
         .as_ref()
-        .map(|d| d.fired.clone())
+        .map(|d| d.fired.iter().map(|n| n.to_string()).collect::<Vec<_>>())
         .unwrap_or_default();
     if let Some(rules) = &case.rules {
         if &fired != rules {
@@ -148,7 +148,7 @@ fn run_case(offline: &Offline, case: &Case) -> Result<(), String> {
         let got: Vec<&str> = decision
             .iter()
             .flat_map(|d| d.variants.iter())
-            .map(|a| a.variant.as_str())
+            .map(|a| a.variant.as_ref())
             .collect();
         if !got.contains(&variant.as_str()) {
             problems.push(format!("variants {got:?} (expected {variant})"));

@@ -1,33 +1,41 @@
 //! Cookie and query parsing. Both are capped, and bytes that are not UTF-8
 //! are replaced rather than refused, so an odd cookie never fails a request.
+//! Pairs borrow from the request unless they had to be decoded.
+
+use std::borrow::Cow;
 
 /// Most cookies or query parameters read from one request.
 const MAX_PAIRS: usize = 64;
 
 /// `name=value` pairs of a Cookie header.
-pub fn cookies(header: Option<&[u8]>) -> Vec<(String, String)> {
+pub fn cookies(header: Option<&[u8]>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
     let Some(header) = header else {
         return Vec::new();
     };
     header
         .split(|b| *b == b';')
-        .filter_map(|pair| {
-            let text = String::from_utf8_lossy(pair);
-            let (name, value) = text.split_once('=')?;
-            let name = name.trim();
-            let value = value.trim().trim_matches('"');
-            (!name.is_empty()).then(|| (name.to_string(), value.to_string()))
+        .filter_map(|pair| match String::from_utf8_lossy(pair) {
+            Cow::Borrowed(text) => split_pair(text).map(|(n, v)| (n.into(), v.into())),
+            Cow::Owned(text) => {
+                split_pair(&text).map(|(n, v)| (n.to_string().into(), v.to_string().into()))
+            }
         })
         .take(MAX_PAIRS)
         .collect()
 }
 
+fn split_pair(text: &str) -> Option<(&str, &str)> {
+    let (name, value) = text.split_once('=')?;
+    let name = name.trim();
+    let value = value.trim().trim_matches('"');
+    (!name.is_empty()).then_some((name, value))
+}
+
 /// Decoded pairs of a query string.
-pub fn query(raw: Option<&str>) -> Vec<(String, String)> {
+pub fn query(raw: Option<&str>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
     let Some(raw) = raw else { return Vec::new() };
     url::form_urlencoded::parse(raw.as_bytes())
         .take(MAX_PAIRS)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
 

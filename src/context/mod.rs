@@ -12,6 +12,7 @@ pub use client::{client_address, is_trusted};
 pub use geo::{Country, Geo};
 pub use path::{PathError, SitePath, MAX_PATH};
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::{header, HeaderMap, HeaderName, Method};
@@ -34,7 +35,7 @@ pub struct RequestContext<'r> {
     pub method: &'r Method,
     pub path: SitePath,
     pub raw_query: Option<&'r str>,
-    pub query: Vec<(String, String)>,
+    pub query: Vec<(Cow<'r, str>, Cow<'r, str>)>,
     /// The Host header as sent (with any port), for building URLs back.
     pub host: &'r str,
     /// `https` when the connection or a trusted proxy says so.
@@ -42,7 +43,7 @@ pub struct RequestContext<'r> {
     pub client: IpAddr,
     pub country: Country,
     pub languages: Vec<String>,
-    pub cookies: Vec<(String, String)>,
+    pub cookies: Vec<(Cow<'r, str>, Cow<'r, str>)>,
     pub headers: &'r HeaderMap,
 }
 
@@ -97,7 +98,7 @@ impl<'r> RequestContext<'r> {
         self.cookies
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     /// Every value of a query parameter.
@@ -105,7 +106,7 @@ impl<'r> RequestContext<'r> {
         self.query
             .iter()
             .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     /// The Host header's port, if any.

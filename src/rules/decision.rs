@@ -1,5 +1,7 @@
 //! Evaluation: the rules for a request's site, in order, into one decision.
 
+use std::sync::Arc;
+
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::fragment::Needed;
@@ -53,7 +55,7 @@ pub enum Verdict {
 #[derive(Debug, Default)]
 pub struct Decision {
     /// Names of the rules that fired, in order.
-    pub fired: Vec<String>,
+    pub fired: Vec<Arc<str>>,
     pub outcome: Outcome,
     pub edits: Vec<Edit>,
     pub set_headers: Vec<(HeaderName, HeaderValue)>,
@@ -220,7 +222,7 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
             continue;
         }
         decision.trace.push(Trace {
-            rule: rule.name.clone(),
+            rule: rule.name.to_string(),
             action: rule.action.name(),
             verdict,
         });

@@ -114,7 +114,7 @@ pub struct Timing {
 #[derive(Debug)]
 pub struct Fragment {
     pub selector: Arc<Selector>,
-    pub template: String,
+    pub template: Arc<str>,
     pub source: Source,
     pub timing: Timing,
     pub on_error: OnError,
@@ -124,9 +124,9 @@ pub struct Fragment {
 #[derive(Debug, Clone)]
 pub struct Needed {
     pub slot: (usize, usize),
-    pub rule: String,
+    pub rule: Arc<str>,
     pub selector: Arc<Selector>,
-    pub template: String,
+    pub template: Arc<str>,
     pub url: String,
     pub timing: Timing,
     pub on_error: OnError,
@@ -136,13 +136,13 @@ impl Fragment {
     pub fn apply(
         &self,
         index: usize,
-        rule: &str,
+        rule: &Arc<str>,
         request: &Request<'_>,
         decision: &mut Decision,
     ) -> Applied {
         decision.fragments.push(Needed {
             slot: (index, 0),
-            rule: rule.to_string(),
+            rule: rule.clone(),
             selector: self.selector.clone(),
             template: self.template.clone(),
             url: self.source.url(request.ctx),

@@ -2,6 +2,8 @@
 //! conversion for that visitor's variant, once per visitor (a cookie
 //! remembers it).
 
+use std::sync::Arc;
+
 use http::HeaderValue;
 
 use super::decision::{Applied, Decision, Request};
@@ -9,9 +11,9 @@ use super::variant::{Assignment, COOKIE_PREFIX};
 
 #[derive(Debug)]
 pub struct Goal {
-    pub experiment: String,
+    pub experiment: Arc<str>,
     /// The experiment's variant names, to ignore forged cookies.
-    pub variants: Vec<String>,
+    pub variants: Vec<Arc<str>>,
 }
 
 impl Goal {
@@ -20,7 +22,7 @@ impl Goal {
         let cookie = format!("{COOKIE_PREFIX}{}", self.experiment);
         let Some(variant) = ctx
             .cookie(&cookie)
-            .filter(|v| self.variants.iter().any(|n| n == v))
+            .filter(|v| self.variants.iter().any(|n| &**n == *v))
         else {
             return Applied::Skipped(format!(
                 "the visitor is not in experiment `{}`",
@@ -39,7 +41,7 @@ impl Goal {
         decision.private = true;
         decision.conversions.push(Assignment {
             experiment: self.experiment.clone(),
-            variant: variant.to_string(),
+            variant: variant.into(),
             drawn: false,
         });
         Applied::Fired

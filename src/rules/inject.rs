@@ -32,11 +32,11 @@ impl Position {
 
     pub fn op(self, html: String) -> Op {
         match self {
-            Position::Prepend => Op::Prepend(html),
-            Position::Append => Op::Append(html),
-            Position::Before => Op::Before(html),
-            Position::After => Op::After(html),
-            Position::Replace => Op::Replace(html),
+            Position::Prepend => Op::Prepend(html.into()),
+            Position::Append => Op::Append(html.into()),
+            Position::Before => Op::Before(html.into()),
+            Position::After => Op::After(html.into()),
+            Position::Replace => Op::Replace(html.into()),
         }
     }
 }

@@ -164,7 +164,7 @@ pub fn load(root: &Path, sites: &[String]) -> Result<Rules, LoadError> {
 /// Gives each goal its experiment's variants; a goal for an experiment no
 /// rule runs is an error, and so is an experiment run by two rules.
 fn link_goals(rules: &mut [Rule], errors: &mut Vec<Diagnostic>) {
-    let mut experiments: HashMap<String, (Vec<String>, Origin)> = HashMap::new();
+    let mut experiments: HashMap<Arc<str>, (Vec<Arc<str>>, Origin)> = HashMap::new();
     for rule in rules.iter() {
         if let Action::Variant(e) = &rule.action {
             let names = e.variants.iter().map(|v| v.name.clone()).collect();
@@ -255,7 +255,7 @@ impl Compiler<'_> {
             return None;
         }
         Some(Rule {
-            name: raw.name.into_inner(),
+            name: raw.name.into_inner().into(),
             origin,
             sites,
             when,
@@ -479,7 +479,7 @@ impl Compiler<'_> {
                     return None;
                 };
                 Action::Goal(Goal {
-                    experiment: experiment.get_ref().clone(),
+                    experiment: experiment.get_ref().as_str().into(),
                     variants: Vec::new(),
                 })
             }
@@ -524,7 +524,7 @@ impl Compiler<'_> {
                     "variant names may use letters, digits, `-` and `_` (up to 64)",
                 ));
             }
-            if variants.iter().any(|o| &o.name == name) {
+            if variants.iter().any(|o: &Variant| *o.name == **name) {
                 errors.push(self.err(v.name.span(), format!("variant `{name}` is listed twice")));
             }
             let mut transforms = Vec::new();
@@ -543,22 +543,22 @@ impl Compiler<'_> {
                 };
                 let mut ops = Vec::new();
                 if let Some(x) = &t.set_text {
-                    ops.push(Op::SetText(x.clone()));
+                    ops.push(Op::SetText(x.as_str().into()));
                 }
                 if let Some(x) = &t.set_html {
-                    ops.push(Op::SetHtml(x.clone()));
+                    ops.push(Op::SetHtml(x.as_str().into()));
                 }
                 if let Some(a) = &t.set_attr {
-                    ops.push(Op::SetAttr(a.name.clone(), a.value.clone()));
+                    ops.push(Op::SetAttr(a.name.as_str().into(), a.value.as_str().into()));
                 }
                 if t.remove == Some(true) {
                     ops.push(Op::Remove);
                 }
                 if let Some(x) = &t.append_html {
-                    ops.push(Op::Append(x.clone()));
+                    ops.push(Op::Append(x.as_str().into()));
                 }
                 if let Some(x) = &t.prepend_html {
-                    ops.push(Op::Prepend(x.clone()));
+                    ops.push(Op::Prepend(x.as_str().into()));
                 }
                 if ops.len() != 1 {
                     errors.push(self.err(span, "a transform needs exactly one of set_text, set_html, set_attr, remove, append_html, prepend_html"));
@@ -578,7 +578,7 @@ impl Compiler<'_> {
                 }
             }
             variants.push(Variant {
-                name: name.clone(),
+                name: name.as_str().into(),
                 weight: v.weight.as_ref().map_or(1, |w| *w.get_ref()),
                 serve: v.serve.as_ref().map(|s| s.get_ref().clone()),
                 serve_origin: v
@@ -598,7 +598,7 @@ impl Compiler<'_> {
         }
         Some(Action::Variant(Experiment {
             cookie: format!("{COOKIE_PREFIX}{}", experiment.get_ref()),
-            experiment: experiment.get_ref().clone(),
+            experiment: experiment.get_ref().as_str().into(),
             variants,
             allow_force: raw.allow_force.as_ref().is_some_and(|f| *f.get_ref()),
         }))
@@ -657,7 +657,7 @@ impl Compiler<'_> {
         };
         Some(Action::Fragment(Fragment {
             selector: selector?,
-            template: template?,
+            template: template?.into(),
             source: parsed?,
             timing,
             on_error,

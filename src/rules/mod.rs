@@ -31,7 +31,7 @@ use crate::transform::Templates;
 /// One compiled rule.
 #[derive(Debug)]
 pub struct Rule {
-    pub name: String,
+    pub name: Arc<str>,
     pub origin: Origin,
     /// `None`: every site.
     pub sites: Option<Vec<String>>,

@@ -50,7 +50,7 @@ impl OfferLocal {
                 .query
                 .iter()
                 .filter(|(k, _)| k != STAY_PARAM)
-                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .map(|(k, v)| (k.as_ref(), v.as_ref()))
                 .collect();
             let mut location = ctx.path.path.clone();
             if !rest.is_empty() {
@@ -111,7 +111,7 @@ impl OfferLocal {
         decision.edits.push(Edit {
             slot: (index, 0),
             place,
-            op: Op::Prepend(html),
+            op: Op::Prepend(html.into()),
         });
         Applied::Fired
     }

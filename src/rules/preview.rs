@@ -65,7 +65,7 @@ impl Preview {
         decision.edits.push(Edit {
             slot: (index, 1),
             place: Place::LinksTo(self.paths.clone()),
-            op: Op::KeepParam(self.param.clone(), presented),
+            op: Op::KeepParam(self.param.as_str().into(), presented.into()),
         });
         Applied::Fired
     }

@@ -24,7 +24,7 @@ pub struct Transform {
 
 #[derive(Debug)]
 pub struct Variant {
-    pub name: String,
+    pub name: Arc<str>,
     pub weight: u32,
     /// Serve this file instead of the page.
     pub serve: Option<String>,
@@ -35,7 +35,7 @@ pub struct Variant {
 
 #[derive(Debug)]
 pub struct Experiment {
-    pub experiment: String,
+    pub experiment: Arc<str>,
     pub variants: Vec<Variant>,
     pub allow_force: bool,
     /// `outpost_exp_<experiment>`
@@ -45,8 +45,8 @@ pub struct Experiment {
 /// The variant a response was served in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
-    pub experiment: String,
-    pub variant: String,
+    pub experiment: Arc<str>,
+    pub variant: Arc<str>,
     /// Newly drawn for a new visitor: one exposure. Kept variants (returning
     /// visitors) and forced ones (QA) are not counted again, so exposures
     /// and conversions both count visitors.
@@ -96,7 +96,7 @@ impl Experiment {
     }
 
     fn variant(&self, name: &str) -> Option<&Variant> {
-        self.variants.iter().find(|v| v.name == name)
+        self.variants.iter().find(|v| &*v.name == name)
     }
 
     fn total_weight(&self) -> u32 {
@@ -128,7 +128,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, w)| Variant {
-                    name: format!("v{i}"),
+                    name: format!("v{i}").into(),
                     weight: *w,
                     serve: None,
                     serve_origin: None,
@@ -141,9 +141,9 @@ mod tests {
     #[test]
     fn draws_follow_the_weights() {
         let e = exp(&[1, 3, 0]);
-        assert_eq!(e.draw(0).name, "v0");
-        assert_eq!(e.draw(1).name, "v1");
-        assert_eq!(e.draw(3).name, "v1");
-        assert_eq!(exp(&[0, 5]).draw(0).name, "v1");
+        assert_eq!(&*e.draw(0).name, "v0");
+        assert_eq!(&*e.draw(1).name, "v1");
+        assert_eq!(&*e.draw(3).name, "v1");
+        assert_eq!(&*exp(&[0, 5]).draw(0).name, "v1");
     }
 }

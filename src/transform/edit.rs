@@ -27,20 +27,21 @@ pub enum Place {
     LinksTo(Arc<PathGlobs>),
 }
 
-/// What an edit does there.
+/// What an edit does there. Shared strings: an edit from the rules is
+/// copied into every request's decision.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Op {
-    Prepend(String),
-    Append(String),
-    Before(String),
-    After(String),
-    Replace(String),
-    SetText(String),
-    SetHtml(String),
-    SetAttr(String, String),
+    Prepend(Arc<str>),
+    Append(Arc<str>),
+    Before(Arc<str>),
+    After(Arc<str>),
+    Replace(Arc<str>),
+    SetText(Arc<str>),
+    SetHtml(Arc<str>),
+    SetAttr(Arc<str>, Arc<str>),
     Remove,
     /// Adds `name=value` to the query of matching links.
-    KeepParam(String, String),
+    KeepParam(Arc<str>, Arc<str>),
 }
 
 /// One change to a page. `slot` names the rule and edit it came from, so

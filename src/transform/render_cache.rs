@@ -5,7 +5,8 @@
 use std::hash::Hash;
 use std::sync::Arc;
 
-use moka::sync::Cache;
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::Edit;
@@ -33,20 +34,26 @@ impl RenderKey {
     }
 }
 
+/// A rendered page weighs its identity body and, roughly, its compressed
+/// copies.
+#[derive(Clone)]
+struct PageSize;
+
+impl Weighter<RenderKey, Arc<StoredFile>> for PageSize {
+    fn weight(&self, _: &RenderKey, page: &Arc<StoredFile>) -> u64 {
+        page.identity().len() as u64 * 2
+    }
+}
+
 pub struct RenderCache {
-    pages: Cache<RenderKey, Arc<StoredFile>>,
+    pages: Cache<RenderKey, Arc<StoredFile>, PageSize>,
 }
 
 impl Default for RenderCache {
     fn default() -> Self {
         RenderCache {
-            pages: Cache::builder()
-                .max_capacity(CAPACITY)
-                .weigher(|_, page: &Arc<StoredFile>| {
-                    let size = page.identity().len() * 2;
-                    size.try_into().unwrap_or(u32::MAX)
-                })
-                .build(),
+            // The item estimate only sizes the table; memory is what bounds it.
+            pages: Cache::with_weighter(16_384, CAPACITY, PageSize),
         }
     }
 }
@@ -57,10 +64,14 @@ impl RenderCache {
         key: RenderKey,
         render: impl FnOnce() -> Arc<StoredFile>,
     ) -> Arc<StoredFile> {
-        self.pages.get_with(key, render)
+        // Concurrent misses on one key render once; the others wait for it.
+        let Ok(page) = self
+            .pages
+            .get_or_insert_with(&key, || Ok::<_, std::convert::Infallible>(render()));
+        page
     }
 
     pub fn clear(&self) {
-        self.pages.invalidate_all();
+        self.pages.clear();
     }
 }

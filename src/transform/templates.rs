@@ -14,12 +14,12 @@ pub const OFFER_TEMPLATE: &str = "outpost/offer.html";
 const OFFER_SOURCE: &str = include_str!("offer.html");
 
 /// Rendered outputs remembered, at most.
-const REMEMBERED: u64 = 10_000;
+const REMEMBERED: usize = 10_000;
 
 pub struct Templates {
     tera: Tera,
     /// Outputs by everything they depend on (see `rules::Render`).
-    outputs: moka::sync::Cache<u64, std::sync::Arc<str>>,
+    outputs: quick_cache::sync::Cache<u64, std::sync::Arc<str>>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -39,7 +39,7 @@ impl Templates {
             .expect("the built-in offer template compiles");
         Templates {
             tera,
-            outputs: moka::sync::Cache::new(REMEMBERED),
+            outputs: quick_cache::sync::Cache::new(REMEMBERED),
         }
     }
 
@@ -145,7 +145,7 @@ pub fn template_context(ctx: &RequestContext<'_>, site: &SiteVersion) -> Context
     let query: std::collections::BTreeMap<&str, &str> = ctx
         .query
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
         .collect();
     c.insert(
         "request",
