@@ -448,7 +448,7 @@ async fn fill_fragments(
             None => None,
         };
         let op = match (html, n.on_error) {
-            (Some(html), _) => Op::SetHtml(html.into()),
+            (Some(html), _) => Op::SetHtml(html),
             (None, OnError::Keep) => continue,
             (None, OnError::Stale | OnError::Empty) => Op::SetHtml("".into()),
         };

@@ -60,6 +60,8 @@ pub fn file(
     };
 
     let mut res = Response::new(Full::default());
+    // Room for every header a file response gets, so the map never regrows.
+    *res.headers_mut() = HeaderMap::with_capacity(16);
     let headers = res.headers_mut();
     headers.insert(header::ETAG, file.etag(encoding).clone());
     headers.insert(header::LAST_MODIFIED, file.last_modified_header.clone());

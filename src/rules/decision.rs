@@ -111,7 +111,7 @@ impl<'a> Render<'a> {
         &mut self,
         name: &str,
         extra: Option<(&str, u64, &dyn Fn() -> serde_json::Value)>,
-    ) -> Result<String, String> {
+    ) -> Result<Arc<str>, String> {
         let request = self.request;
         let ctx = request.ctx;
         let key = identity((
@@ -125,7 +125,7 @@ impl<'a> Render<'a> {
             extra.map(|(k, id, _)| (k, id)),
         ));
         if let Some(done) = self.templates.remembered(key) {
-            return Ok(done.to_string());
+            return Ok(done);
         }
         let base = self
             .context
@@ -138,9 +138,11 @@ impl<'a> Render<'a> {
             }
             None => self.templates.render(name, base),
         };
-        if let Ok(html) = &result {
-            self.templates.remember(key, html);
-        }
+        let result = result.map(|html| {
+            let html: Arc<str> = html.into();
+            self.templates.remember(key, html.clone());
+            html
+        });
         result.map_err(|e| {
             let mut text = e.to_string();
             let mut cause = std::error::Error::source(&e);

@@ -30,13 +30,13 @@ impl Position {
         })
     }
 
-    pub fn op(self, html: String) -> Op {
+    pub fn op(self, html: Arc<str>) -> Op {
         match self {
-            Position::Prepend => Op::Prepend(html.into()),
-            Position::Append => Op::Append(html.into()),
-            Position::Before => Op::Before(html.into()),
-            Position::After => Op::After(html.into()),
-            Position::Replace => Op::Replace(html.into()),
+            Position::Prepend => Op::Prepend(html),
+            Position::Append => Op::Append(html),
+            Position::Before => Op::Before(html),
+            Position::After => Op::After(html),
+            Position::Replace => Op::Replace(html),
         }
     }
 }
@@ -44,7 +44,7 @@ impl Position {
 #[derive(Debug)]
 pub enum Content {
     Template(String),
-    Html(String),
+    Html(Arc<str>),
 }
 
 #[derive(Debug)]

@@ -412,7 +412,7 @@ impl Compiler<'_> {
             "inject" => {
                 let content = match (&raw.template, &raw.html) {
                     (Some(_), None) => Content::Template(self.template(&raw.template, errors)?),
-                    (None, Some(h)) => Content::Html(h.get_ref().clone()),
+                    (None, Some(h)) => Content::Html(h.get_ref().as_str().into()),
                     _ => {
                         missing(errors, "exactly one of `template` and `html`");
                         return None;

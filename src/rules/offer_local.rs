@@ -111,7 +111,7 @@ impl OfferLocal {
         decision.edits.push(Edit {
             slot: (index, 0),
             place,
-            op: Op::Prepend(html.into()),
+            op: Op::Prepend(html),
         });
         Applied::Fired
     }

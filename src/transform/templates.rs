@@ -73,8 +73,8 @@ impl Templates {
         self.outputs.get(&key)
     }
 
-    pub fn remember(&self, key: u64, output: &str) {
-        self.outputs.insert(key, output.into());
+    pub fn remember(&self, key: u64, output: std::sync::Arc<str>) {
+        self.outputs.insert(key, output);
     }
 
     pub fn has(&self, name: &str) -> bool {
