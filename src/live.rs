@@ -15,7 +15,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::config::Diagnostic;
 use crate::rules::Rules;
 use crate::site::Sites;
-use crate::store::{ingest_site, IngestError, Ingested, Store, StoreError};
+use crate::store::{ingest_site, Compressed, IngestError, Ingested, Store, StoreError};
 use crate::transform::RenderCache;
 
 pub struct Live {
@@ -207,6 +207,15 @@ impl Live {
     /// Ingests one site folder and switches to the result. On a bad
     /// site.toml the old version keeps serving and the problem is recorded.
     pub fn refresh(&self, name: &str) -> Result<Ingested, IngestError> {
+        self.refresh_with(name, &Compressed::default())
+    }
+
+    /// [`Live::refresh`], taking compressed copies already made elsewhere.
+    pub fn refresh_with(
+        &self,
+        name: &str,
+        compressed: &Compressed,
+    ) -> Result<Ingested, IngestError> {
         let _one_at_a_time = self.publishing.lock().unwrap();
         // Sites whose folders are gone give up their hosts first, so a
         // renamed folder can take them whatever order the events came in.
@@ -238,6 +247,7 @@ impl Live {
             &self.sites_dir,
             name,
             current.get(name).map(|v| v.as_ref()),
+            compressed,
             check,
         );
         match &result {

@@ -1,7 +1,8 @@
 //! The fleet: Debian's nats-server with JetStream and three outpost boxes on
 //! loopback. Publish reaches every box, rollback too; without NATS the boxes
 //! keep serving, and a publish made while they were cut off arrives when
-//! NATS is back. A corrupt file is refused.
+//! NATS is back, and a box that was down catches up. A corrupt file or
+//! pack is refused.
 
 mod common;
 use std::path::{Path, PathBuf};
@@ -164,6 +165,90 @@ fn publish_rollback_and_a_network_split() {
     assert!(all_serve(&boxes, "v3"));
 }
 
+/// Overwrites the object `name` in the fleet's file store with `bytes`.
+fn tamper(nats: &Nats, name: &str, bytes: &[u8]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let files = js.get_object_store("outpost-files").await.unwrap();
+        files.put(name, &mut &bytes[..]).await.unwrap();
+    });
+}
+
+/// The pack named in the latest manifest of site `main`.
+fn latest_pack(nats: &Nats) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let sites = js.get_key_value("outpost-sites").await.unwrap();
+        let raw = sites.get("main").await.unwrap().unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        manifest["pack"].as_str().unwrap().to_string()
+    })
+}
+
+/// Starts the boxes again over their roots (stores and sites kept).
+fn restart(nats: &Nats, roots: Vec<Root>) -> Vec<(Root, Server)> {
+    roots
+        .into_iter()
+        .enumerate()
+        .map(|(i, root)| {
+            let s = Server::start_serving_with(
+                root.path(),
+                &["--fleet", &nats.url(), "--box-id", &format!("box{i}")],
+            );
+            (root, s)
+        })
+        .collect()
+}
+
+/// Every box refuses the latest version, keeps serving `kept`, and reports
+/// `why` in `fleet status`.
+fn all_refuse(boxes: &[(Root, Server)], nats: &Nats, kept: &str, why: &str) {
+    for (_, s) in boxes {
+        s.wait_for_log(
+            "published version refused; keeping the current one",
+            Duration::from_secs(10),
+        );
+        assert_eq!(s.get("main.localhost", "/").text(), kept);
+    }
+    let out = outpost()
+        .args(["fleet", "status", "--fleet", &nats.url()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(why));
+}
+
+#[test]
+fn a_corrupt_pack_is_refused_and_the_box_keeps_its_version() {
+    let js = tempfile::tempdir().unwrap();
+    let nats = Nats::start(js.path(), free_port());
+    let source = Root::new();
+    source
+        .site("main", &["main.localhost"], true)
+        .write("sites/main/public/index.html", "good");
+    let boxes = boxes(&nats);
+    publish(&source, &nats);
+    assert!(all_serve(&boxes, "good"));
+
+    // The boxes are down while the next version is published and its pack
+    // is damaged; they catch up when they come back.
+    let roots: Vec<Root> = boxes.into_iter().map(|(root, _)| root).collect();
+    source.write("sites/main/public/index.html", "next version");
+    publish(&source, &nats);
+    tamper(&nats, &latest_pack(&nats), b"damaged");
+    let boxes = restart(&nats, roots);
+    all_refuse(&boxes, &nats, "good", "does not match its hash");
+}
+
 #[test]
 fn a_corrupt_file_is_refused_and_the_box_keeps_its_version() {
     let js = tempfile::tempdir().unwrap();
@@ -176,34 +261,42 @@ fn a_corrupt_file_is_refused_and_the_box_keeps_its_version() {
     publish(&source, &nats);
     assert!(all_serve(&boxes, "good"));
 
-    // Someone stores wrong bytes under the hash of the next version's file.
+    // Someone stores wrong bytes under the hash of the next version's file
+    // (the publisher then finds it stored and does not upload it). The
+    // boxes are down for two versions: the second's pack does not carry
+    // that file, so they fetch it on its own.
+    let roots: Vec<Root> = boxes.into_iter().map(|(root, _)| root).collect();
     let next = "next version";
-    let hash = blake3::hash(next.as_bytes()).to_hex().to_string();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let files = js.get_object_store("outpost-files").await.unwrap();
-        files
-            .put(hash.as_str(), &mut "tampered".as_bytes())
-            .await
-            .unwrap();
-    });
+    tamper(
+        &nats,
+        blake3::hash(next.as_bytes()).to_hex().as_ref(),
+        b"tampered",
+    );
     source.write("sites/main/public/index.html", next);
     publish(&source, &nats);
-    for (_, s) in &boxes {
-        s.wait_for_log(
-            "published version refused; keeping the current one",
-            Duration::from_secs(10),
-        );
-        assert_eq!(s.get("main.localhost", "/").text(), "good");
-    }
-    let out = outpost()
-        .args(["fleet", "status", "--fleet", &nats.url()])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("does not match its hash"));
+    source.write("sites/main/public/about.html", "about");
+    publish(&source, &nats);
+    let boxes = restart(&nats, roots);
+    all_refuse(&boxes, &nats, "good", "does not match its hash");
+}
+
+#[test]
+fn a_box_that_was_down_catches_up_with_what_was_published_meanwhile() {
+    let js = tempfile::tempdir().unwrap();
+    let nats = Nats::start(js.path(), free_port());
+    let source = Root::new();
+    source
+        .site("main", &["main.localhost"], true)
+        .write("sites/main/public/index.html", "v1");
+    let boxes = boxes(&nats);
+    publish(&source, &nats);
+    assert!(all_serve(&boxes, "v1"));
+
+    let roots: Vec<Root> = boxes.into_iter().map(|(root, _)| root).collect();
+    source.write("sites/main/public/index.html", "v2");
+    publish(&source, &nats);
+    source.write("sites/main/public/index.html", "v3");
+    publish(&source, &nats);
+    let boxes = restart(&nats, roots);
+    assert!(all_serve(&boxes, "v3"));
 }

@@ -13,7 +13,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::version::compressible;
 use super::{
     blob_key, collect_garbage, Encoding, Manifest, ManifestFile, Scan, SiteVersion, Store,
     StoreError, BLOBS, CURRENT, KEPT_VERSIONS, SCANS, VERSIONS,
@@ -21,12 +20,10 @@ use super::{
 use crate::compress;
 use crate::config::{Diagnostic, SiteConfig};
 
-/// Brotli quality at ingest: 6 compresses within a few percent of 9 at a
-/// fraction of the time, which a 500-file publish feels on every box.
-const BROTLI_QUALITY: i32 = 6;
-
-/// Smallest file worth compressing.
-const COMPRESS_MIN: u64 = 256;
+/// Compressed copies made elsewhere (by a fleet's publisher), by the hash
+/// of the content they are copies of: ingest takes them instead of
+/// compressing again.
+pub type Compressed = HashMap<String, (Option<Bytes>, Option<Bytes>)>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -77,6 +74,7 @@ pub fn ingest_site(
     sites_dir: &Path,
     name: &str,
     serving: Option<&SiteVersion>,
+    compressed: &Compressed,
     check: impl Fn(&SiteConfig) -> Result<(), Vec<Diagnostic>>,
 ) -> Result<Ingested, IngestError> {
     let dir = sites_dir.join(name);
@@ -137,7 +135,7 @@ pub fn ingest_site(
     if !to_read.is_empty() {
         tracing::info!(site = name, files = to_read.len(), "reading changed files");
     }
-    let read = read_all(&to_read)?;
+    let read = read_all(&to_read, compressed)?;
 
     let mut files = Vec::with_capacity(found.len());
     let mut scans = Vec::with_capacity(found.len());
@@ -333,7 +331,10 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
 }
 
 /// Reads, hashes and compresses files on every core.
-fn read_all(files: &[&Found]) -> Result<HashMap<String, std::io::Result<Read>>, IngestError> {
+fn read_all(
+    files: &[&Found],
+    compressed: &Compressed,
+) -> Result<HashMap<String, std::io::Result<Read>>, IngestError> {
     let next = AtomicUsize::new(0);
     let busy = std::sync::Mutex::new(None);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -343,7 +344,7 @@ fn read_all(files: &[&Found]) -> Result<HashMap<String, std::io::Result<Read>>, 
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(f) = files.get(i) else { break };
-                match read_one(f) {
+                match read_one(f, compressed) {
                     Ok(Some(r)) => {
                         results.lock().unwrap().insert(f.rel.clone(), Ok(r));
                     }
@@ -366,20 +367,16 @@ fn read_all(files: &[&Found]) -> Result<HashMap<String, std::io::Result<Read>>, 
 }
 
 /// Reads one file; `None` when it changed while being read.
-fn read_one(f: &Found) -> std::io::Result<Option<Read>> {
+fn read_one(f: &Found, compressed: &Compressed) -> std::io::Result<Option<Read>> {
     let data = std::fs::read(&f.abs)?;
     let after = std::fs::metadata(&f.abs)?;
     if after.len() != f.size || data.len() as u64 != f.size || mtime_ns(&after) != f.mtime_ns {
         return Ok(None);
     }
     let hash = blake3::hash(&data).to_hex().to_string();
-    let (gzip, br) = if compressible(&f.rel) && f.size >= COMPRESS_MIN {
-        (
-            compress::worth(&data, compress::gzip(&data, 9)),
-            compress::worth(&data, compress::brotli(&data, BROTLI_QUALITY)),
-        )
-    } else {
-        (None, None)
+    let (gzip, br) = match compressed.get(&hash) {
+        Some(copies) => copies.clone(),
+        None => compress::for_storage(&f.rel, &data),
     };
     let alternates = if f.rel.ends_with(".html") || f.rel.ends_with(".htm") {
         super::alternates::hreflang_links(&data)

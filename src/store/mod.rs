@@ -11,8 +11,8 @@ mod alternates;
 mod ingest;
 mod version;
 
-pub use ingest::{ingest_site, IngestError, Ingested};
-pub use version::{Encoding, Lookup, SiteVersion, StoredFile};
+pub use ingest::{ingest_site, Compressed, IngestError, Ingested};
+pub use version::{compressible, Encoding, Lookup, SiteVersion, StoredFile};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,13 +2,18 @@
 //! on every edge box.
 //!
 //! A publish uploads each file once, named by its content hash, to the
-//! object store `outpost-files`, then writes the site's manifest to the
-//! key-value bucket `outpost-sites` (rules travel under the key `_rules`).
-//! A box following the bucket fetches only the files it lacks, checks each
-//! against its hash, writes the version into its own sites/ folder in one
-//! rename, ingests it and switches atomically, then reports what it serves
-//! in `outpost-boxes`. Without NATS a box keeps serving what it has and
+//! object store `outpost-files`, plus a pack of the files new since the
+//! site's previous version with their compressed copies (see [`pack`]),
+//! then writes the site's manifest to the key-value bucket `outpost-sites`
+//! (rules travel under the key `_rules`). A box following the bucket takes
+//! the files it lacks from the pack, or one by one when it is further
+//! behind, checks each against its hash, writes the version into its own
+//! sites/ folder in one rename, ingests it (compressing only what the pack
+//! did not bring) and switches atomically, then reports what it serves in
+//! `outpost-boxes`. Without NATS a box keeps serving what it has and
 //! catches up from the bucket's latest values when NATS returns.
+
+mod pack;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 use crate::live::Live;
+use crate::store::Compressed;
 
 const FILES: &str = "outpost-files";
 const SITES: &str = "outpost-sites";
@@ -51,6 +57,8 @@ pub enum FleetError {
     NoEarlier(String),
     #[error("manifest of `{0}` is unreadable: {1}")]
     Manifest(String, String),
+    #[error("pack {name} of version {version} is missing, damaged or does not match its hash; version rejected")]
+    Pack { name: String, version: String },
 }
 
 fn nats(e: impl std::fmt::Display) -> FleetError {
@@ -73,6 +81,9 @@ pub struct Published {
     /// site.toml (empty for rules).
     pub settings: String,
     pub files: Vec<PublishedFile>,
+    /// The object holding the files new since the previous version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -211,6 +222,7 @@ async fn upload(
             published_unix_ms,
             settings,
             files,
+            pack: None,
         },
         uploaded,
     ))
@@ -237,7 +249,16 @@ pub async fn publish(
         let dir = root.join("sites").join(site);
         let settings = std::fs::read_to_string(dir.join("site.toml"))
             .map_err(|_| FleetError::NoSite(site.clone()))?;
-        let (published, new) = upload(&b, &dir.join("public"), settings).await?;
+        let public = dir.join("public");
+        let previous = latest(&b, site).await;
+        // Files go up one by one (waiting on NATS) while the pack is made
+        // (on the cores).
+        let (uploaded, pack) = tokio::join!(
+            upload(&b, &public, settings),
+            upload_pack(&b, &public, previous.as_ref())
+        );
+        let (mut published, new) = uploaded?;
+        published.pack = pack?;
         put(&b, site, &published).await?;
         report.push((
             site.clone(),
@@ -247,6 +268,87 @@ pub async fn publish(
         ));
     }
     Ok(report)
+}
+
+/// The version published last under `key`, if any is readable.
+async fn latest(b: &Buckets, key: &str) -> Option<Published> {
+    let raw = b.sites.get(key).await.ok()??;
+    serde_json::from_slice(&raw).ok()
+}
+
+/// Packs the files under `dir` that `previous` did not have, compressed
+/// on every core, and uploads the pack; returns its name (`None` when no
+/// file is new). A file that changes meanwhile is missing from the pack or
+/// packed under a hash the manifest does not name; either way a box fetches
+/// it on its own.
+async fn upload_pack(
+    b: &Buckets,
+    dir: &Path,
+    previous: Option<&Published>,
+) -> Result<Option<String>, FleetError> {
+    let old: std::collections::HashSet<String> = previous
+        .iter()
+        .flat_map(|p| p.files.iter().map(|f| f.hash.clone()))
+        .collect();
+    let found = files_of(dir)?;
+    let entries = tokio::task::spawn_blocking(move || compress_new(&found, &old))
+        .await
+        .map_err(|e| FleetError::Nats(e.to_string()))??;
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let data = pack::write(&entries);
+    let name = format!("pack-{}", hash(&data));
+    if b.files.info(&name).await.is_err() {
+        b.files
+            .put(name.as_str(), &mut data.as_slice())
+            .await
+            .map_err(nats)?;
+    }
+    Ok(Some(name))
+}
+
+/// Reads `(path, file)`s on every core and compresses those whose hash is
+/// not in `old` (each content once).
+fn compress_new(
+    files: &[(String, PathBuf)],
+    old: &std::collections::HashSet<String>,
+) -> Result<Vec<pack::Entry>, FleetError> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let done = std::sync::Mutex::new(Vec::with_capacity(files.len()));
+    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(files.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((rel, path)) = files.get(i) else {
+                    break;
+                };
+                let entry = std::fs::read(path).map_err(io(path)).map(|data| {
+                    let h = hash(&data);
+                    if old.contains(&h) || !seen.lock().unwrap().insert(h.clone()) {
+                        return None;
+                    }
+                    let (gzip, br) = crate::compress::for_storage(rel, &data);
+                    Some(pack::Entry {
+                        hash: h,
+                        identity: data.into(),
+                        gzip,
+                        br,
+                    })
+                });
+                done.lock().unwrap().push((i, entry));
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap();
+    done.sort_by_key(|(i, _)| *i);
+    let mut entries = Vec::new();
+    for (_, entry) in done {
+        entries.extend(entry?);
+    }
+    Ok(entries)
 }
 
 async fn put(b: &Buckets, key: &str, p: &Published) -> Result<(), FleetError> {
@@ -317,7 +419,9 @@ async fn follow_once(
     served: &mut BTreeMap<String, String>,
 ) -> Result<(), FleetError> {
     let b = buckets(url).await?;
-    let mut watch = b.sites.watch_all().await.map_err(nats)?;
+    // The latest value of every key first (what was published while this
+    // box was down or cut off), then each new one.
+    let mut watch = b.sites.watch_with_history(">").await.map_err(nats)?;
     tracing::info!(url, "following the fleet");
     while let Some(entry) = watch.next().await {
         let entry = entry.map_err(nats)?;
@@ -335,10 +439,12 @@ async fn follow_once(
             })
         } else {
             match take_site(&b, root, &entry.key, &published).await {
-                Ok(()) => {
+                Ok(compressed) => {
                     // Ingest now rather than after the watcher's quiet period.
                     let (live, site) = (live.clone(), entry.key.clone());
-                    let _ = tokio::task::spawn_blocking(move || live.refresh(&site)).await;
+                    let _ =
+                        tokio::task::spawn_blocking(move || live.refresh_with(&site, &compressed))
+                            .await;
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -369,56 +475,102 @@ async fn follow_once(
 /// A file of a version: the local copy (same content) or fetched bytes.
 enum Content {
     Local(PathBuf),
-    Fetched(Vec<u8>),
+    Fetched(Bytes),
 }
 
 /// The content of each file of `published`: the local copy when it has the
-/// right hash, else fetched and checked against its hash.
+/// right hash, else from the version's pack, else fetched on its own; each
+/// checked against its hash. Also the compressed copies the pack brought.
 async fn gather(
     b: &Buckets,
     local: &Path,
     published: &Published,
-) -> Result<Vec<(String, Content)>, FleetError> {
-    let fetches: Vec<_> = published
-        .files
-        .iter()
-        .map(|f| fetch_one(b, local, f, &published.version))
-        .collect();
-    futures_util::stream::iter(fetches)
+) -> Result<(Vec<(String, Content)>, Compressed), FleetError> {
+    let mut files = Vec::with_capacity(published.files.len());
+    let mut lacking = Vec::new();
+    for f in &published.files {
+        let here = local.join(&f.path);
+        match std::fs::read(&here) {
+            Ok(data) if hash(&data) == f.hash => files.push((f.path.clone(), Content::Local(here))),
+            _ => lacking.push(f),
+        }
+    }
+    let mut compressed = Compressed::new();
+    let mut packed = std::collections::HashMap::new();
+    if let (Some(name), false) = (&published.pack, lacking.is_empty()) {
+        for e in fetch_pack(b, name, &published.version).await? {
+            compressed.insert(e.hash.clone(), (e.gzip, e.br));
+            packed.insert(e.hash, e.identity);
+        }
+    }
+    let mut rest = Vec::new();
+    for f in lacking {
+        match packed.get(&f.hash) {
+            Some(data) if hash(data) == f.hash => {
+                files.push((f.path.clone(), Content::Fetched(data.clone())))
+            }
+            Some(_) => return Err(corrupt(f, &published.version)),
+            None => rest.push(fetch_one(b, f, &published.version)),
+        }
+    }
+    let fetched: Vec<_> = futures_util::stream::iter(rest)
         .buffered(IN_FLIGHT)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
         .collect()
+        .await;
+    for f in fetched {
+        files.push(f?);
+    }
+    Ok((files, compressed))
+}
+
+fn corrupt(f: &PublishedFile, version: &str) -> FleetError {
+    FleetError::Corrupt {
+        path: f.path.clone(),
+        version: version.to_string(),
+    }
+}
+
+/// The pack `name`, checked whole against its hash.
+async fn fetch_pack(
+    b: &Buckets,
+    name: &str,
+    version: &str,
+) -> Result<Vec<pack::Entry>, FleetError> {
+    let refused = || FleetError::Pack {
+        name: name.to_string(),
+        version: version.to_string(),
+    };
+    let mut object = b.files.get(name).await.map_err(|_| refused())?;
+    let mut data = Vec::new();
+    object.read_to_end(&mut data).await.map_err(|_| refused())?;
+    if name.strip_prefix("pack-") != Some(hash(&data).as_str()) {
+        return Err(refused());
+    }
+    pack::read(&Bytes::from(data)).ok_or_else(refused)
 }
 
 async fn fetch_one(
     b: &Buckets,
-    local: &Path,
     f: &PublishedFile,
     version: &str,
 ) -> Result<(String, Content), FleetError> {
-    let here = local.join(&f.path);
-    if let Ok(data) = std::fs::read(&here) {
-        if hash(&data) == f.hash {
-            return Ok((f.path.clone(), Content::Local(here)));
-        }
-    }
-    let missing = || FleetError::Missing {
-        path: f.path.clone(),
-        version: version.to_string(),
-    };
-    let corrupt = || FleetError::Corrupt {
-        path: f.path.clone(),
-        version: version.to_string(),
-    };
-    let mut object = b.files.get(&f.hash).await.map_err(|_| missing())?;
+    let mut object = b
+        .files
+        .get(&f.hash)
+        .await
+        .map_err(|_| FleetError::Missing {
+            path: f.path.clone(),
+            version: version.to_string(),
+        })?;
     let mut data = Vec::new();
-    object.read_to_end(&mut data).await.map_err(|_| corrupt())?;
+    object
+        .read_to_end(&mut data)
+        .await
+        .map_err(|_| corrupt(f, version))?;
     if hash(&data) != f.hash {
-        return Err(corrupt());
+        return Err(corrupt(f, version));
     }
-    Ok((f.path.clone(), Content::Fetched(data)))
+    Ok((f.path.clone(), Content::Fetched(data.into())))
 }
 
 /// Writes a version's files into `dir`. Unchanged files are hard links to
@@ -446,19 +598,20 @@ fn write_all(dir: &Path, files: &[(String, Content)]) -> Result<(), FleetError> 
     Ok(())
 }
 
-/// Writes a site version beside the current folder, then swaps the two.
+/// Writes a site version beside the current folder, then swaps the two;
+/// returns the compressed copies its pack brought, for the ingest.
 async fn take_site(
     b: &Buckets,
     root: &Path,
     site: &str,
     published: &Published,
-) -> Result<(), FleetError> {
+) -> Result<Compressed, FleetError> {
     if site.starts_with('.') || site.contains(['/', '\\']) {
         return Err(FleetError::NoSite(site.to_string()));
     }
     let sites = root.join("sites");
     let current = sites.join(site);
-    let files = gather(b, &current.join("public"), published).await?;
+    let (files, compressed) = gather(b, &current.join("public"), published).await?;
     let incoming = sites.join(format!(".incoming-{site}"));
     let _ = std::fs::remove_dir_all(&incoming);
     write_all(&incoming.join("public"), &files)?;
@@ -471,13 +624,13 @@ async fn take_site(
     }
     std::fs::rename(&incoming, &current).map_err(io(&incoming))?;
     let _ = std::fs::remove_dir_all(&old);
-    Ok(())
+    Ok(compressed)
 }
 
 /// Rules are few and small: written in place, then loaded once.
 async fn take_rules(b: &Buckets, root: &Path, published: &Published) -> Result<(), FleetError> {
     let dir = root.join("rules");
-    let files = gather(b, &dir, published).await?;
+    let (files, _) = gather(b, &dir, published).await?;
     for (rel, path) in files_of(&dir)? {
         if !published.files.iter().any(|f| f.path == rel) {
             let _ = std::fs::remove_file(path);
