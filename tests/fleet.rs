@@ -165,6 +165,21 @@ fn publish_rollback_and_a_network_split() {
     assert!(all_serve(&boxes, "v3"));
 }
 
+/// NATS, a source root whose site `main` says `text`, published, and three
+/// boxes serving it.
+fn serving(text: &str) -> (tempfile::TempDir, Nats, Root, Vec<(Root, Server)>) {
+    let js = tempfile::tempdir().unwrap();
+    let nats = Nats::start(js.path(), free_port());
+    let source = Root::new();
+    source
+        .site("main", &["main.localhost"], true)
+        .write("sites/main/public/index.html", text);
+    let boxes = boxes(&nats);
+    publish(&source, &nats);
+    assert!(all_serve(&boxes, text));
+    (js, nats, source, boxes)
+}
+
 /// Overwrites the object `name` in the fleet's file store with `bytes`.
 fn tamper(nats: &Nats, name: &str, bytes: &[u8]) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -229,15 +244,7 @@ fn all_refuse(boxes: &[(Root, Server)], nats: &Nats, kept: &str, why: &str) {
 
 #[test]
 fn a_corrupt_pack_is_refused_and_the_box_keeps_its_version() {
-    let js = tempfile::tempdir().unwrap();
-    let nats = Nats::start(js.path(), free_port());
-    let source = Root::new();
-    source
-        .site("main", &["main.localhost"], true)
-        .write("sites/main/public/index.html", "good");
-    let boxes = boxes(&nats);
-    publish(&source, &nats);
-    assert!(all_serve(&boxes, "good"));
+    let (_js, nats, source, boxes) = serving("good");
 
     // The boxes are down while the next version is published and its pack
     // is damaged; they catch up when they come back.
@@ -251,15 +258,7 @@ fn a_corrupt_pack_is_refused_and_the_box_keeps_its_version() {
 
 #[test]
 fn a_corrupt_file_is_refused_and_the_box_keeps_its_version() {
-    let js = tempfile::tempdir().unwrap();
-    let nats = Nats::start(js.path(), free_port());
-    let source = Root::new();
-    source
-        .site("main", &["main.localhost"], true)
-        .write("sites/main/public/index.html", "good");
-    let boxes = boxes(&nats);
-    publish(&source, &nats);
-    assert!(all_serve(&boxes, "good"));
+    let (_js, nats, source, boxes) = serving("good");
 
     // Someone stores wrong bytes under the hash of the next version's file
     // (the publisher then finds it stored and does not upload it). The
@@ -282,15 +281,7 @@ fn a_corrupt_file_is_refused_and_the_box_keeps_its_version() {
 
 #[test]
 fn a_box_that_was_down_catches_up_with_what_was_published_meanwhile() {
-    let js = tempfile::tempdir().unwrap();
-    let nats = Nats::start(js.path(), free_port());
-    let source = Root::new();
-    source
-        .site("main", &["main.localhost"], true)
-        .write("sites/main/public/index.html", "v1");
-    let boxes = boxes(&nats);
-    publish(&source, &nats);
-    assert!(all_serve(&boxes, "v1"));
+    let (_js, nats, source, boxes) = serving("v1");
 
     let roots: Vec<Root> = boxes.into_iter().map(|(root, _)| root).collect();
     source.write("sites/main/public/index.html", "v2");
