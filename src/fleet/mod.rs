@@ -182,13 +182,16 @@ async fn upload(
     b: &Buckets,
     dir: &Path,
     settings: String,
+    previous: Option<&Published>,
 ) -> Result<(Published, usize), FleetError> {
+    // What the previous version had is stored already: no round trip to ask.
+    let stored = &hashes(previous);
     let found = files_of(dir)?;
     let results: Vec<Result<(PublishedFile, bool), FleetError>> = futures_util::stream::iter(found)
         .map(|(rel, path)| async move {
             let data = std::fs::read(&path).map_err(io(&path))?;
             let h = hash(&data);
-            let new = b.files.info(&h).await.is_err();
+            let new = !stored.contains(h.as_str()) && b.files.info(&h).await.is_err();
             if new {
                 b.files
                     .put(h.as_str(), &mut data.as_slice())
@@ -237,7 +240,14 @@ pub async fn publish(
 ) -> Result<Vec<(String, String, usize, usize)>, FleetError> {
     let b = buckets(url).await?;
     let mut report = Vec::new();
-    let (rules, new) = upload(&b, &root.join("rules"), String::new()).await?;
+    let previous_rules = latest(&b, RULES_KEY).await;
+    let (rules, new) = upload(
+        &b,
+        &root.join("rules"),
+        String::new(),
+        previous_rules.as_ref(),
+    )
+    .await?;
     put(&b, RULES_KEY, &rules).await?;
     report.push((
         RULES_KEY.to_string(),
@@ -254,7 +264,7 @@ pub async fn publish(
         // Files go up one by one (waiting on NATS) while the pack is made
         // (on the cores).
         let (uploaded, pack) = tokio::join!(
-            upload(&b, &public, settings),
+            upload(&b, &public, settings, previous.as_ref()),
             upload_pack(&b, &public, previous.as_ref())
         );
         let (mut published, new) = uploaded?;
@@ -268,6 +278,14 @@ pub async fn publish(
         ));
     }
     Ok(report)
+}
+
+/// The content hashes of a published version's files.
+fn hashes(published: Option<&Published>) -> std::collections::HashSet<String> {
+    published
+        .iter()
+        .flat_map(|p| p.files.iter().map(|f| f.hash.clone()))
+        .collect()
 }
 
 /// The version published last under `key`, if any is readable.
@@ -286,10 +304,7 @@ async fn upload_pack(
     dir: &Path,
     previous: Option<&Published>,
 ) -> Result<Option<String>, FleetError> {
-    let old: std::collections::HashSet<String> = previous
-        .iter()
-        .flat_map(|p| p.files.iter().map(|f| f.hash.clone()))
-        .collect();
+    let old = hashes(previous);
     let found = files_of(dir)?;
     let entries = tokio::task::spawn_blocking(move || compress_new(&found, &old))
         .await
