@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use outpost::config::{Overrides, Settings};
+use outpost::config::{Diagnostic, Overrides, Settings};
 
 // Requests allocate many small, short-lived buffers from several threads;
 // mimalloc's thread-local pages cost less per request than glibc's arenas.
@@ -183,13 +183,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         geoip: args.geoip,
     };
-    let settings = Settings::load(&args.root.root, &overrides).map_err(|errs| {
-        anyhow::anyhow!(errs
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("\n"))
-    })?;
+    let settings = Settings::load(&args.root.root, &overrides)
+        .map_err(|errs| anyhow::anyhow!(Diagnostic::lines(&errs)))?;
     // Many idle keep-alive connections need many descriptors.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
@@ -282,13 +277,8 @@ fn preview_link(args: PreviewLinkArgs) -> anyhow::Result<()> {
 }
 
 fn stats(args: StatsArgs) -> anyhow::Result<()> {
-    let settings = Settings::load(&args.root.root, &Overrides::default()).map_err(|errs| {
-        anyhow::anyhow!(errs
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("\n"))
-    })?;
+    let settings = Settings::load(&args.root.root, &Overrides::default())
+        .map_err(|errs| anyhow::anyhow!(Diagnostic::lines(&errs)))?;
     let reports = outpost::experiments::read_reports(&settings)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
@@ -345,11 +335,7 @@ fn publish(args: PublishArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         problems.is_empty(),
         "not published: `outpost check` finds problems:\n{}",
-        problems
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
+        Diagnostic::lines(&problems)
     );
     let report = runtime()?.block_on(outpost::fleet::publish(
         &args.fleet,

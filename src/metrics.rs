@@ -67,61 +67,74 @@ impl Metrics {
             .flat_map(|(site, m)| m.iter().map(move |(status, s)| ((site, status), s)))
             .collect();
         rows.sort_by_key(|(k, _)| *k);
-        let _ = writeln!(
-            out,
-            "# HELP outpost_requests_total Requests answered, by site and status."
-        );
-        let _ = writeln!(out, "# TYPE outpost_requests_total counter");
-        for ((site, status), s) in &rows {
-            let _ = writeln!(
-                out,
-                "outpost_requests_total{{site=\"{}\",status=\"{status}\"}} {}",
-                escape(site),
-                s.requests.load(Ordering::Relaxed)
-            );
+        let by_site: [(&str, &str, fn(&Series) -> u64); 2] = [
+            (
+                "outpost_requests_total",
+                "Requests answered, by site and status.",
+                |s: &Series| s.requests.load(Ordering::Relaxed),
+            ),
+            (
+                "outpost_response_bytes_total",
+                "Body bytes sent, by site and status.",
+                |s: &Series| s.bytes.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in by_site {
+            family(out, name, "counter", help);
+            for ((site, status), s) in &rows {
+                let status = status.to_string();
+                sample(out, name, &[("site", site), ("status", &status)], value(s));
+            }
         }
-        let _ = writeln!(
+        let name = "outpost_request_duration_seconds";
+        family(
             out,
-            "# HELP outpost_response_bytes_total Body bytes sent, by site and status."
+            name,
+            "histogram",
+            "Time from request to response head.",
         );
-        let _ = writeln!(out, "# TYPE outpost_response_bytes_total counter");
-        for ((site, status), s) in &rows {
-            let _ = writeln!(
-                out,
-                "outpost_response_bytes_total{{site=\"{}\",status=\"{status}\"}} {}",
-                escape(site),
-                s.bytes.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP outpost_request_duration_seconds Time from request to response head."
-        );
-        let _ = writeln!(out, "# TYPE outpost_request_duration_seconds histogram");
+        let bucket = format!("{name}_bucket");
         let mut cumulative = 0;
         for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
             cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "outpost_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
+            sample(out, &bucket, &[("le", &bound.to_string())], cumulative);
         }
         let total = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "outpost_request_duration_seconds_bucket{{le=\"+Inf\"}} {total}"
-        );
-        let _ = writeln!(
-            out,
-            "outpost_request_duration_seconds_sum {}",
-            self.latency_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "outpost_request_duration_seconds_count {total}");
+        sample(out, &bucket, &[("le", "+Inf")], total);
+        let micros = self.latency_micros.load(Ordering::Relaxed);
+        sample(out, &format!("{name}_sum"), &[], micros as f64 / 1e6);
+        sample(out, &format!("{name}_count"), &[], total);
     }
 }
 
+/// Writes a metric family's `# HELP` and `# TYPE` lines.
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Writes one sample, `name{label="value",...} value`, labels escaped.
+pub fn sample(
+    out: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: impl std::fmt::Display,
+) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (label, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{label}=\"{}\"", escape(v));
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
 /// Label values escape `\`, `"` and newlines.
-pub fn escape(value: &str) -> String {
+fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

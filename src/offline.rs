@@ -20,7 +20,7 @@ use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
-    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", Diagnostic::lines(.0))]
     Config(Vec<Diagnostic>),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

@@ -5,7 +5,6 @@
 //! Mutations compare the bearer token in constant time and are refused
 //! outright while no token is set.
 
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -18,7 +17,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::handler::App;
-use crate::metrics::escape;
+use crate::metrics::{family, sample};
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -157,101 +156,96 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
         m.render(&mut out);
     }
     let live = &app.live;
-    let _ = writeln!(
-        out,
-        "# HELP outpost_site_version The store version each site serves."
+    let gauge = "gauge";
+    family(
+        &mut out,
+        "outpost_site_version",
+        gauge,
+        "The store version each site serves.",
     );
-    let _ = writeln!(out, "# TYPE outpost_site_version gauge");
     for v in live.sites_full().iter() {
-        let _ = writeln!(
-            out,
-            "outpost_site_version{{site=\"{}\"}} {}",
-            escape(&v.site),
-            v.number
+        sample(
+            &mut out,
+            "outpost_site_version",
+            &[("site", &v.site)],
+            v.number,
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP outpost_rules_errors Problems in the last rules load (0 when it succeeded)."
+    family(
+        &mut out,
+        "outpost_rules_errors",
+        gauge,
+        "Problems in the last rules load (0 when it succeeded).",
     );
-    let _ = writeln!(out, "# TYPE outpost_rules_errors gauge");
-    let _ = writeln!(out, "outpost_rules_errors {}", live.rules_problems().len());
-    let _ = writeln!(
-        out,
-        "# HELP outpost_rules_generation Increases with every successful rules load."
+    sample(
+        &mut out,
+        "outpost_rules_errors",
+        &[],
+        live.rules_problems().len(),
     );
-    let _ = writeln!(out, "# TYPE outpost_rules_generation gauge");
-    let _ = writeln!(
-        out,
-        "outpost_rules_generation {}",
-        live.rules_full().generation
+    family(
+        &mut out,
+        "outpost_rules_generation",
+        gauge,
+        "Increases with every successful rules load.",
+    );
+    sample(
+        &mut out,
+        "outpost_rules_generation",
+        &[],
+        live.rules_full().generation,
     );
     let f = &app.fragments.stats;
-    let _ = writeln!(
-        out,
-        "# HELP outpost_fragment_results_total Fragments put into pages, by how fresh they were."
+    let counter = "counter";
+    let name = "outpost_fragment_results_total";
+    family(
+        &mut out,
+        name,
+        counter,
+        "Fragments put into pages, by how fresh they were.",
     );
-    let _ = writeln!(out, "# TYPE outpost_fragment_results_total counter");
     for (result, n) in [
         ("fresh", &f.fresh),
         ("stale", &f.stale),
         ("failed", &f.failed),
     ] {
-        let _ = writeln!(
-            out,
-            "outpost_fragment_results_total{{result=\"{result}\"}} {}",
-            n.load(Ordering::Relaxed)
+        sample(
+            &mut out,
+            name,
+            &[("result", result)],
+            n.load(Ordering::Relaxed),
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP outpost_fragment_upstream_requests_total Requests made to fragment sources."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE outpost_fragment_upstream_requests_total counter"
-    );
-    let _ = writeln!(
-        out,
-        "outpost_fragment_upstream_requests_total {}",
-        f.upstream_requests.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP outpost_fragment_upstream_errors_total Fragment source requests that failed."
-    );
-    let _ = writeln!(out, "# TYPE outpost_fragment_upstream_errors_total counter");
-    let _ = writeln!(
-        out,
-        "outpost_fragment_upstream_errors_total {}",
-        f.upstream_errors.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP outpost_experiment_exposures_total Responses served in each variant."
-    );
-    let _ = writeln!(out, "# TYPE outpost_experiment_exposures_total counter");
+    for (name, help, n) in [
+        (
+            "outpost_fragment_upstream_requests_total",
+            "Requests made to fragment sources.",
+            &f.upstream_requests,
+        ),
+        (
+            "outpost_fragment_upstream_errors_total",
+            "Fragment source requests that failed.",
+            &f.upstream_errors,
+        ),
+    ] {
+        family(&mut out, name, counter, help);
+        sample(&mut out, name, &[], n.load(Ordering::Relaxed));
+    }
     let rows = app.experiments.rows();
+    let name = "outpost_experiment_exposures_total";
+    family(&mut out, name, counter, "Responses served in each variant.");
     for (e, v, x, _) in &rows {
-        let _ = writeln!(
-            out,
-            "outpost_experiment_exposures_total{{experiment=\"{}\",variant=\"{}\"}} {x}",
-            escape(e),
-            escape(v)
-        );
+        sample(&mut out, name, &[("experiment", e), ("variant", v)], x);
     }
-    let _ = writeln!(
-        out,
-        "# HELP outpost_experiment_conversions_total Goals reached, by the visitor's variant."
+    let name = "outpost_experiment_conversions_total";
+    family(
+        &mut out,
+        name,
+        counter,
+        "Goals reached, by the visitor's variant.",
     );
-    let _ = writeln!(out, "# TYPE outpost_experiment_conversions_total counter");
     for (e, v, _, c) in &rows {
-        let _ = writeln!(
-            out,
-            "outpost_experiment_conversions_total{{experiment=\"{}\",variant=\"{}\"}} {c}",
-            escape(e),
-            escape(v)
-        );
+        sample(&mut out, name, &[("experiment", e), ("variant", v)], c);
     }
     (
         [(

@@ -30,6 +30,15 @@ impl fmt::Display for Diagnostic {
 }
 
 impl Diagnostic {
+    /// Several diagnostics, one per line, as `check` prints them.
+    pub fn lines(diagnostics: &[Diagnostic]) -> String {
+        diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// A problem at byte offset `at` of `source`.
     pub fn at(file: &Path, source: &str, at: usize, message: impl Into<String>) -> Self {
         let (line, col) = line_col(source, at);

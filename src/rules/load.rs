@@ -29,7 +29,7 @@ use crate::transform::Templates;
 
 /// Every rules file problem found in one load.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+#[error("{}", Diagnostic::lines(.0))]
 pub struct LoadError(pub Vec<Diagnostic>);
 
 const ACTIONS: [&str; 9] = [

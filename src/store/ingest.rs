@@ -27,7 +27,7 @@ pub type Compressed = HashMap<String, (Option<Bytes>, Option<Bytes>)>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", Diagnostic::lines(.0))]
     Config(Vec<Diagnostic>),
     #[error("{0}: still being written; will retry")]
     Busy(PathBuf),
