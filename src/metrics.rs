@@ -20,6 +20,9 @@ struct Series {
     bytes: AtomicU64,
 }
 
+/// Which count of a series a metric family reports.
+type ReadSeries = fn(&Series) -> u64;
+
 #[derive(Default)]
 pub struct Metrics {
     by_site: RwLock<HashMap<String, HashMap<u16, Series>>>,
@@ -67,7 +70,7 @@ impl Metrics {
             .flat_map(|(site, m)| m.iter().map(move |(status, s)| ((site, status), s)))
             .collect();
         rows.sort_by_key(|(k, _)| *k);
-        let by_site: [(&str, &str, fn(&Series) -> u64); 2] = [
+        let by_site: [(&str, &str, ReadSeries); 2] = [
             (
                 "outpost_requests_total",
                 "Requests answered, by site and status.",

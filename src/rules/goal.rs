@@ -7,21 +7,37 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use super::decision::{Applied, Decision, Request};
-use super::variant::{Assignment, COOKIE_PREFIX};
+use super::variant::{keep_cookie, Assignment, COOKIE_PREFIX};
 
 #[derive(Debug)]
 pub struct Goal {
     pub experiment: Arc<str>,
     /// The experiment's variant names, to ignore forged cookies.
     pub variants: Vec<Arc<str>>,
+    /// The cookie naming the visitor's variant.
+    variant_cookie: String,
+    /// The cookie that remembers the conversion, and its Set-Cookie value.
+    converted: String,
+    set_converted: Option<HeaderValue>,
 }
 
 impl Goal {
+    /// A goal of `experiment`; its variants are linked once all rules load.
+    pub fn new(experiment: &str) -> Goal {
+        let converted = format!("outpost_conv_{experiment}");
+        Goal {
+            experiment: experiment.into(),
+            variants: Vec::new(),
+            variant_cookie: format!("{COOKIE_PREFIX}{experiment}"),
+            set_converted: keep_cookie(&converted, "1"),
+            converted,
+        }
+    }
+
     pub fn apply(&self, request: &Request<'_>, decision: &mut Decision) -> Applied {
         let ctx = request.ctx;
-        let cookie = format!("{COOKIE_PREFIX}{}", self.experiment);
         let Some(variant) = ctx
-            .cookie(&cookie)
+            .cookie(&self.variant_cookie)
             .filter(|v| self.variants.iter().any(|n| &**n == *v))
         else {
             return Applied::Skipped(format!(
@@ -29,14 +45,11 @@ impl Goal {
                 self.experiment
             ));
         };
-        let converted = format!("outpost_conv_{}", self.experiment);
-        if ctx.cookie(&converted).is_some() {
+        if ctx.cookie(&self.converted).is_some() {
             return Applied::Skipped("this visitor already converted".into());
         }
-        if let Ok(c) = HeaderValue::try_from(format!(
-            "{converted}=1; Max-Age=2592000; Path=/; SameSite=Lax"
-        )) {
-            decision.cookies.push(c);
+        if let Some(c) = &self.set_converted {
+            decision.cookies.push(c.clone());
         }
         decision.private = true;
         decision.conversions.push(Assignment {

@@ -21,7 +21,7 @@ use super::offer_local::{Mode, OfferLocal};
 use super::preview::Preview;
 use super::raw::{RawFile, RawRule};
 use super::redirect::{Redirect, Target};
-use super::variant::{Experiment, Transform, Variant, COOKIE_PREFIX};
+use super::variant::{keep_cookie, Experiment, Transform, Variant, COOKIE_PREFIX};
 use super::{Action, Rule, Rules};
 use crate::config::{closest, parse_toml, Diagnostic, Origin};
 use crate::transform::Op;
@@ -478,10 +478,7 @@ impl Compiler<'_> {
                     missing(errors, "an `experiment`");
                     return None;
                 };
-                Action::Goal(Goal {
-                    experiment: experiment.get_ref().as_str().into(),
-                    variants: Vec::new(),
-                })
+                Action::Goal(Goal::new(experiment.get_ref()))
             }
             "fragment" => self.fragment(raw, errors)?,
             _ => unreachable!("action names are checked first"),
@@ -514,6 +511,7 @@ impl Compiler<'_> {
             errors.push(self.err(raw.action.span(), "action `variant` needs `variants`"));
             return None;
         };
+        let cookie = format!("{COOKIE_PREFIX}{}", experiment.get_ref());
         let mut variants: Vec<Variant> = Vec::new();
         for v in raw_variants.get_ref() {
             let v = v.get_ref();
@@ -586,6 +584,7 @@ impl Compiler<'_> {
                     .as_ref()
                     .map(|s| Origin::new(self.file, self.source, s.span().start)),
                 transforms,
+                set_cookie: keep_cookie(&cookie, name),
             });
         }
         if variants.is_empty() {
@@ -597,7 +596,7 @@ impl Compiler<'_> {
             errors.push(self.err(raw_variants.span(), "the variants' weights add up to 0"));
         }
         Some(Action::Variant(Experiment {
-            cookie: format!("{COOKIE_PREFIX}{}", experiment.get_ref()),
+            cookie,
             experiment: experiment.get_ref().as_str().into(),
             variants,
             allow_force: raw.allow_force.as_ref().is_some_and(|f| *f.get_ref()),

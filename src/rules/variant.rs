@@ -31,6 +31,8 @@ pub struct Variant {
     /// Where `serve` was written, for `check` to point at.
     pub serve_origin: Option<crate::config::Origin>,
     pub transforms: Vec<Transform>,
+    /// Set-Cookie for a visitor newly drawn into this variant.
+    pub set_cookie: Option<HeaderValue>,
 }
 
 #[derive(Debug)]
@@ -40,6 +42,14 @@ pub struct Experiment {
     pub allow_force: bool,
     /// `outpost_exp_<experiment>`
     pub cookie: String,
+}
+
+/// A 30-day cookie `name=value`, as experiments and goals set them.
+pub fn keep_cookie(name: &str, value: &str) -> Option<HeaderValue> {
+    HeaderValue::try_from(format!(
+        "{name}={value}; Max-Age=2592000; Path=/; SameSite=Lax"
+    ))
+    .ok()
 }
 
 /// The variant a response was served in.
@@ -66,12 +76,8 @@ impl Experiment {
             (None, Some(v)) => (v, false),
             (None, None) => {
                 let v = self.draw(fastrand::u32(..self.total_weight().max(1)));
-                let cookie = format!(
-                    "{}={}; Max-Age=2592000; Path=/; SameSite=Lax",
-                    self.cookie, v.name
-                );
-                if let Ok(c) = HeaderValue::try_from(cookie) {
-                    decision.cookies.push(c);
+                if let Some(c) = &v.set_cookie {
+                    decision.cookies.push(c.clone());
                 }
                 (v, true)
             }
@@ -132,6 +138,7 @@ mod tests {
                     weight: *w,
                     serve: None,
                     serve_origin: None,
+                    set_cookie: None,
                     transforms: Vec::new(),
                 })
                 .collect(),
