@@ -29,6 +29,7 @@ pub mod handler;
 pub mod live;
 pub mod metrics;
 pub mod offline;
+mod parallel;
 pub mod respond;
 pub mod rule_tests;
 pub mod rules;

@@ -329,41 +329,22 @@ fn compress_new(
     files: &[(String, PathBuf)],
     old: &std::collections::HashSet<String>,
 ) -> Result<Vec<pack::Entry>, FleetError> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let done = std::sync::Mutex::new(Vec::with_capacity(files.len()));
     let seen = std::sync::Mutex::new(std::collections::HashSet::new());
-    std::thread::scope(|s| {
-        for _ in 0..workers.min(files.len()) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((rel, path)) = files.get(i) else {
-                    break;
-                };
-                let entry = std::fs::read(path).map_err(io(path)).map(|data| {
-                    let h = hash(&data);
-                    if old.contains(&h) || !seen.lock().unwrap().insert(h.clone()) {
-                        return None;
-                    }
-                    let (gzip, br) = crate::compress::for_storage(rel, &data);
-                    Some(pack::Entry {
-                        hash: h,
-                        identity: data.into(),
-                        gzip,
-                        br,
-                    })
-                });
-                done.lock().unwrap().push((i, entry));
-            });
+    let entries = crate::parallel::map(files, |(rel, path)| {
+        let data = std::fs::read(path).map_err(io(path))?;
+        let h = hash(&data);
+        if old.contains(&h) || !seen.lock().unwrap().insert(h.clone()) {
+            return Ok(None);
         }
+        let (gzip, br) = crate::compress::for_storage(rel, &data);
+        Ok(Some(pack::Entry {
+            hash: h,
+            identity: data.into(),
+            gzip,
+            br,
+        }))
     });
-    let mut done = done.into_inner().unwrap();
-    done.sort_by_key(|(i, _)| *i);
-    let mut entries = Vec::new();
-    for (_, entry) in done {
-        entries.extend(entry?);
-    }
-    Ok(entries)
+    entries.into_iter().filter_map(Result::transpose).collect()
 }
 
 async fn put(b: &Buckets, key: &str, p: &Published) -> Result<(), FleetError> {

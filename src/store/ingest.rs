@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -330,40 +330,39 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-/// Reads, hashes and compresses files on every core.
+/// Reads, hashes and compresses files on every core. A file still being
+/// written stops the ingest: the watcher retries once it settles.
 fn read_all(
     files: &[&Found],
     compressed: &Compressed,
 ) -> Result<HashMap<String, std::io::Result<Read>>, IngestError> {
-    let next = AtomicUsize::new(0);
-    let busy = std::sync::Mutex::new(None);
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let results = std::sync::Mutex::new(HashMap::with_capacity(files.len()));
-    std::thread::scope(|s| {
-        for _ in 0..workers.min(files.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(f) = files.get(i) else { break };
-                match read_one(f, compressed) {
-                    Ok(Some(r)) => {
-                        results.lock().unwrap().insert(f.rel.clone(), Ok(r));
-                    }
-                    Ok(None) => {
-                        *busy.lock().unwrap() = Some(f.abs.clone());
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %f.abs.display(), error = %e, "cannot read file; the rest of the site is still served");
-                        results.lock().unwrap().insert(f.rel.clone(), Err(e));
-                    }
-                }
-            });
+    // `None`: not read, because another file was found busy.
+    let busy = AtomicBool::new(false);
+    let results = crate::parallel::map(files, |f| {
+        if busy.load(Ordering::Relaxed) {
+            return None;
         }
+        let r = read_one(f, compressed);
+        if matches!(r, Ok(None)) {
+            busy.store(true, Ordering::Relaxed);
+        }
+        Some(r)
     });
-    if let Some(path) = busy.into_inner().unwrap() {
-        return Err(IngestError::Busy(path));
+    let mut read = HashMap::with_capacity(files.len());
+    for (f, r) in files.iter().zip(results) {
+        match r {
+            Some(Ok(None)) => return Err(IngestError::Busy(f.abs.clone())),
+            None => {}
+            Some(Err(e)) => {
+                tracing::warn!(path = %f.abs.display(), error = %e, "cannot read file; the rest of the site is still served");
+                read.insert(f.rel.clone(), Err(e));
+            }
+            Some(Ok(Some(r))) => {
+                read.insert(f.rel.clone(), Ok(r));
+            }
+        }
     }
-    Ok(results.into_inner().unwrap())
+    Ok(read)
 }
 
 /// Reads one file; `None` when it changed while being read.
