@@ -4,7 +4,7 @@
 mod common;
 use std::time::Duration;
 
-use common::{eventually, outpost, Root, Server};
+use common::{eventually, run_on, Root, Server};
 
 fn root(token: Option<&str>) -> Root {
     let root = Root::new();
@@ -114,12 +114,7 @@ fn without_a_token_mutations_are_refused() {
 fn a_public_admin_listener_without_a_token_is_refused_at_start() {
     let root = Root::new();
     root.write("outpost.toml", "admin_listen = \"0.0.0.0:0\"\n");
-    let out = outpost()
-        .args(["serve", "--root"])
-        .arg(root.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let out = run_on(root.path(), &["serve", "--listen", "127.0.0.1:0"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("outpost.toml:1:16: admin listener on 0.0.0.0:0 is reachable from other hosts; set `admin_token`"), "{err}");

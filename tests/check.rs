@@ -1,14 +1,10 @@
 //! `outpost check`: each problem as file:line:col, exit 1 on any.
 
 mod common;
-use common::{outpost, Root};
+use common::{run_on, Root};
 
 fn check(root: &Root) -> (i32, String) {
-    let out = outpost()
-        .args(["check", "--root"])
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = run_on(root.path(), &["check"]);
     (
         out.status.code().unwrap(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{eventually, Root, Server};
+use common::{eventually, run_on, Root, Server};
 
 /// A root whose page shows the country the rules saw.
 fn root(settings: &str) -> Root {
@@ -121,12 +121,7 @@ fn ip_location_db_schema_and_reload_on_change() {
 #[test]
 fn a_missing_database_is_a_clear_error_at_start() {
     let root = root("geoip = \"/nonexistent/country.mmdb\"\n");
-    let out = common::outpost()
-        .args(["serve", "--root"])
-        .arg(root.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let out = run_on(root.path(), &["serve", "--listen", "127.0.0.1:0"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/country.mmdb"), "{err}");

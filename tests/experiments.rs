@@ -5,7 +5,7 @@
 mod common;
 use std::time::Duration;
 
-use common::{outpost, Root, Server};
+use common::{run_on, Root, Server};
 
 const HOME: &str = "<html><body><h1 class=hero>Welcome</h1><a class=cta href=/signup/>Sign up</a><p id=promo>promo</p></body></html>";
 
@@ -272,11 +272,7 @@ fn exposures_and_conversions_survive_a_restart() {
         &[("Cookie", "outpost_exp_hero=forged")],
     );
     assert!(s.terminate().success());
-    let out = outpost()
-        .args(["stats", "--json", "--root"])
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = run_on(root.path(), &["stats", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -318,11 +314,7 @@ fn exposures_and_conversions_survive_a_restart() {
         &[("Cookie", "outpost_exp_hero=bold")],
     );
     drop(s);
-    let out = outpost()
-        .args(["stats", "--root"])
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = run_on(root.path(), &["stats"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("experiment hero"), "{text}");
 }
@@ -331,11 +323,7 @@ fn exposures_and_conversions_survive_a_restart() {
 fn a_missing_variant_file_serves_the_control() {
     let root = root();
     root.write("rules/exp.toml", "[[rule]]\nname = \"layout\"\naction = \"variant\"\nexperiment = \"layout\"\nvariants = [{ name = \"file\", serve = \"/gone.html\" }]\n");
-    let out = outpost()
-        .args(["check", "--root"])
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = run_on(root.path(), &["check"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, outpost, Root, Server};
+use common::{eventually, run, run_on, Root, Server};
 
 struct Nats {
     child: Child,
@@ -66,11 +66,7 @@ fn free_port() -> u16 {
 }
 
 fn publish(source: &Root, nats: &Nats) -> String {
-    let out = outpost()
-        .args(["publish", "main", "--fleet", &nats.url(), "--root"])
-        .arg(source.path())
-        .output()
-        .unwrap();
+    let out = run_on(source.path(), &["publish", "main", "--fleet", &nats.url()]);
     assert!(
         out.status.success(),
         "{}",
@@ -133,10 +129,7 @@ fn publish_rollback_and_a_network_split() {
     );
     assert!(all_serve(&boxes, "v2"));
 
-    let out = outpost()
-        .args(["rollback", "main", "--fleet", &nats.url()])
-        .output()
-        .unwrap();
+    let out = run(&["rollback", "main", "--fleet", &nats.url()]);
     assert!(
         out.status.success(),
         "{}",
@@ -144,10 +137,7 @@ fn publish_rollback_and_a_network_split() {
     );
     assert!(all_serve(&boxes, "v1"));
 
-    let out = outpost()
-        .args(["fleet", "status", "--fleet", &nats.url()])
-        .output()
-        .unwrap();
+    let out = run(&["fleet", "status", "--fleet", &nats.url()]);
     let status = String::from_utf8_lossy(&out.stdout);
     for i in 0..3 {
         assert!(status.contains(&format!("box{i}")), "{status}");
@@ -180,15 +170,21 @@ fn serving(text: &str) -> (tempfile::TempDir, Nats, Root, Vec<(Root, Server)>) {
     (js, nats, source, boxes)
 }
 
-/// Overwrites the object `name` in the fleet's file store with `bytes`.
-fn tamper(nats: &Nats, name: &str, bytes: &[u8]) {
+/// Runs `f` against the fleet's JetStream.
+fn with_jetstream<R>(nats: &Nats, f: impl AsyncFnOnce(async_nats::jetstream::Context) -> R) -> R {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let client = async_nats::connect(nats.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
+        f(async_nats::jetstream::new(client)).await
+    })
+}
+
+/// Overwrites the object `name` in the fleet's file store with `bytes`.
+fn tamper(nats: &Nats, name: &str, bytes: &[u8]) {
+    with_jetstream(nats, async |js| {
         let files = js.get_object_store("outpost-files").await.unwrap();
         files.put(name, &mut &bytes[..]).await.unwrap();
     });
@@ -196,13 +192,7 @@ fn tamper(nats: &Nats, name: &str, bytes: &[u8]) {
 
 /// The pack named in the latest manifest of site `main`.
 fn latest_pack(nats: &Nats) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
+    with_jetstream(nats, async |js| {
         let sites = js.get_key_value("outpost-sites").await.unwrap();
         let raw = sites.get("main").await.unwrap().unwrap();
         let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
@@ -235,10 +225,7 @@ fn all_refuse(boxes: &[(Root, Server)], nats: &Nats, kept: &str, why: &str) {
         );
         assert_eq!(s.get("main.localhost", "/").text(), kept);
     }
-    let out = outpost()
-        .args(["fleet", "status", "--fleet", &nats.url()])
-        .output()
-        .unwrap();
+    let out = run(&["fleet", "status", "--fleet", &nats.url()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(why));
 }
 

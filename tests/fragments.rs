@@ -8,7 +8,7 @@ mod upstream;
 
 use std::time::{Duration, Instant};
 
-use common::{eventually, Root, Server};
+use common::{eventually, run_on, Root, Server};
 use upstream::{Mode, Upstream};
 
 const SCORES: &str =
@@ -72,18 +72,10 @@ fn request_values_go_into_the_query_string_encoded() {
     assert_eq!(up.count(), 2);
     // The encoded value cannot add parameters or change the host.
     let root = self::root("http://127.0.0.1:1/x?q={query.league}", "", "keep");
-    let out = common::outpost()
-        .args(["check", "--root"])
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = run_on(root.path(), &["check"]);
     assert!(out.status.success());
     let bad = self::root("http://{query.h}/x", "", "keep");
-    let out = common::outpost()
-        .args(["check", "--root"])
-        .arg(bad.path())
-        .output()
-        .unwrap();
+    let out = run_on(bad.path(), &["check"]);
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("request values may appear in the query string only"));
 }

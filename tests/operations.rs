@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{eventually, outpost, Root, Server};
+use common::{eventually, run_on, Root, Server};
 
 /// A self-signed certificate for main.localhost, made by openssl.
 fn certificate(dir: &Path, name: &str, cn: &str) {
@@ -171,12 +171,7 @@ fn bad_tls_files_are_clear_errors_at_start() {
     for (what, break_it) in cases {
         let root = tls_root("");
         break_it(&root.join("tls"));
-        let out = outpost()
-            .args(["serve", "--root"])
-            .arg(root.path())
-            .args(["--listen", "127.0.0.1:0"])
-            .output()
-            .unwrap();
+        let out = run_on(root.path(), &["serve", "--listen", "127.0.0.1:0"]);
         assert!(!out.status.success(), "{what}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("tls/cert"), "{what}: {err}");

@@ -5,7 +5,7 @@
 mod common;
 use std::time::Duration;
 
-use common::{outpost, Root, Server};
+use common::{run_on, Root, Server};
 
 const PAGE: &str = "<!doctype html><html lang=en><head><title>t</title></head><body><main><h1>Home</h1><a href=\"/drafts/b.html\">b</a><a href=\"/about.html\">about</a></main></body></html>";
 
@@ -298,17 +298,15 @@ fn preview_tokens_are_signed_and_expire() {
     let root = root();
     let s = Server::start(root.path());
     assert_eq!(get(&s, "/secret/s.html", &[]).status, 404);
-    let out = outpost()
-        .args([
+    let out = run_on(
+        root.path(),
+        &[
             "preview-link",
             "http://uk.localhost/secret/s.html",
             "--ttl",
             "1h",
-            "--root",
-        ])
-        .arg(root.path())
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -340,15 +338,10 @@ fn preview_tokens_are_signed_and_expire() {
         "the plain value is not enough"
     );
     // The link for a page no secret rule gates is refused.
-    let out = outpost()
-        .args([
-            "preview-link",
-            "http://uk.localhost/drafts/a.html",
-            "--root",
-        ])
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = run_on(
+        root.path(),
+        &["preview-link", "http://uk.localhost/drafts/a.html"],
+    );
     assert!(!out.status.success());
 }
 
@@ -406,11 +399,7 @@ fn redirects_built_from_the_request_never_leave_the_host() {
         "rules/b.toml",
         "[[rule]]\nname = \"bad\"\naction = \"redirect\"\nto = \"https://{path}\"\n",
     );
-    let out = outpost()
-        .args(["check", "--root"])
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = run_on(root.path(), &["check"]);
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("b.toml:4:6: placeholders may only appear in the path or query"));
 }
@@ -560,11 +549,7 @@ fn bad_rules_files_are_reported_with_their_location() {
     for (what, text, expected) in BAD_RULES {
         let root = root();
         root.write("rules/bad.toml", text);
-        let out = outpost()
-            .args(["check", "--root"])
-            .arg(root.path())
-            .output()
-            .unwrap();
+        let out = run_on(root.path(), &["check"]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{what}: {stdout}");
         assert!(
@@ -574,11 +559,7 @@ fn bad_rules_files_are_reported_with_their_location() {
     }
     let root = root();
     root.write("rules/templates/broken.html", "<p>{{ oops </p>\n{% if %}");
-    let out = outpost()
-        .args(["check", "--root"])
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = run_on(root.path(), &["check"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout.contains("templates/broken.html:1:"), "{stdout}");
@@ -628,11 +609,7 @@ fn rule_cases_run_with_outpost_test() {
         "rules/tests/cases.toml",
         "[[case]]\nname = \"offer\"\nurl = \"http://uk.localhost/\"\ncountry = \"IT\"\nstatus = 200\nrules = [\"offer\"]\nbody_contains = [\"outpost-offer\"]\n\n[[case]]\nname = \"wrong on purpose\"\nurl = \"http://uk.localhost/drafts/a.html\"\nstatus = 200\n",
     );
-    let out = outpost()
-        .args(["test", "--root"])
-        .arg(root.path())
-        .output()
-        .unwrap();
+    let out = run_on(root.path(), &["test"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -645,8 +622,9 @@ fn rule_cases_run_with_outpost_test() {
 #[test]
 fn explain_names_each_rule_and_why() {
     let root = root();
-    let out = outpost()
-        .args([
+    let out = run_on(
+        root.path(),
+        &[
             "explain",
             "http://uk.localhost/about.html",
             "--country",
@@ -654,11 +632,8 @@ fn explain_names_each_rule_and_why() {
             "--header",
             "X-Debug: on",
             "--body",
-            "--root",
-        ])
-        .arg(root.path())
-        .output()
-        .unwrap();
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("site: uk"));

@@ -325,3 +325,18 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// Runs `outpost ARGS` to completion.
+pub fn run(args: &[&str]) -> std::process::Output {
+    outpost().args(args).output().unwrap()
+}
+
+/// Runs `outpost ARGS --root ROOT` to completion.
+pub fn run_on(root: &Path, args: &[&str]) -> std::process::Output {
+    outpost()
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap()
+}
