@@ -68,6 +68,11 @@ fn cookie_of<'a>(r: &'a common::Response, name: &str) -> Option<&'a str> {
         .map(|v| v.split(';').next().unwrap().split_once('=').unwrap().1)
 }
 
+/// GET `path` on the test site, sending `cookies`.
+fn with_cookies(s: &Server, path: &str, cookies: &str) -> common::Response {
+    s.request("GET", "main.localhost", path, &[("Cookie", cookies)])
+}
+
 #[test]
 fn ten_thousand_new_visitors_split_fifty_fifty() {
     let root = root();
@@ -114,12 +119,7 @@ fn ten_thousand_new_visitors_split_fifty_fifty() {
 fn the_page_leaves_in_its_variant_and_visitors_keep_it() {
     let root = root();
     let s = Server::start(root.path());
-    let r = s.request(
-        "GET",
-        "main.localhost",
-        "/",
-        &[("Cookie", "outpost_exp_hero=bold")],
-    );
+    let r = with_cookies(&s, "/", "outpost_exp_hero=bold");
     let body = r.text();
     assert!(
         body.contains("<h1 class=hero>Bold &lt;welcome&gt;</h1>"),
@@ -160,22 +160,12 @@ fn the_page_leaves_in_its_variant_and_visitors_keep_it() {
 fn several_experiments_on_one_page_are_independent() {
     let root = root();
     let s = Server::start(root.path());
-    let r = s.request(
-        "GET",
-        "main.localhost",
-        "/",
-        &[("Cookie", "outpost_exp_hero=bold; outpost_exp_layout=file")],
-    );
+    let r = with_cookies(&s, "/", "outpost_exp_hero=bold; outpost_exp_layout=file");
     assert!(
         r.text().contains("Alternative home"),
         "layout serves its file"
     );
-    let r = s.request(
-        "GET",
-        "main.localhost",
-        "/",
-        &[("Cookie", "outpost_exp_hero=bold; outpost_exp_layout=same")],
-    );
+    let r = with_cookies(&s, "/", "outpost_exp_hero=bold; outpost_exp_layout=same");
     assert!(r.text().contains("Bold"));
     let r = s.get("main.localhost", "/");
     assert!(
@@ -240,37 +230,21 @@ fn exposures_and_conversions_survive_a_restart() {
             .or_insert(0u64) += 1;
     }
     // Returning visitors and QA are not new exposures.
-    s.request(
-        "GET",
-        "main.localhost",
-        "/",
-        &[("Cookie", "outpost_exp_hero=bold")],
-    );
+    with_cookies(&s, "/", "outpost_exp_hero=bold");
     s.get("main.localhost", "/?outpost_variant=bold");
-    let r = s.request(
-        "GET",
-        "main.localhost",
-        "/signup/thanks.html",
-        &[("Cookie", "outpost_exp_hero=bold")],
-    );
+    let r = with_cookies(&s, "/signup/thanks.html", "outpost_exp_hero=bold");
     assert!(r
         .headers
         .iter()
         .any(|(k, v)| k == "set-cookie" && v.starts_with("outpost_conv_hero=1")));
     // Converted visitors are counted once.
-    s.request(
-        "GET",
-        "main.localhost",
+    with_cookies(
+        &s,
         "/signup/thanks.html",
-        &[("Cookie", "outpost_exp_hero=bold; outpost_conv_hero=1")],
+        "outpost_exp_hero=bold; outpost_conv_hero=1",
     );
     // A forged variant converts nothing.
-    s.request(
-        "GET",
-        "main.localhost",
-        "/signup/thanks.html",
-        &[("Cookie", "outpost_exp_hero=forged")],
-    );
+    with_cookies(&s, "/signup/thanks.html", "outpost_exp_hero=forged");
     assert!(s.terminate().success());
     let out = run_on(root.path(), &["stats", "--json"]);
     assert!(
@@ -307,12 +281,7 @@ fn exposures_and_conversions_survive_a_restart() {
     assert!(variant("bold")["p_value"].is_number());
     // Counting goes on from there after a restart.
     let s = Server::start(root.path());
-    s.request(
-        "GET",
-        "main.localhost",
-        "/",
-        &[("Cookie", "outpost_exp_hero=bold")],
-    );
+    with_cookies(&s, "/", "outpost_exp_hero=bold");
     drop(s);
     let out = run_on(root.path(), &["stats"]);
     let text = String::from_utf8_lossy(&out.stdout);
