@@ -65,10 +65,7 @@ impl App {
             .collect();
         let keeper = live.clone();
         let keep = Box::new(move |url: &str, f: &transform::Fetched| {
-            let at = f
-                .fetched_at
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
+            let at = crate::store::unix_ms(f.fetched_at);
             let json = serde_json::to_vec(&f.data).unwrap_or_default();
             if let Err(e) = keeper.store().save_fragment(url, at, &json) {
                 tracing::warn!(error = %e, "cannot keep fragment copy");
@@ -466,7 +463,7 @@ fn render(path: &SitePath, file: &Arc<StoredFile>, edits: &[transform::Edit]) ->
     let Some(html) = transform::apply(file.identity(), edits) else {
         return file.clone();
     };
-    let hash = blake3::hash(&html).to_hex().to_string();
+    let hash = crate::store::content_hash(&html);
     let gzip = compress::worth(&html, compress::gzip(&html, 6));
     let br = compress::worth(&html, compress::brotli(&html, 5));
     // Named .html so the rendered copy keeps the page's content type.
@@ -474,17 +471,11 @@ fn render(path: &SitePath, file: &Arc<StoredFile>, edits: &[transform::Edit]) ->
     Arc::new(StoredFile::new(
         &name,
         hash,
-        mtime_ms(file),
+        crate::store::unix_ms(file.last_modified),
         html.into(),
         gzip,
         br,
     ))
-}
-
-fn mtime_ms(file: &StoredFile) -> u64 {
-    file.last_modified
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The decision's headers and cookies, on top of the response; `named`

@@ -18,7 +18,7 @@ mod pack;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, kv, object_store};
 use bytes::Bytes;
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 use crate::live::Live;
-use crate::store::Compressed;
+use crate::store::{content_hash, unix_ms, Compressed};
 
 const FILES: &str = "outpost-files";
 const SITES: &str = "outpost-sites";
@@ -170,10 +170,6 @@ fn files_of(dir: &Path) -> Result<Vec<(String, PathBuf)>, FleetError> {
     Ok(out)
 }
 
-fn hash(data: &[u8]) -> String {
-    blake3::hash(data).to_hex().to_string()
-}
-
 /// Requests to NATS kept in flight at once: each is a round trip.
 const IN_FLIGHT: usize = 64;
 
@@ -190,7 +186,7 @@ async fn upload(
     let results: Vec<Result<(PublishedFile, bool), FleetError>> = futures_util::stream::iter(found)
         .map(|(rel, path)| async move {
             let data = std::fs::read(&path).map_err(io(&path))?;
-            let h = hash(&data);
+            let h = content_hash(&data);
             let new = !stored.contains(h.as_str()) && b.files.info(&h).await.is_err();
             if new {
                 b.files
@@ -210,15 +206,13 @@ async fn upload(
         uploaded += usize::from(new);
         files.push(f);
     }
-    let version = hash(
+    let version = content_hash(
         serde_json::to_string(&(&settings, &files))
             .expect("serializes")
             .as_bytes(),
     )[..16]
         .to_string();
-    let published_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let published_unix_ms = unix_ms(SystemTime::now());
     Ok((
         Published {
             version,
@@ -313,7 +307,7 @@ async fn upload_pack(
         return Ok(None);
     }
     let data = pack::write(&entries);
-    let name = format!("pack-{}", hash(&data));
+    let name = format!("pack-{}", content_hash(&data));
     if b.files.info(&name).await.is_err() {
         b.files
             .put(name.as_str(), &mut data.as_slice())
@@ -332,7 +326,7 @@ fn compress_new(
     let seen = std::sync::Mutex::new(std::collections::HashSet::new());
     let entries = crate::parallel::map(files, |(rel, path)| {
         let data = std::fs::read(path).map_err(io(path))?;
-        let h = hash(&data);
+        let h = content_hash(&data);
         if old.contains(&h) || !seen.lock().unwrap().insert(h.clone()) {
             return Ok(None);
         }
@@ -456,7 +450,8 @@ async fn follow_once(
                 served.insert(format!("{}!error", entry.key), e.to_string());
             }
         }
-        let report = serde_json::json!({ "served": served, "updated_unix_ms": SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64) });
+        let report =
+            serde_json::json!({ "served": served, "updated_unix_ms": unix_ms(SystemTime::now()) });
         b.boxes
             .put(
                 box_id,
@@ -487,7 +482,9 @@ async fn gather(
     for f in &published.files {
         let here = local.join(&f.path);
         match std::fs::read(&here) {
-            Ok(data) if hash(&data) == f.hash => files.push((f.path.clone(), Content::Local(here))),
+            Ok(data) if content_hash(&data) == f.hash => {
+                files.push((f.path.clone(), Content::Local(here)))
+            }
             _ => lacking.push(f),
         }
     }
@@ -502,7 +499,7 @@ async fn gather(
     let mut rest = Vec::new();
     for f in lacking {
         match packed.get(&f.hash) {
-            Some(data) if hash(data) == f.hash => {
+            Some(data) if content_hash(data) == f.hash => {
                 files.push((f.path.clone(), Content::Fetched(data.clone())))
             }
             Some(_) => return Err(corrupt(f, &published.version)),
@@ -539,7 +536,7 @@ async fn fetch_pack(
     let mut object = b.files.get(name).await.map_err(|_| refused())?;
     let mut data = Vec::new();
     object.read_to_end(&mut data).await.map_err(|_| refused())?;
-    if name.strip_prefix("pack-") != Some(hash(&data).as_str()) {
+    if name.strip_prefix("pack-") != Some(content_hash(&data).as_str()) {
         return Err(refused());
     }
     pack::read(&Bytes::from(data)).ok_or_else(refused)
@@ -563,7 +560,7 @@ async fn fetch_one(
         .read_to_end(&mut data)
         .await
         .map_err(|_| corrupt(f, version))?;
-    if hash(&data) != f.hash {
+    if content_hash(&data) != f.hash {
         return Err(corrupt(f, version));
     }
     Ok((f.path.clone(), Content::Fetched(data.into())))

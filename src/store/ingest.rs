@@ -174,10 +174,7 @@ pub fn ingest_site(
         });
     }
     let manifest = Manifest {
-        created_unix_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64,
+        created_unix_ms: super::unix_ms(SystemTime::now()),
         site_toml,
         files,
     };
@@ -372,7 +369,7 @@ fn read_one(f: &Found, compressed: &Compressed) -> std::io::Result<Option<Read>>
     if after.len() != f.size || data.len() as u64 != f.size || mtime_ns(&after) != f.mtime_ns {
         return Ok(None);
     }
-    let hash = blake3::hash(&data).to_hex().to_string();
+    let hash = super::content_hash(&data);
     let (gzip, br) = match compressed.get(&hash) {
         Some(copies) => copies.clone(),
         None => compress::for_storage(&f.rel, &data),

@@ -16,9 +16,22 @@ pub use version::{compressible, Encoding, Lookup, SiteVersion, StoredFile};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+
+/// The name content is stored under: its BLAKE3 hash in hex. A fleet names
+/// files the same way, so a box matches what it fetched to what it ingests.
+pub fn content_hash(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}
+
+/// A time as records keep it: milliseconds since the Unix epoch (0 before).
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Content by `hash ++ [encoding]`.
 const BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blobs");
