@@ -28,11 +28,49 @@ const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 pub enum Target {
     /// A path (`/it/{path}`) or absolute URL whose host is `host`.
     Url {
-        template: String,
+        template: Vec<Part>,
         host: Option<String>,
     },
     /// The same path and query on this site.
     Site(String),
+}
+
+/// A piece of a `to` template, split once at load.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Part {
+    Text(String),
+    /// `{path}`, percent-encoded.
+    Path,
+    /// `{query}`, as the request sent it.
+    Query,
+}
+
+fn split(to: &str) -> Vec<Part> {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut rest = to;
+    while let Some(c) = rest.chars().next() {
+        let placeholder = [("{path}", Part::Path), ("{query}", Part::Query)]
+            .into_iter()
+            .find(|(name, _)| rest.starts_with(name));
+        match placeholder {
+            Some((name, part)) => {
+                if !text.is_empty() {
+                    parts.push(Part::Text(std::mem::take(&mut text)));
+                }
+                parts.push(part);
+                rest = &rest[name.len()..];
+            }
+            None => {
+                text.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    if !text.is_empty() {
+        parts.push(Part::Text(text));
+    }
+    parts
 }
 
 #[derive(Debug)]
@@ -50,7 +88,7 @@ impl Target {
                 return Err("a path must not start with `//`: that names another host".into());
             }
             return Ok(Target::Url {
-                template: to.to_string(),
+                template: split(to),
                 host: None,
             });
         }
@@ -72,7 +110,7 @@ impl Target {
         let url = url::Url::parse(&sample).map_err(|e| format!("not a URL: {e}"))?;
         let host = url.host_str().ok_or("the URL has no host")?.to_string();
         Ok(Target::Url {
-            template: to.to_string(),
+            template: split(to),
             host: Some(host),
         })
     }
@@ -122,11 +160,16 @@ impl Redirect {
             },
             Target::Url { template, host } => {
                 // The path is decoded: encode it again for the Location.
-                let path = percent_encoding::utf8_percent_encode(&ctx.path.path, PATH).to_string();
-                let mut filled = template
-                    .replace("{path}", &path)
-                    .replace("{query}", ctx.raw_query.unwrap_or(""))
-                    .replace("?&", "?");
+                let mut filled = String::new();
+                for part in template {
+                    match part {
+                        Part::Text(t) => filled.push_str(t),
+                        Part::Path => filled
+                            .extend(percent_encoding::utf8_percent_encode(&ctx.path.path, PATH)),
+                        Part::Query => filled.push_str(ctx.raw_query.unwrap_or("")),
+                    }
+                }
+                let mut filled = filled.replace("?&", "?");
                 while host.is_none() && filled.starts_with("//") {
                     filled.remove(0);
                 }
@@ -169,5 +212,20 @@ mod tests {
         assert!(Target::parse_to("https://{path}").is_err());
         assert!(Target::parse_to("javascript:alert(1)").is_err());
         assert!(Target::parse_to("example.com/x").is_err());
+    }
+
+    #[test]
+    fn templates_split_once() {
+        assert_eq!(
+            split("/new{path}?{query}&a={b}"),
+            vec![
+                Part::Text("/new".into()),
+                Part::Path,
+                Part::Text("?".into()),
+                Part::Query,
+                Part::Text("&a={b}".into()),
+            ]
+        );
+        assert_eq!(split("{path}"), vec![Part::Path]);
     }
 }
