@@ -4,14 +4,20 @@
 //! A request flows through the modules in this order (see `handler`):
 //!
 //! 1. [`site`]: the Host header picks a site and its current version.
-//! 2. [`context`]: the path is decoded and normalized once.
-//! 3. [`store`]: the path is looked up in the site's in-memory version.
-//! 4. [`respond`]: conditional requests, ranges and encodings make the response.
-//! 5. [`access_log`]: one JSON line records it.
+//! 2. [`context`]: the path is decoded and normalized once; when a rule may
+//!    apply, the visitor's address, country, languages and cookies are read.
+//! 3. [`rules`]: the rules evaluate into a decision (redirect, block, edits,
+//!    variants, fragments).
+//! 4. [`store`]: the path is looked up in the site's in-memory version.
+//! 5. [`transform`]: fragments are fetched and the page is rewritten (once
+//!    per distinct result, then cached).
+//! 6. [`respond`]: conditional requests, ranges and encodings make the response.
+//! 7. [`access_log`] and [`metrics`]: the request is recorded.
 //!
 //! Around the request path: [`config`] turns the user's files into checked
 //! values, [`live`] holds what is served and swaps it atomically, [`watch`]
-//! turns file changes into new versions, and [`server`] runs the listeners.
+//! turns file changes into new versions, [`fleet`] moves versions between
+//! boxes, and [`server`] runs the listeners.
 
 #![forbid(unsafe_code)]
 
@@ -39,3 +45,16 @@ pub mod store;
 pub mod tls;
 pub mod transform;
 pub mod watch;
+
+/// An error and its causes joined by `sep`: libraries put the useful part
+/// (a template's line, why a connection failed) in the causes.
+pub(crate) fn error_chain(err: &dyn std::error::Error, sep: &str) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(sep);
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

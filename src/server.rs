@@ -178,6 +178,12 @@ pub async fn shutdown_signal() {
 }
 
 /// The address a listener really bound (port 0 becomes a real port).
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
 pub fn bound(listener: &TcpListener) -> SocketAddr {
     listener
         .local_addr()
@@ -255,32 +261,17 @@ pub async fn serve(
         None => None,
     };
 
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: settings.listen,
-            source,
-        })?;
+    let listener = bind(settings.listen).await?;
     let addr = bound(&listener);
     let tls = match &settings.tls {
         None => None,
         Some(t) => {
             let certificate = crate::tls::Certificate::open(&t.cert, &t.key)?;
-            let tcp = TcpListener::bind(t.listen)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    addr: t.listen,
-                    source,
-                })?;
+            let tcp = bind(t.listen).await?;
             Some((tcp, certificate, t.redirect_http))
         }
     };
-    let admin_listener = TcpListener::bind(settings.admin_listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: settings.admin_listen,
-            source,
-        })?;
+    let admin_listener = bind(settings.admin_listen).await?;
     let admin_addr = bound(&admin_listener);
     let admin = crate::admin::router(Arc::new(crate::admin::Admin {
         app: app.clone(),

@@ -143,15 +143,7 @@ impl<'a> Render<'a> {
             self.templates.remember(key, html.clone());
             html
         });
-        result.map_err(|e| {
-            let mut text = e.to_string();
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                text = format!("{text}: {c}");
-                cause = c.source();
-            }
-            text
-        })
+        result.map_err(|e| crate::error_chain(&e, ": "))
     }
 }
 

@@ -143,13 +143,14 @@ impl Fragments {
     /// The data for `url`, as fresh as `timing` allows, never waiting longer
     /// than its timeout.
     pub async fn get(self: &Arc<Self>, url: &str, timing: &Timing) -> Got {
-        let entry = self
-            .entries
-            .lock()
-            .unwrap()
-            .entry(url.to_string())
-            .or_default()
-            .clone();
+        let entry = {
+            let mut entries = self.entries.lock().unwrap();
+            // The URL is copied only the first time it is seen.
+            match entries.get(url) {
+                Some(e) => e.clone(),
+                None => entries.entry(url.to_string()).or_default().clone(),
+            }
+        };
         let now = SystemTime::now();
         let age = |f: &Fetched| now.duration_since(f.fetched_at).unwrap_or_default();
         let (good, pending) = {
@@ -256,15 +257,11 @@ impl Fragments {
             )
             .body(Empty::new())
             .map_err(|e| FetchError::Connect(e.to_string()))?;
-        let response = self.client.request(request).await.map_err(|e| {
-            let mut text = e.to_string();
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                text = format!("{text}: {c}");
-                cause = c.source();
-            }
-            FetchError::Connect(text)
-        })?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| FetchError::Connect(crate::error_chain(&e, ": ")))?;
         let status = response.status();
         if status.is_redirection() {
             let to = response

@@ -106,13 +106,7 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, std::path::PathBuf)>)
 
 /// Tera's parse errors carry ` --> line:col` in their source chain.
 fn template_error(path: &Path, err: &tera::Error) -> Diagnostic {
-    let mut text = err.to_string();
-    let mut cause = std::error::Error::source(err);
-    while let Some(c) = cause {
-        text.push('\n');
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
+    let text = crate::error_chain(err, "\n");
     let position = text.split("--> ").nth(1).and_then(|rest| {
         let mut nums = rest
             .split(|c: char| !c.is_ascii_digit())
