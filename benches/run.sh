@@ -488,6 +488,13 @@ check_idle() {
 # the curl check also fetches the body (decompressed) and wants every TEXT
 # in it: the scenario is skipped for a server whose page lacks one.
 #
+#   paired NAME BASELINE
+#
+# NAME is a feature held to a bar against BASELINE, another scenario (the
+# same page served static). Each run of NAME follows a run of BASELINE on the
+# same server, recorded as BASELINE@NAME, so the ratio compares runs taken
+# seconds apart and not minutes apart, when the VM's speed may have moved.
+#
 #   phase NAME
 #
 # a step that is not a wrk load (restart): selectable with SCENARIOS like the
@@ -496,7 +503,7 @@ check_idle() {
 # Add scenarios at the bottom of define_scenarios; SCENARIOS="a b" picks some.
 
 SC_ORDER=()
-declare -A SC_EXPECT=() SC_TARGET=() SC_ARGS=() SC_BODY=()
+declare -A SC_EXPECT=() SC_TARGET=() SC_ARGS=() SC_BODY=() SC_BASELINE=()
 
 scenario() {
   local name=$1 expect=$2 target=$3
@@ -518,6 +525,10 @@ expect_body() {
   local name=$1
   shift
   SC_BODY[$name]=$(printf '%q ' "$@")
+}
+
+paired() {
+  SC_BASELINE[$1]=$2
 }
 
 phase() {
@@ -545,6 +556,7 @@ define_scenarios() {
   scenario offer 200 /offer.html -H 'Host: bench-a.localhost' -H 'CF-IPCountry: IT' -H 'Accept-Encoding: gzip'
   for_server offer nginx -H 'Host: offer.localhost' -H 'CF-IPCountry: IT' -H 'Accept-Encoding: gzip'
   expect_body offer 'class="outpost-offer"'
+  paired offer small
   # The static baseline of `fragment`: the same page under a path no rule
   # matches, with the same headers.
   scenario live-static 200 /live-static.html -H 'Host: bench-a.localhost' \
@@ -556,6 +568,7 @@ define_scenarios() {
   scenario fragment 200 /live.html -H 'Host: bench-a.localhost' \
     -H 'Cookie: outpost_exp_hero=b' -H 'Accept-Encoding: gzip'
   expect_body fragment '<h1 class="hero">Other title</h1>' '<li>Rovers 2-1 United</li>'
+  paired fragment live-static
   # outpost stopped and started again over its warm store, RESTARTS times.
   phase restart
 }
@@ -687,9 +700,10 @@ run_wrk() {
     "${WRK_ARGS[@]}" "$URL"
 }
 
-# One measured run: wrk's own numbers plus the server's CPU time around it.
+# One measured run: wrk's own numbers plus the server's CPU time around it,
+# recorded under $4 (default: the scenario's name).
 measure() {
-  local name=$1 server=$2 rep=$3 out before after line
+  local name=$1 server=$2 rep=$3 label=${4:-$1} out before after line
   local -a pids
   read -ra pids <<<"${PIDS[$server]}"
   local core_before core_after load_before load_after
@@ -732,7 +746,7 @@ measure() {
   # something other than the server or wrk used during the run: a build or
   # another benchmark competing with the measurement.
   local record
-  record=$(awk -v n="$name" -v s="$server" -v rep="$rep" -v reqs="$reqs" -v dur="$dur_us" \
+  record=$(awk -v n="$label" -v s="$server" -v rep="$rep" -v reqs="$reqs" -v dur="$dur_us" \
     -v bytes="$bytes" -v p50="$p50" -v p99="$p99" -v ticks=$((after - before)) -v hz="$CLK_TCK" \
     -v se="$sock_err" -v bs="$bad_status" -v cb="$core_before" -v ca="$core_after" \
     -v lb="$load_before" -v la="$load_after" -v wt="${wrk_ticks:-0}" '
@@ -750,7 +764,7 @@ measure() {
   local -a r
   read -ra r <<<"$record"
   printf '    %-10s %-8s run %d/%d: %9s req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %7s us/req  other %s%%\n' \
-    "$name" "$server" "$rep" "$REPEAT" "${r[3]}" "$(awk -v v="${r[4]}" 'BEGIN{print v/1000}')" \
+    "$label" "$server" "$rep" "$REPEAT" "${r[3]}" "$(awk -v v="${r[4]}" 'BEGIN{print v/1000}')" \
     "$(awk -v v="${r[5]}" 'BEGIN{print v/1000}')" "${r[6]}" "${r[11]}" >&2
   if ((r[11] > 10)); then
     warn "$name/$server run $rep: other processes used ${r[11]}% of a benchmark core; this run is noisy"
@@ -771,6 +785,16 @@ select_scenarios() {
   done
 }
 
+# Prepares and checks scenario $1 against server $2, and its baseline if it
+# has one; leaves $1 prepared.
+ready() {
+  local base=${SC_BASELINE[$1]:-}
+  if [[ -n $base ]]; then
+    prepare "$base" "$2" && check_scenario "$base" "$2" || return 1
+  fi
+  prepare "$1" "$2" && check_scenario "$1" "$2"
+}
+
 run_scenarios() {
   local -a servers reversed
   read -ra servers <<<"$SERVERS"
@@ -788,7 +812,7 @@ run_scenarios() {
         ok[$server]=0
         FAILURES=$((FAILURES + 1))
         echo "$name $server (no banner from outpost)" >>"$TMP/skipped.txt"
-      elif prepare "$name" "$server" && check_scenario "$name" "$server"; then
+      elif ready "$name" "$server"; then
         ok[$server]=1
         if ((WARMUP > 0)); then
           run_wrk "$WARMUP" >/dev/null 2>&1 || warn "$name: warm-up against $server failed"
@@ -807,6 +831,11 @@ run_scenarios() {
       for server in "${order[@]}"; do
         ((ok[$server])) || continue
         # Re-prepared each run: an ETag is fetched fresh, never assumed.
+        local base=${SC_BASELINE[$name]:-}
+        if [[ -n $base ]]; then
+          prepare "$base" "$server" || die "$base: cannot prepare $server any more"
+          measure "$base" "$server" "$rep" "$base@$name"
+        fi
         prepare "$name" "$server" || die "$name: cannot prepare $server any more"
         measure "$name" "$server" "$rep"
       done

@@ -55,6 +55,8 @@ def ratio(a, b):
 
 # The bars the new features are held to. Each: label, how it is computed,
 # (numerator, denominator) as (scenario, server) pairs, comparison, bar.
+# A feature against its static page uses the paired runs when there are
+# some (see `paired` in run.sh): the median of each rep's ratio.
 CHECKS = [
     ("offer / static, outpost", "offer / small req/s",
      ("offer", "outpost"), ("small", "outpost"), ">=", 0.8),
@@ -99,22 +101,36 @@ def checks(runs, restarts):
         rs = runs.get(key)
         return median(rs, "rps") if rs else None
 
+    def value_of(num, den):
+        """num/den: the median of the per-rep ratios when den was paired with
+        num, else the ratio of the medians. Also says which."""
+        paired = runs.get((f"{den[0]}@{num[0]}", den[1]))
+        if paired and den[1] == num[1] and runs.get(num):
+            base = {r["rep"]: r["rps"] for r in paired}
+            ratios = [r["rps"] / base[r["rep"]] for r in runs[num] if base.get(r["rep"])]
+            if ratios:
+                return statistics.median(ratios), f" (paired, {len(ratios)} reps)"
+        a, b = rps(num), rps(den)
+        if a is None or b is None:
+            return None, ""
+        return a / b, ""
+
     row = "{:<28} {:<31} {:>9} {:>10}  {}"
     out = ["checks (medians; a bar is what the feature must reach):",
            row.format("check", "computed as", "value", "bar", "verdict")]
     for label, how, num, den, op, bar in CHECKS:
-        a, b = rps(num), rps(den)
-        if a is None or b is None:
+        value, paired = value_of(num, den)
+        if value is None:
             missing = " and ".join(f"{s} on {v}" for s, v in (num, den) if rps((s, v)) is None)
             out.append(row.format(label, how, "n/a", f"{op} {bar:.2f}x", f"not measured ({missing})"))
             continue
-        value = a / b
         ok = value >= bar if op == ">=" else value <= bar
-        out.append(row.format(label, how, f"{value:.2f}x", f"{op} {bar:.2f}x", "meets" if ok else "MISSES"))
+        out.append(row.format(label, how, f"{value:.2f}x", f"{op} {bar:.2f}x",
+                              ("meets" if ok else "MISSES") + paired))
     for label, how, num, den in INFO:
-        a, b = rps(num), rps(den)
-        if a is not None and b is not None:
-            out.append(row.format(label, how, f"{a / b:.2f}x", "", "(for context)"))
+        value, paired = value_of(num, den)
+        if value is not None:
+            out.append(row.format(label, how, f"{value:.2f}x", "", "(for context)" + paired))
     if restarts:
         n = len(restarts)
         t200 = median_of([r["to200"] for r in restarts])
@@ -148,7 +164,7 @@ def main():
                 rss[server] = (int(kib), int(procs))
 
     scenarios = list(OrderedDict.fromkeys(s for s, _ in runs))
-    row = "{:<12} {:<8} {:>10} {:>10} {:>10} {:>11} {:>9} {:>7}"
+    row = "{:<20} {:<8} {:>10} {:>10} {:>10} {:>11} {:>9} {:>7}"
     out = [row.format("scenario", "server", "req/s", "p50", "p99", "cpu-us/req", "resp-B", "errors")]
     for scenario in scenarios:
         med = {}
@@ -205,7 +221,7 @@ def main():
 
     out.append("")
     out.append("raw runs (other% = share of the server's or wrk's core used by other processes):")
-    raw = "  {:<12} {:<8} {:>3} {:>10} {:>10} {:>10} {:>11} {:>9} {:>7} {:>7}"
+    raw = "  {:<20} {:<8} {:>3} {:>10} {:>10} {:>10} {:>11} {:>9} {:>7} {:>7}"
     out.append(raw.format("scenario", "server", "rep", "req/s", "p50", "p99", "cpu-us/req", "requests",
                           "errors", "other%"))
     for (scenario, server), rs in runs.items():
