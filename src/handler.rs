@@ -245,7 +245,7 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
     };
     let ctx = RequestContext::build(
         req.method(),
-        path.clone(),
+        path,
         req.uri().query(),
         input.host,
         req.headers(),
@@ -255,7 +255,8 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
     );
     seen.country = Some(ctx.country);
     seen.client = Some(ctx.client);
-    let lookup = site.lookup(&path);
+    let path = &ctx.path;
+    let lookup = site.lookup(path);
     let page = match &lookup {
         Lookup::Found(f) => Some(f.as_ref()),
         _ => None,
@@ -332,7 +333,7 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
         Outcome::Serve => match (req.method(), &lookup) {
             (&Method::GET | &Method::HEAD, Lookup::Found(file)) => {
                 let file = variant_file.as_ref().unwrap_or(file);
-                let extra = site_headers(site, &path);
+                let extra = site_headers(site, path);
                 let page = if file.is_html() && !decision.edits.is_empty() {
                     let key = RenderKey::new(
                         &site.site,
@@ -343,13 +344,13 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
                     );
                     app.live
                         .rendered()
-                        .get_or_render(key, || render(&path, file, &decision.edits))
+                        .get_or_render(key, || render(path, file, &decision.edits))
                 } else {
                     (*file).clone()
                 };
                 respond::file(req.headers(), head, &page, StatusCode::OK, &extra)
             }
-            _ => serve_static(site, req, &path),
+            _ => serve_static(site, req, path),
         },
     };
     finish(

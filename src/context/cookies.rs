@@ -7,13 +7,11 @@ use std::borrow::Cow;
 /// Most cookies or query parameters read from one request.
 const MAX_PAIRS: usize = 64;
 
-/// `name=value` pairs of a Cookie header.
-pub fn cookies(header: Option<&[u8]>) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
-    let Some(header) = header else {
-        return Vec::new();
-    };
-    header
-        .split(|b| *b == b';')
+/// `name=value` pairs of the Cookie headers (HTTP/2 may split one into
+/// several).
+pub fn cookies<'a>(headers: impl Iterator<Item = &'a [u8]>) -> Vec<(Cow<'a, str>, Cow<'a, str>)> {
+    headers
+        .flat_map(|header| header.split(|b| *b == b';'))
         .filter_map(|pair| match String::from_utf8_lossy(pair) {
             Cow::Borrowed(text) => split_pair(text).map(|(n, v)| (n.into(), v.into())),
             Cow::Owned(text) => {
@@ -45,15 +43,19 @@ mod tests {
 
     #[test]
     fn cookie_pairs() {
-        let c = cookies(Some(
-            b"a=1; outpost_exp_hero=b ;\xff\xfe=x; =bad; noeq; q=\"quoted\"",
-        ));
+        let c = cookies(
+            [b"a=1; outpost_exp_hero=b ;\xff\xfe=x; =bad; noeq; q=\"quoted\"".as_slice()]
+                .into_iter(),
+        );
         assert_eq!(c[0], ("a".into(), "1".into()));
         assert_eq!(c[1], ("outpost_exp_hero".into(), "b".into()));
         assert!(c.iter().any(|(k, v)| k == "q" && v == "quoted"));
         assert!(!c.iter().any(|(k, _)| k.is_empty()));
+        let split = cookies([b"a=1".as_slice(), b"b=2; c=3"].into_iter());
+        assert_eq!(split.len(), 3);
+        assert_eq!(split[2], ("c".into(), "3".into()));
         assert_eq!(
-            cookies(Some("a=1;".repeat(1000).as_bytes())).len(),
+            cookies(std::iter::once("a=1;".repeat(1000).as_bytes())).len(),
             MAX_PAIRS
         );
     }

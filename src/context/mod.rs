@@ -15,7 +15,7 @@ pub use path::{PathError, SitePath, MAX_PATH};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use http::{header, HeaderMap, HeaderName, Method};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
 
 // Named once: looking a header up by a `&str` parses the name every time.
@@ -61,21 +61,31 @@ impl<'r> RequestContext<'r> {
         network: &Network<'_>,
         country: Option<Country>,
     ) -> RequestContext<'r> {
+        let read = Read::from(headers);
         let trusted_peer = is_trusted(peer, network.trusted_proxies);
         // What proxies say counts only when the peer is one of them.
-        let from_proxy = |name: &HeaderName| {
+        let from_proxy = |value: Option<&'r HeaderValue>| {
             trusted_peer
-                .then(|| headers.get(name).and_then(|v| v.to_str().ok()))
+                .then(|| value.and_then(|v| v.to_str().ok()))
                 .flatten()
         };
-        let client = client_address(peer, from_proxy(&X_FORWARDED_FOR), network.trusted_proxies);
+        let client = client_address(
+            peer,
+            from_proxy(read.forwarded_for),
+            network.trusted_proxies,
+        );
         let country = country
-            .or_else(|| from_proxy(&CF_IPCOUNTRY).and_then(Country::parse))
+            .or_else(|| from_proxy(read.country).and_then(Country::parse))
             .or_else(|| network.geo.country(client))
             .unwrap_or(Country::UNKNOWN);
-        let scheme = match from_proxy(&X_FORWARDED_PROTO) {
+        let scheme = match from_proxy(read.forwarded_proto) {
             Some("https") => "https",
             _ => "http",
+        };
+        let cookies = if read.cookies > 1 {
+            cookies::cookies(headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()))
+        } else {
+            cookies::cookies(read.cookie.map(|v| v.as_bytes()).into_iter())
         };
         RequestContext {
             method,
@@ -86,10 +96,8 @@ impl<'r> RequestContext<'r> {
             scheme,
             client,
             country,
-            languages: language::languages(
-                headers.get(header::ACCEPT_LANGUAGE).map(|v| v.as_bytes()),
-            ),
-            cookies: cookies::cookies(headers.get(header::COOKIE).map(|v| v.as_bytes())),
+            languages: language::languages(read.accept_language.map(|v| v.as_bytes())),
+            cookies,
             headers,
         }
     }
@@ -113,5 +121,43 @@ impl<'r> RequestContext<'r> {
     pub fn port(&self) -> Option<&str> {
         let (_, port) = self.host.rsplit_once(':')?;
         (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).then_some(port)
+    }
+}
+
+/// The headers the context reads, found in one pass over the request's
+/// headers: looking each up by name would hash five names per request.
+/// The first of each counts, as with `HeaderMap::get`.
+#[derive(Default)]
+struct Read<'r> {
+    forwarded_for: Option<&'r HeaderValue>,
+    forwarded_proto: Option<&'r HeaderValue>,
+    country: Option<&'r HeaderValue>,
+    accept_language: Option<&'r HeaderValue>,
+    cookie: Option<&'r HeaderValue>,
+    /// How many Cookie headers there are.
+    cookies: usize,
+}
+
+impl<'r> From<&'r HeaderMap> for Read<'r> {
+    fn from(headers: &'r HeaderMap) -> Read<'r> {
+        let mut read = Read::default();
+        for (name, value) in headers {
+            let slot = if name == header::COOKIE {
+                read.cookies += 1;
+                &mut read.cookie
+            } else if name == header::ACCEPT_LANGUAGE {
+                &mut read.accept_language
+            } else if name == X_FORWARDED_FOR {
+                &mut read.forwarded_for
+            } else if name == CF_IPCOUNTRY {
+                &mut read.country
+            } else if name == X_FORWARDED_PROTO {
+                &mut read.forwarded_proto
+            } else {
+                continue;
+            };
+            slot.get_or_insert(value);
+        }
+        read
     }
 }

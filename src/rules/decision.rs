@@ -10,7 +10,7 @@ use super::{Action, Rules};
 use crate::context::RequestContext;
 use crate::site::Sites;
 use crate::store::{SiteVersion, StoredFile};
-use crate::transform::{template_context, Edit, Templates};
+use crate::transform::{template_context, Edit, Snippet, Templates};
 
 /// How the request is answered.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -102,7 +102,6 @@ impl<'a> Render<'a> {
         }
     }
 
-    /// Renders `name` with the request's context plus `extra`.
     /// Renders `name` with the request's context plus `extra`, whose content
     /// `identity` stands for: equal identities mean equal values. Output is
     /// remembered by everything it depends on, so a page seen before costs
@@ -111,12 +110,13 @@ impl<'a> Render<'a> {
         &mut self,
         name: &str,
         extra: Option<(&str, u64, &dyn Fn() -> serde_json::Value)>,
-    ) -> Result<Arc<str>, String> {
+    ) -> Result<Snippet, String> {
         let request = self.request;
         let ctx = request.ctx;
         let key = identity((
             name,
             &request.site.site,
+            request.site.number,
             &ctx.path.path,
             ctx.raw_query,
             ctx.host,
@@ -125,7 +125,7 @@ impl<'a> Render<'a> {
             extra.map(|(k, id, _)| (k, id)),
         ));
         if let Some(done) = self.templates.remembered(key) {
-            return Ok(done);
+            return Ok(Snippet::rendered(key, done));
         }
         let base = self
             .context
@@ -141,7 +141,7 @@ impl<'a> Render<'a> {
         let result = result.map(|html| {
             let html: Arc<str> = html.into();
             self.templates.remember(key, html.clone());
-            html
+            Snippet::rendered(key, html)
         });
         result.map_err(|e| crate::error_chain(&e, ": "))
     }

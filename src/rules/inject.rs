@@ -5,7 +5,7 @@ use std::sync::Arc;
 use lol_html::Selector;
 
 use super::decision::{Applied, Decision, Render};
-use crate::transform::{Edit, Op, Place};
+use crate::transform::{Edit, Op, Place, Snippet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
@@ -30,7 +30,7 @@ impl Position {
         })
     }
 
-    pub fn op(self, html: Arc<str>) -> Op {
+    pub fn op(self, html: Snippet) -> Op {
         match self {
             Position::Prepend => Op::Prepend(html),
             Position::Append => Op::Append(html),
@@ -44,7 +44,7 @@ impl Position {
 #[derive(Debug)]
 pub enum Content {
     Template(String),
-    Html(Arc<str>),
+    Html(Snippet),
 }
 
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use http::{HeaderValue, StatusCode};
 use lol_html::Selector;
 
 use super::decision::{identity, Applied, Decision, Outcome, Render, Request};
-use super::redirect::url_on;
+use super::redirect::{exact_host, url_on};
 use crate::store::{Lookup, SiteVersion};
 use crate::transform::{Edit, Op, Place, OFFER_TEMPLATE};
 
@@ -75,7 +75,7 @@ impl OfferLocal {
         let Some(target) = target_site(request) else {
             return Applied::Skipped(format!("no other site of the group serves {}", ctx.country));
         };
-        let Some(url) = equivalent_url(request, target) else {
+        let Some(host) = exact_host(target) else {
             return Applied::Skipped(format!(
                 "site `{}` has no exact host to link to",
                 target.site
@@ -88,15 +88,16 @@ impl OfferLocal {
             }
             decision.outcome = Outcome::Redirect {
                 status: self.status,
-                location: url,
+                location: equivalent_url(request, target, host),
             };
             return Applied::Fired;
         }
-        let offer = || offer_values(request, target, &url);
+        let offer = || offer_values(request, target, &equivalent_url(request, target, host));
         let template = self.template.as_deref().unwrap_or(OFFER_TEMPLATE);
-        // The offer follows from the target and its URL (the rest is in the
-        // request, which the renderer keys on anyway).
-        let identity = identity((&target.site, &url));
+        // The offer follows from the target's version and the request's
+        // scheme (the page, path and host are in the renderer's key), so a
+        // remembered banner costs no URL building.
+        let identity = identity((&target.site, target.number, ctx.scheme));
         let html = match render.render(template, Some(("offer", identity, &offer))) {
             Ok(h) => h,
             Err(e) => {
@@ -133,8 +134,8 @@ fn target_site<'a>(request: &Request<'a>) -> Option<&'a Arc<SiteVersion>> {
         .min_by(|a, b| a.site.cmp(&b.site))
 }
 
-/// The page on `target` equivalent to this one.
-fn equivalent_url(request: &Request<'_>, target: &SiteVersion) -> Option<String> {
+/// The page on `target` (at `host`) equivalent to this one.
+fn equivalent_url(request: &Request<'_>, target: &SiteVersion, host: &str) -> String {
     let locale = &target.config.locale;
     if let Some(page) = request.page {
         let exact = page
@@ -147,7 +148,7 @@ fn equivalent_url(request: &Request<'_>, target: &SiteVersion) -> Option<String>
                 .find(|(lang, _)| lang.split('-').next() == Some(target.config.language.as_str()))
         };
         if let Some((_, href)) = exact.or_else(by_language) {
-            return Some(href.clone());
+            return href.clone();
         }
     }
     let path = &request.ctx.path;
@@ -157,7 +158,7 @@ fn equivalent_url(request: &Request<'_>, target: &SiteVersion) -> Option<String>
     } else {
         "/"
     };
-    url_on(request, &target.site, path, None)
+    url_on(request.ctx, host, path, None)
 }
 
 /// What the banner template sees as `offer`, in the target site's language.

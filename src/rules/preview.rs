@@ -47,7 +47,7 @@ impl Preview {
             decision.outcome = Outcome::Hidden;
             return Applied::Fired;
         }
-        let presented = first.expect("allowed means present").to_string();
+        let presented = first.expect("allowed means present");
         decision.private = true;
         decision.set_headers.push((
             HeaderName::from_static("x-robots-tag"),

@@ -7,6 +7,8 @@
 use http::StatusCode;
 
 use super::decision::{Applied, Decision, Outcome, Request};
+use crate::context::RequestContext;
+use crate::store::SiteVersion;
 
 /// Bytes a path in a Location header must not carry as they are.
 const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
@@ -116,20 +118,18 @@ impl Target {
     }
 }
 
-/// A URL on `site` for the path and query of this request, at the port
-/// the visitor used.
-pub fn url_on(
-    request: &Request<'_>,
-    site: &str,
-    path: &str,
-    query: Option<&str>,
-) -> Option<String> {
-    let target = request.sites.get(site)?;
-    let host = target.config.hosts.iter().find_map(|(h, _)| match h {
+/// The first host a site claims exactly (not by `*.domain`): the one links
+/// to it name.
+pub fn exact_host(site: &SiteVersion) -> Option<&str> {
+    site.config.hosts.iter().find_map(|(h, _)| match h {
         crate::config::HostPattern::Exact(h) => Some(h.as_str()),
         crate::config::HostPattern::Wildcard(_) => None,
-    })?;
-    let ctx = request.ctx;
+    })
+}
+
+/// A URL on `host` for `path` and `query`, with the request's scheme and
+/// the port the visitor used.
+pub fn url_on(ctx: &RequestContext<'_>, host: &str, path: &str, query: Option<&str>) -> String {
     let mut url = String::with_capacity(host.len() + path.len() + 32);
     url.push_str(ctx.scheme);
     url.push_str("://");
@@ -143,14 +143,19 @@ pub fn url_on(
         url.push('?');
         url.push_str(q);
     }
-    Some(url)
+    url
 }
 
 impl Redirect {
     pub fn apply(&self, request: &Request<'_>, decision: &mut Decision) -> Applied {
         let ctx = request.ctx;
         let location = match &self.target {
-            Target::Site(site) => match url_on(request, site, &ctx.path.path, ctx.raw_query) {
+            Target::Site(site) => match request
+                .sites
+                .get(site)
+                .and_then(|target| exact_host(target))
+                .map(|host| url_on(ctx, host, &ctx.path.path, ctx.raw_query))
+            {
                 Some(url) => url,
                 None => {
                     return Applied::Skipped(format!(

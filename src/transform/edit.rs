@@ -27,21 +27,71 @@ pub enum Place {
     LinksTo(Arc<PathGlobs>),
 }
 
-/// What an edit does there. Shared strings: an edit from the rules is
-/// copied into every request's decision.
+/// What an edit does there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Op {
-    Prepend(Arc<str>),
-    Append(Arc<str>),
-    Before(Arc<str>),
-    After(Arc<str>),
-    Replace(Arc<str>),
-    SetText(Arc<str>),
-    SetHtml(Arc<str>),
-    SetAttr(Arc<str>, Arc<str>),
+    Prepend(Snippet),
+    Append(Snippet),
+    Before(Snippet),
+    After(Snippet),
+    Replace(Snippet),
+    SetText(Snippet),
+    SetHtml(Snippet),
+    SetAttr(Snippet, Snippet),
     Remove,
     /// Adds `name=value` to the query of matching links.
-    KeepParam(Arc<str>, Arc<str>),
+    KeepParam(Snippet, Snippet),
+}
+
+/// Text or HTML an edit puts into a page, shared (an edit from the rules is
+/// copied into every request's decision), with a digest that stands for it
+/// in the rendered page's key, so a banner is not hashed on every request.
+#[derive(Debug, Clone)]
+pub struct Snippet {
+    digest: u64,
+    text: Arc<str>,
+}
+
+impl Snippet {
+    /// A template's output, whose memo key already stands for it: equal
+    /// keys mean equal outputs.
+    pub fn rendered(memo_key: u64, text: Arc<str>) -> Snippet {
+        Snippet {
+            digest: memo_key,
+            text,
+        }
+    }
+}
+
+impl From<&str> for Snippet {
+    fn from(text: &str) -> Snippet {
+        Snippet {
+            digest: xxhash_rust::xxh3::xxh3_64(text.as_bytes()),
+            text: text.into(),
+        }
+    }
+}
+
+impl std::ops::Deref for Snippet {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq for Snippet {
+    fn eq(&self, other: &Snippet) -> bool {
+        self.digest == other.digest && self.text == other.text
+    }
+}
+
+impl Eq for Snippet {}
+
+impl Hash for Snippet {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.digest);
+    }
 }
 
 /// One change to a page. `slot` names the rule and edit it came from, so
