@@ -1,17 +1,19 @@
 //! The fleet: publishing site versions to NATS JetStream and following them
 //! on every edge box.
 //!
-//! A publish uploads each file once, named by its content hash, to the
-//! object store `outpost-files`, plus a pack of the files new since the
-//! site's previous version with their compressed copies (see [`pack`]),
-//! then writes the site's manifest to the key-value bucket `outpost-sites`
-//! (rules travel under the key `_rules`). A box following the bucket takes
-//! the files it lacks from the pack, or one by one when it is further
-//! behind, checks each against its hash, writes the version into its own
-//! sites/ folder in one rename, ingests it (compressing only what the pack
-//! did not bring) and switches atomically, then reports what it serves in
-//! `outpost-boxes`. Without NATS a box keeps serving what it has and
-//! catches up from the bucket's latest values when NATS returns.
+//! A publish uploads one pack of the files new since the site's previous
+//! version, with their compressed copies (see [`pack`]), to the object
+//! store `outpost-files`, then writes the site's manifest to the key-value
+//! bucket `outpost-sites` (rules travel under the key `_rules`). The
+//! manifest names, for every file, its hash and the pack that holds it (this
+//! version's, or the one an earlier version brought it in), so a box at any
+//! version, or one rolled back, finds every file. A box following the bucket
+//! fetches the packs holding what it lacks, checks each pack whole and each
+//! file against its hash, writes the version into its own sites/ folder in
+//! one rename, ingests it (compressing nothing) and switches atomically,
+//! then reports what it serves in `outpost-boxes`. Without NATS a box keeps
+//! serving what it has and catches up from the bucket's latest values when
+//! NATS returns.
 
 mod pack;
 
@@ -27,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 use crate::live::Live;
-use crate::store::{content_hash, unix_ms, Compressed};
+use crate::store::{content_hash, unix_ms, Compressed, SiteVersion};
 
 const FILES: &str = "outpost-files";
 const SITES: &str = "outpost-sites";
@@ -81,15 +83,14 @@ pub struct Published {
     /// site.toml (empty for rules).
     pub settings: String,
     pub files: Vec<PublishedFile>,
-    /// The object holding the files new since the previous version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pack: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PublishedFile {
     pub path: String,
     pub hash: String,
+    /// The pack that holds the file's content.
+    pub pack: String,
 }
 
 struct Buckets {
@@ -170,42 +171,45 @@ fn files_of(dir: &Path) -> Result<Vec<(String, PathBuf)>, FleetError> {
     Ok(out)
 }
 
-/// Requests to NATS kept in flight at once: each is a round trip.
-const IN_FLIGHT: usize = 64;
-
-/// Uploads what the store lacks and returns the manifest.
+/// Uploads the pack of what `previous` lacks and returns the manifest and
+/// how many files were new.
 async fn upload(
     b: &Buckets,
     dir: &Path,
     settings: String,
     previous: Option<&Published>,
 ) -> Result<(Published, usize), FleetError> {
-    // What the previous version had is stored already: no round trip to ask.
-    let stored = &hashes(previous);
+    // Where each file the previous version had is stored already.
+    let stored: std::collections::HashMap<String, String> = previous
+        .iter()
+        .flat_map(|p| p.files.iter().map(|f| (f.hash.clone(), f.pack.clone())))
+        .collect();
     let found = files_of(dir)?;
-    let results: Vec<Result<(PublishedFile, bool), FleetError>> = futures_util::stream::iter(found)
-        .map(|(rel, path)| async move {
-            let data = std::fs::read(&path).map_err(io(&path))?;
-            let h = content_hash(&data);
-            let new = !stored.contains(h.as_str()) && b.files.info(&h).await.is_err();
-            if new {
-                b.files
-                    .put(h.as_str(), &mut data.as_slice())
-                    .await
-                    .map_err(nats)?;
-            }
-            Ok((PublishedFile { path: rel, hash: h }, new))
+    let old = stored.clone();
+    let (read, entries) = tokio::task::spawn_blocking(move || read_new(&found, &old))
+        .await
+        .map_err(|e| FleetError::Nats(e.to_string()))??;
+    let new = entries.len();
+    let this = if entries.is_empty() {
+        String::new()
+    } else {
+        let data = pack::write(&entries);
+        let name = format!("pack-{}", content_hash(&data));
+        if b.files.info(&name).await.is_err() {
+            b.files
+                .put(name.as_str(), &mut data.as_slice())
+                .await
+                .map_err(nats)?;
+        }
+        name
+    };
+    let files: Vec<PublishedFile> = read
+        .into_iter()
+        .map(|(path, hash)| {
+            let pack = stored.get(&hash).cloned().unwrap_or_else(|| this.clone());
+            PublishedFile { path, hash, pack }
         })
-        .buffered(IN_FLIGHT)
-        .collect()
-        .await;
-    let mut files = Vec::with_capacity(results.len());
-    let mut uploaded = 0;
-    for r in results {
-        let (f, new) = r?;
-        uploaded += usize::from(new);
-        files.push(f);
-    }
+        .collect();
     let version = content_hash(
         serde_json::to_string(&(&settings, &files))
             .expect("serializes")
@@ -219,9 +223,8 @@ async fn upload(
             published_unix_ms,
             settings,
             files,
-            pack: None,
         },
-        uploaded,
+        new,
     ))
 }
 
@@ -253,16 +256,8 @@ pub async fn publish(
         let dir = root.join("sites").join(site);
         let settings = std::fs::read_to_string(dir.join("site.toml"))
             .map_err(|_| FleetError::NoSite(site.clone()))?;
-        let public = dir.join("public");
         let previous = latest(&b, site).await;
-        // Files go up one by one (waiting on NATS) while the pack is made
-        // (on the cores).
-        let (uploaded, pack) = tokio::join!(
-            upload(&b, &public, settings, previous.as_ref()),
-            upload_pack(&b, &public, previous.as_ref())
-        );
-        let (mut published, new) = uploaded?;
-        published.pack = pack?;
+        let (published, new) = upload(&b, &dir.join("public"), settings, previous.as_ref()).await?;
         put(&b, site, &published).await?;
         report.push((
             site.clone(),
@@ -274,71 +269,46 @@ pub async fn publish(
     Ok(report)
 }
 
-/// The content hashes of a published version's files.
-fn hashes(published: Option<&Published>) -> std::collections::HashSet<String> {
-    published
-        .iter()
-        .flat_map(|p| p.files.iter().map(|f| f.hash.clone()))
-        .collect()
-}
-
 /// The version published last under `key`, if any is readable.
 async fn latest(b: &Buckets, key: &str) -> Option<Published> {
     let raw = b.sites.get(key).await.ok()??;
     serde_json::from_slice(&raw).ok()
 }
 
-/// Packs the files under `dir` that `previous` did not have, compressed
-/// on every core, and uploads the pack; returns its name (`None` when no
-/// file is new). A file that changes meanwhile is missing from the pack or
-/// packed under a hash the manifest does not name; either way a box fetches
-/// it on its own.
-async fn upload_pack(
-    b: &Buckets,
-    dir: &Path,
-    previous: Option<&Published>,
-) -> Result<Option<String>, FleetError> {
-    let old = hashes(previous);
-    let found = files_of(dir)?;
-    let entries = tokio::task::spawn_blocking(move || compress_new(&found, &old))
-        .await
-        .map_err(|e| FleetError::Nats(e.to_string()))??;
-    if entries.is_empty() {
-        return Ok(None);
-    }
-    let data = pack::write(&entries);
-    let name = format!("pack-{}", content_hash(&data));
-    if b.files.info(&name).await.is_err() {
-        b.files
-            .put(name.as_str(), &mut data.as_slice())
-            .await
-            .map_err(nats)?;
-    }
-    Ok(Some(name))
-}
+/// A file's path and content hash.
+type Hashed = (String, String);
 
-/// Reads `(path, file)`s on every core and compresses those whose hash is
-/// not in `old` (each content once).
-fn compress_new(
+/// Reads `(path, file)`s on every core: each one's hash, and the pack
+/// entries (compressed) of the contents `stored` does not have, each once.
+/// One read serves both, so the manifest names exactly what was packed.
+fn read_new(
     files: &[(String, PathBuf)],
-    old: &std::collections::HashSet<String>,
-) -> Result<Vec<pack::Entry>, FleetError> {
+    stored: &std::collections::HashMap<String, String>,
+) -> Result<(Vec<Hashed>, Vec<pack::Entry>), FleetError> {
     let seen = std::sync::Mutex::new(std::collections::HashSet::new());
-    let entries = crate::parallel::map(files, |(rel, path)| {
+    let read = crate::parallel::map(files, |(rel, path)| {
         let data = std::fs::read(path).map_err(io(path))?;
         let h = content_hash(&data);
-        if old.contains(&h) || !seen.lock().unwrap().insert(h.clone()) {
-            return Ok(None);
+        if stored.contains_key(&h) || !seen.lock().unwrap().insert(h.clone()) {
+            return Ok((rel.clone(), h, None));
         }
         let (gzip, br) = crate::compress::for_storage(rel, &data);
-        Ok(Some(pack::Entry {
-            hash: h,
+        let entry = pack::Entry {
+            hash: h.clone(),
             identity: data.into(),
             gzip,
             br,
-        }))
+        };
+        Ok((rel.clone(), h, Some(entry)))
     });
-    entries.into_iter().filter_map(Result::transpose).collect()
+    let mut hashes = Vec::with_capacity(read.len());
+    let mut entries = Vec::new();
+    for r in read {
+        let (rel, h, entry) = r?;
+        hashes.push((rel, h));
+        entries.extend(entry);
+    }
+    Ok((hashes, entries))
 }
 
 async fn put(b: &Buckets, key: &str, p: &Published) -> Result<(), FleetError> {
@@ -428,7 +398,8 @@ async fn follow_once(
                 let _ = live.reload_rules();
             })
         } else {
-            match take_site(&b, root, &entry.key, &published).await {
+            let served = live.sites_full().get(&entry.key).cloned();
+            match take_site(&b, root, &entry.key, &published, served.as_deref()).await {
                 Ok(compressed) => {
                     // Ingest now rather than after the watcher's quiet period.
                     let (live, site) = (live.clone(), entry.key.clone());
@@ -470,48 +441,65 @@ enum Content {
 }
 
 /// The content of each file of `published`: the local copy when it has the
-/// right hash, else from the version's pack, else fetched on its own; each
-/// checked against its hash. Also the compressed copies the pack brought.
+/// right hash, else from the pack that holds it; each checked against its
+/// hash. Also the compressed copies the packs brought. A local file is
+/// known by `served` (the version this box serves, which hashed it at
+/// ingest) when its size and time are unchanged since, and read and hashed
+/// otherwise.
 async fn gather(
     b: &Buckets,
     local: &Path,
     published: &Published,
+    served: Option<&SiteVersion>,
 ) -> Result<(Vec<(String, Content)>, Compressed), FleetError> {
     let mut files = Vec::with_capacity(published.files.len());
     let mut lacking = Vec::new();
     for f in &published.files {
         let here = local.join(&f.path);
-        match std::fs::read(&here) {
-            Ok(data) if content_hash(&data) == f.hash => {
-                files.push((f.path.clone(), Content::Local(here)))
-            }
-            _ => lacking.push(f),
+        let known = served.and_then(|v| v.file(&f.path)).is_some_and(|s| {
+            s.hash == f.hash
+                && std::fs::metadata(&here).is_ok_and(|m| {
+                    m.len() == s.identity().len() as u64
+                        && m.modified()
+                            .is_ok_and(|t| unix_ms(t) == unix_ms(s.last_modified))
+                })
+        });
+        if known || std::fs::read(&here).is_ok_and(|data| content_hash(&data) == f.hash) {
+            files.push((f.path.clone(), Content::Local(here)));
+        } else {
+            lacking.push(f);
         }
     }
+    let mut packs: Vec<&str> = lacking.iter().map(|f| f.pack.as_str()).collect();
+    packs.sort_unstable();
+    packs.dedup();
+    let fetched = futures_util::future::try_join_all(
+        packs
+            .into_iter()
+            .map(|name| fetch_pack(b, name, &published.version)),
+    )
+    .await?;
     let mut compressed = Compressed::new();
     let mut packed = std::collections::HashMap::new();
-    if let (Some(name), false) = (&published.pack, lacking.is_empty()) {
-        for e in fetch_pack(b, name, &published.version).await? {
+    for entries in fetched {
+        for e in entries {
             compressed.insert(e.hash.clone(), (e.gzip, e.br));
             packed.insert(e.hash, e.identity);
         }
     }
-    let mut rest = Vec::new();
     for f in lacking {
         match packed.get(&f.hash) {
             Some(data) if content_hash(data) == f.hash => {
                 files.push((f.path.clone(), Content::Fetched(data.clone())))
             }
             Some(_) => return Err(corrupt(f, &published.version)),
-            None => rest.push(fetch_one(b, f, &published.version)),
+            None => {
+                return Err(FleetError::Missing {
+                    path: f.path.clone(),
+                    version: published.version.clone(),
+                })
+            }
         }
-    }
-    let fetched: Vec<_> = futures_util::stream::iter(rest)
-        .buffered(IN_FLIGHT)
-        .collect()
-        .await;
-    for f in fetched {
-        files.push(f?);
     }
     Ok((files, compressed))
 }
@@ -540,30 +528,6 @@ async fn fetch_pack(
         return Err(refused());
     }
     pack::read(&Bytes::from(data)).ok_or_else(refused)
-}
-
-async fn fetch_one(
-    b: &Buckets,
-    f: &PublishedFile,
-    version: &str,
-) -> Result<(String, Content), FleetError> {
-    let mut object = b
-        .files
-        .get(&f.hash)
-        .await
-        .map_err(|_| FleetError::Missing {
-            path: f.path.clone(),
-            version: version.to_string(),
-        })?;
-    let mut data = Vec::new();
-    object
-        .read_to_end(&mut data)
-        .await
-        .map_err(|_| corrupt(f, version))?;
-    if content_hash(&data) != f.hash {
-        return Err(corrupt(f, version));
-    }
-    Ok((f.path.clone(), Content::Fetched(data.into())))
 }
 
 /// Writes a version's files into `dir`. Unchanged files are hard links to
@@ -598,13 +562,14 @@ async fn take_site(
     root: &Path,
     site: &str,
     published: &Published,
+    served: Option<&SiteVersion>,
 ) -> Result<Compressed, FleetError> {
     if site.starts_with('.') || site.contains(['/', '\\']) {
         return Err(FleetError::NoSite(site.to_string()));
     }
     let sites = root.join("sites");
     let current = sites.join(site);
-    let (files, compressed) = gather(b, &current.join("public"), published).await?;
+    let (files, compressed) = gather(b, &current.join("public"), published, served).await?;
     let incoming = sites.join(format!(".incoming-{site}"));
     let _ = std::fs::remove_dir_all(&incoming);
     write_all(&incoming.join("public"), &files)?;
@@ -623,7 +588,7 @@ async fn take_site(
 /// Rules are few and small: written in place, then loaded once.
 async fn take_rules(b: &Buckets, root: &Path, published: &Published) -> Result<(), FleetError> {
     let dir = root.join("rules");
-    let (files, _) = gather(b, &dir, published).await?;
+    let (files, _) = gather(b, &dir, published, None).await?;
     for (rel, path) in files_of(&dir)? {
         if !published.files.iter().any(|f| f.path == rel) {
             let _ = std::fs::remove_file(path);
