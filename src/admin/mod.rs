@@ -66,9 +66,7 @@ fn refusal(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    // Compare digests, so neither the content nor the length leaks by timing.
-    let digest = |s: &str| <sha2::Sha256 as sha2::Digest>::digest(s.as_bytes());
-    if bool::from(digest(given).ct_eq(&digest(token))) {
+    if token_matches(given, token) {
         None
     } else {
         Some(
@@ -80,6 +78,13 @@ fn refusal(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
                 .into_response(),
         )
     }
+}
+
+/// Compares digests, so neither the content nor the length of the token
+/// leaks by how long a wrong guess takes to refuse.
+fn token_matches(given: &str, token: &str) -> bool {
+    let digest = |s: &str| <sha2::Sha256 as sha2::Digest>::digest(s.as_bytes());
+    bool::from(digest(given).ct_eq(&digest(token)))
 }
 
 async fn rollback(
@@ -255,4 +260,51 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
         out,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_matches;
+    use std::time::Instant;
+
+    #[test]
+    fn only_the_token_matches() {
+        let token = "s3cret-token";
+        assert!(token_matches(token, token));
+        for wrong in ["", "s3cret-toke", "s3cret-tokenX", "S3cret-token", "x"] {
+            assert!(!token_matches(wrong, token), "{wrong}");
+        }
+    }
+
+    /// A guess right up to its last byte takes as long to refuse as one
+    /// wrong from its first. A long token magnifies what an early-exit
+    /// compare would leak (tens of times longer for the near guess); rounds
+    /// alternate so drift in the machine's speed hits both alike.
+    #[test]
+    fn a_wrong_token_is_refused_in_the_same_time_wherever_it_differs() {
+        let token = "k".repeat(64 * 1024);
+        let near = format!("{}x", &token[..token.len() - 1]);
+        let far = format!("x{}", &token[1..]);
+        let time = |guess: &str| {
+            let start = Instant::now();
+            for _ in 0..4 {
+                assert!(!token_matches(std::hint::black_box(guess), &token));
+            }
+            start.elapsed().as_nanos() as f64
+        };
+        let (mut nears, mut fars) = (Vec::new(), Vec::new());
+        for _ in 0..41 {
+            nears.push(time(&near));
+            fars.push(time(&far));
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let ratio = median(&mut nears) / median(&mut fars);
+        assert!(
+            (0.67..1.5).contains(&ratio),
+            "near/far refusal time {ratio:.2}"
+        );
+    }
 }
