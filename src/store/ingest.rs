@@ -14,8 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::{
-    blob_key, collect_garbage, Encoding, Manifest, ManifestFile, Scan, SiteVersion, Store,
-    StoreError, BLOBS, CURRENT, KEPT_VERSIONS, SCANS, VERSIONS,
+    blob_key, collect_garbage, forget_blobs, Encoding, Manifest, ManifestFile, Scan, SiteVersion,
+    Store, StoreError, BLOBS, CURRENT, KEPT_VERSIONS, SCANS, VERSIONS,
 };
 use crate::compress;
 use crate::config::{Diagnostic, SiteConfig};
@@ -188,8 +188,15 @@ pub fn ingest_site(
         .as_ref()
         .is_some_and(|(_, m)| m.site_toml == manifest.site_toml && m.files == manifest.files);
 
+    // Nothing read and nothing changed: the scans stored are these.
+    if unchanged && to_read.is_empty() {
+        return Ok(Ingested::Unchanged);
+    }
     let tx = store.db()?.begin_write().map_err(StoreError::from)?;
     let number = newest.as_ref().map_or(1, |(n, _)| n + 1);
+    // The hashes of the versions this one pushes out, to forget if unused.
+    let mut dropped = std::collections::HashSet::new();
+    let mut unreadable_dropped = false;
     {
         let mut scan_table = tx.open_table(SCANS).map_err(StoreError::from)?;
         scan_table
@@ -220,7 +227,12 @@ pub fn ingest_site(
             let mut all = kept.clone();
             all.push(number);
             for old in all.iter().take(all.len().saturating_sub(KEPT_VERSIONS)) {
-                versions.remove((name, *old)).map_err(StoreError::from)?;
+                if let Some(raw) = versions.remove((name, *old)).map_err(StoreError::from)? {
+                    match serde_json::from_slice::<Manifest>(raw.value()) {
+                        Ok(m) => dropped.extend(m.files.into_iter().map(|f| f.hash)),
+                        Err(_) => unreadable_dropped = true,
+                    }
+                }
             }
             tx.open_table(CURRENT)
                 .map_err(StoreError::from)?
@@ -228,8 +240,10 @@ pub fn ingest_site(
                 .map_err(StoreError::from)?;
         }
     }
-    if !unchanged {
+    if unreadable_dropped {
         collect_garbage(&tx)?;
+    } else {
+        forget_blobs(&tx, dropped)?;
     }
     tx.commit().map_err(StoreError::from)?;
     if unchanged {
@@ -384,4 +398,52 @@ fn read_one(f: &Found, compressed: &Compressed) -> std::io::Result<Option<Read>>
         bodies: [Some(Bytes::from(data)), gzip, br],
         alternates,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob_count(store: &Store, text: &str) -> usize {
+        let tx = store.db().unwrap().begin_read().unwrap();
+        let blobs = tx.open_table(BLOBS).unwrap();
+        let hash = super::super::content_hash(text.as_bytes());
+        Encoding::ALL
+            .iter()
+            .filter(|enc| {
+                blobs
+                    .get(blob_key(&hash, **enc).as_slice())
+                    .unwrap()
+                    .is_some()
+            })
+            .count()
+    }
+
+    /// A version pushed out of the kept five takes its blobs with it,
+    /// except those a kept version still uses.
+    #[test]
+    fn blobs_go_with_the_last_version_that_used_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let sites = dir.path().join("sites");
+        let public = sites.join("s").join("public");
+        std::fs::create_dir_all(&public).unwrap();
+        std::fs::write(
+            sites.join("s").join("site.toml"),
+            "hosts = [\"s\"]\nlocale = \"en-GB\"\n",
+        )
+        .unwrap();
+        std::fs::write(public.join("kept.txt"), "in every version").unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        let page = |n: usize| format!("page {n} {}", "x".repeat(n));
+        for n in 0..=KEPT_VERSIONS {
+            std::fs::write(public.join("page.html"), page(n)).unwrap();
+            let ingested =
+                ingest_site(&store, &sites, "s", None, &Compressed::new(), |_| Ok(())).unwrap();
+            assert!(matches!(ingested, Ingested::Changed(_)));
+        }
+        assert_eq!(store.versions("s").unwrap().len(), KEPT_VERSIONS);
+        assert_eq!(blob_count(&store, &page(0)), 0, "pushed out");
+        assert_eq!(blob_count(&store, &page(1)), 1, "kept");
+        assert_eq!(blob_count(&store, "in every version"), 1, "shared");
+    }
 }
