@@ -344,7 +344,7 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
                     );
                     app.live
                         .rendered()
-                        .get_or_render(key, || render(path, file, &decision.edits))
+                        .get_or_render(key, || render(file, &decision.edits))
                 } else {
                     (*file).clone()
                 };
@@ -460,17 +460,16 @@ async fn fill_fragments(
 }
 
 /// Applies the decision's edits to a page, compressing the result once.
-fn render(path: &SitePath, file: &Arc<StoredFile>, edits: &[transform::Edit]) -> Arc<StoredFile> {
+fn render(file: &Arc<StoredFile>, edits: &[transform::Edit]) -> Arc<StoredFile> {
     let Some(html) = transform::apply(file.identity(), edits) else {
         return file.clone();
     };
     let hash = crate::store::content_hash(&html);
-    let gzip = compress::worth(&html, compress::gzip(&html, 6));
-    let br = compress::worth(&html, compress::brotli(&html, 5));
-    // Named .html so the rendered copy keeps the page's content type.
-    let name = format!("{}.html", path.relative());
+    // Only HTML is rendered: named so, for its content type and compression.
+    let name = "page.html";
+    let (gzip, br) = compress::for_storage(name, &html);
     Arc::new(StoredFile::new(
-        &name,
+        name,
         hash,
         crate::store::unix_ms(file.last_modified),
         html.into(),
