@@ -4,8 +4,12 @@
 //!
 //! Layout, per file: the hash's length (one byte) and the hash, then the
 //! identity, gzip and brotli bodies, each as a little-endian u32 length and
-//! the bytes; a copy not worth keeping has the length `u32::MAX`. The
+//! the bytes; a copy not worth keeping has the length `u32::MAX`. A file
+//! with a gzip copy leaves its identity out (length `u32::MAX`): the box
+//! inflates the copy, which costs it far less than fetching the bytes. The
 //! object is named by the hash of all of it, so a box checks it whole.
+
+use std::io::Read;
 
 use bytes::{BufMut, Bytes};
 
@@ -26,7 +30,8 @@ pub fn write(entries: &[Entry]) -> Vec<u8> {
         let hash = e.hash.as_bytes();
         out.put_u8(hash.len().try_into().expect("hashes are short"));
         out.put_slice(hash);
-        for body in [Some(&e.identity), e.gzip.as_ref(), e.br.as_ref()] {
+        let identity = e.gzip.is_none().then_some(&e.identity);
+        for body in [identity, e.gzip.as_ref(), e.br.as_ref()] {
             match body {
                 Some(b) => {
                     out.put_u32_le(b.len().try_into().expect("files are under 4 GiB"));
@@ -59,8 +64,13 @@ pub fn read(data: &Bytes) -> Option<Vec<Entry>> {
             }
             take(len as usize).map(Some)
         };
-        let identity = body()??;
+        let identity = body()?;
         let (gzip, br) = (body()?, body()?);
+        let identity = match (identity, &gzip) {
+            (Some(identity), _) => identity,
+            (None, Some(gzip)) => inflate(gzip)?,
+            (None, None) => return None,
+        };
         entries.push(Entry {
             hash,
             identity,
@@ -71,17 +81,28 @@ pub fn read(data: &Bytes) -> Option<Vec<Entry>> {
     Some(entries)
 }
 
+/// The content of a gzip copy; `None` when it is not gzip.
+fn inflate(gzip: &[u8]) -> Option<Bytes> {
+    let mut out = Vec::with_capacity(gzip.len() * 4);
+    flate2::read::GzDecoder::new(gzip)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn round_trip_and_truncation() {
+        let page = b"<p>hello</p>".repeat(50);
+        let (gzip, _) = crate::compress::for_storage("a.html", &page);
         let entries = vec![
             Entry {
                 hash: "aa".into(),
-                identity: Bytes::from_static(b"<p>hello</p>"),
-                gzip: Some(Bytes::from_static(b"gz")),
+                identity: page.into(),
+                gzip,
                 br: None,
             },
             Entry {
@@ -104,5 +125,13 @@ mod tests {
             );
         }
         assert_eq!(read(&packed.slice(..packed.len() - 1)), None);
+        // A gzip copy that is not gzip cannot stand for the identity.
+        let bad = Entry {
+            hash: "cc".into(),
+            identity: Bytes::from_static(b"page"),
+            gzip: Some(Bytes::from_static(b"not gzip")),
+            br: None,
+        };
+        assert_eq!(read(&Bytes::from(write(&[bad]))), None);
     }
 }
