@@ -217,19 +217,41 @@ fn errors_are_logged_once_per_burst_and_stale_copies_cover_them() {
     let s = Server::start(root.path());
     assert!(page(&s).0.contains("Inter 2-1 Milan"));
     up.set(Mode::Status(503));
-    // Requests keep coming; each failed refresh is followed by another.
-    assert!(eventually(Duration::from_secs(5), || {
+    // Requests keep coming; failed refreshes are retried after 1 s, then 2 s.
+    assert!(eventually(Duration::from_secs(8), || {
         assert!(
             page(&s).0.contains("Inter 2-1 Milan"),
             "the stale copy covers the failure"
         );
-        up.count() >= 6
+        up.count() >= 4
     }));
     assert_eq!(
         s.log_count("fragment source failed"),
         1,
         "one log line for the burst"
     );
+}
+
+#[test]
+fn a_failing_source_is_left_alone_for_a_while_and_pages_do_not_wait_on_it() {
+    let up = Upstream::start(Mode::Status(500));
+    let root = root(&up.url("/s.json"), "ttl = \"0s\"\ntimeout = \"2s\"", "keep");
+    let s = Server::start(root.path());
+    assert!(page(&s).0.contains("Loading"));
+    assert_eq!(up.count(), 1);
+    // Within the back-off (1 s after the first failure) pages answer at
+    // once and the source is spared; without it, each page would try again.
+    for _ in 0..10 {
+        let (body, took) = page(&s);
+        assert!(body.contains("Loading"), "{body}");
+        assert!(took < Duration::from_millis(500), "{took:?}");
+    }
+    assert!(up.count() <= 2, "{} upstream requests", up.count());
+    // The source recovers: pages get its data once the back-off is over.
+    up.set(Mode::Json(SCORES.into()));
+    assert!(eventually(Duration::from_secs(10), || page(&s)
+        .0
+        .contains("Inter 2-1 Milan")));
 }
 
 #[test]

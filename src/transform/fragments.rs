@@ -6,8 +6,11 @@
 //! the background; with neither, the page waits for the fetch at most
 //! `timeout`. Concurrent misses share one upstream request. A fetch goes on
 //! after a page stops waiting (up to [`FETCH_LIMIT`]), so its result serves
-//! the next page. Redirects are not followed, bodies over [`MAX_BODY`] are
-//! refused, and errors are logged once per burst.
+//! the next page. After a failure the source is left alone for a while
+//! (from [`BACKOFF_FIRST`], doubling up to [`BACKOFF_MAX`]): pages meanwhile
+//! take the stale copy or fail at once, rather than each waiting on a
+//! source that is down. Redirects are not followed, bodies over
+//! [`MAX_BODY`] are refused, and errors are logged once per burst.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +32,10 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub const FETCH_LIMIT: Duration = Duration::from_secs(10);
 /// Errors for one source are logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// How long a source is left alone after its first failure in a row...
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// ...doubling with each further one, up to this.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// A good copy of a source's data.
 #[derive(Debug)]
@@ -57,7 +64,8 @@ pub enum FetchError {
 #[derive(Debug)]
 pub enum Got {
     Fresh(Arc<Fetched>),
-    /// Older than its ttl; a refresh is running.
+    /// Older than its ttl; a refresh is running, or the source is failing
+    /// and left alone for now.
     Stale(Arc<Fetched>),
     /// No usable copy in time. `stale` is the last good copy if still
     /// within `stale_for`.
@@ -73,6 +81,11 @@ type Pending = Shared<BoxFuture<'static, Result<Arc<Fetched>, FetchError>>>;
 struct Entry {
     good: Option<Arc<Fetched>>,
     pending: Option<Pending>,
+    /// Failures in a row, the last one, and when the source may be tried
+    /// again.
+    failures: u32,
+    last_error: Option<FetchError>,
+    retry_at: Option<Instant>,
     last_logged: Option<Instant>,
     unlogged_errors: u64,
 }
@@ -159,20 +172,28 @@ impl Fragments {
                 self.stats.fresh.fetch_add(1, Ordering::Relaxed);
                 return Got::Fresh(good.clone());
             }
+            let stale = e
+                .good
+                .clone()
+                .filter(|g| age(g) < timing.ttl + timing.stale_for);
             let pending = match &e.pending {
                 Some(p) => p.clone(),
+                None if e.retry_at.is_some_and(|at| Instant::now() < at) => {
+                    if let Some(stale) = stale {
+                        self.stats.stale.fetch_add(1, Ordering::Relaxed);
+                        return Got::Stale(stale);
+                    }
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    let error = e.last_error.clone().expect("a back-off follows an error");
+                    return Got::Failed { error, stale: None };
+                }
                 None => {
                     let p = self.clone().start(url.to_string(), entry.clone());
                     e.pending = Some(p.clone());
                     p
                 }
             };
-            (
-                e.good
-                    .clone()
-                    .filter(|g| age(g) < timing.ttl + timing.stale_for),
-                pending,
-            )
+            (stale, pending)
         };
         if let Some(stale) = good.clone() {
             self.stats.stale.fetch_add(1, Ordering::Relaxed);
@@ -211,12 +232,21 @@ impl Fragments {
                         fetched_at: SystemTime::now(),
                     });
                     e.good = Some(fetched.clone());
+                    e.failures = 0;
+                    e.last_error = None;
+                    e.retry_at = None;
                     drop(e);
                     (self.keep)(&url, &fetched);
                     Ok(fetched)
                 }
                 Err(err) => {
                     self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                    let backoff = BACKOFF_FIRST
+                        .saturating_mul(1 << e.failures.min(16))
+                        .min(BACKOFF_MAX);
+                    e.failures += 1;
+                    e.retry_at = Some(Instant::now() + backoff);
+                    e.last_error = Some(err.clone());
                     e.unlogged_errors += 1;
                     if e.last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
                         tracing::warn!(source = %url, error = %err, errors = e.unlogged_errors, "fragment source failed");
