@@ -67,7 +67,11 @@ impl App {
         let keep = Box::new(move |url: &str, f: &transform::Fetched| {
             let at = crate::store::unix_ms(f.fetched_at);
             let json = serde_json::to_vec(&f.data).unwrap_or_default();
-            if let Err(e) = keeper.store().save_fragment(url, at, &json) {
+            if let Err(e) =
+                keeper
+                    .store()
+                    .save_fragment(url, at, &json, transform::fragments::MAX_SOURCES)
+            {
                 tracing::warn!(error = %e, "cannot keep fragment copy");
             }
         });

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 /// The name content is stored under: its BLAKE3 hash in hex. A fleet names
@@ -336,10 +336,23 @@ impl Store {
         Ok(out)
     }
 
-    pub fn save_fragment(&self, url: &str, fetched_ms: u64, json: &[u8]) -> Result<(), StoreError> {
+    /// Keeps a fragment source's copy, unless it is a new source and
+    /// `limit` sources are kept already (visitors can make new ones).
+    pub fn save_fragment(
+        &self,
+        url: &str,
+        fetched_ms: u64,
+        json: &[u8],
+        limit: usize,
+    ) -> Result<(), StoreError> {
         let mut tx = self.db()?.begin_write()?;
         tx.set_durability(redb::Durability::Eventual);
-        tx.open_table(FRAGMENTS)?.insert(url, (fetched_ms, json))?;
+        {
+            let mut table = tx.open_table(FRAGMENTS)?;
+            if table.len()? < limit as u64 || table.get(url)?.is_some() {
+                table.insert(url, (fetched_ms, json))?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }
@@ -408,4 +421,28 @@ fn referenced(
         live.extend(manifest.files.into_iter().map(|f| f.hash));
     }
     Ok(live)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragment_copies_stop_at_the_limit_but_kept_sources_still_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        store.save_fragment("a", 1, b"1", 2).unwrap();
+        store.save_fragment("b", 1, b"1", 2).unwrap();
+        store.save_fragment("c", 1, b"1", 2).unwrap();
+        store.save_fragment("a", 2, b"2", 2).unwrap();
+        let mut kept = store.fragments().unwrap();
+        kept.sort();
+        assert_eq!(
+            kept,
+            vec![
+                ("a".into(), 2, b"2".to_vec()),
+                ("b".into(), 1, b"1".to_vec())
+            ]
+        );
+    }
 }

@@ -9,8 +9,9 @@
 //! the next page. After a failure the source is left alone for a while
 //! (from [`BACKOFF_FIRST`], doubling up to [`BACKOFF_MAX`]): pages meanwhile
 //! take the stale copy or fail at once, rather than each waiting on a
-//! source that is down. Redirects are not followed, bodies over
-//! [`MAX_BODY`] are refused, and errors are logged once per burst.
+//! source that is down. At most [`MAX_SOURCES`] sources are remembered.
+//! Redirects are not followed, bodies over [`MAX_BODY`] are refused, and
+//! errors are logged once per burst.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,9 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub const FETCH_LIMIT: Duration = Duration::from_secs(10);
 /// Errors for one source are logged at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Sources remembered at most, the least recently used forgotten first: a
+/// source URL may carry request values, so visitors can make new ones.
+pub const MAX_SOURCES: usize = 10_000;
 /// How long a source is left alone after its first failure in a row...
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 /// ...doubling with each further one, up to this.
@@ -106,7 +110,7 @@ pub type Keep = Box<dyn Fn(&str, &Fetched) + Send + Sync>;
 
 pub struct Fragments {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
-    entries: Mutex<HashMap<String, Arc<Mutex<Entry>>>>,
+    entries: quick_cache::sync::Cache<String, Arc<Mutex<Entry>>>,
     keep: Keep,
     template_logged: Mutex<HashMap<String, Instant>>,
     pub stats: FragmentStats,
@@ -115,6 +119,11 @@ pub struct Fragments {
 impl Fragments {
     /// `saved` are copies kept from an earlier run.
     pub fn new(saved: Vec<(String, Fetched)>, keep: Keep) -> Arc<Fragments> {
+        Fragments::remembering(MAX_SOURCES, saved, keep)
+    }
+
+    /// [`Fragments::new`], remembering at most `sources` sources.
+    fn remembering(sources: usize, saved: Vec<(String, Fetched)>, keep: Keep) -> Arc<Fragments> {
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -132,21 +141,17 @@ impl Fragments {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        let entries = saved
-            .into_iter()
-            .map(|(url, f)| {
-                (
-                    url,
-                    Arc::new(Mutex::new(Entry {
-                        good: Some(Arc::new(f)),
-                        ..Entry::default()
-                    })),
-                )
-            })
-            .collect();
+        let entries = quick_cache::sync::Cache::new(sources);
+        for (url, f) in saved {
+            let entry = Entry {
+                good: Some(Arc::new(f)),
+                ..Entry::default()
+            };
+            entries.insert(url, Arc::new(Mutex::new(entry)));
+        }
         Arc::new(Fragments {
             client,
-            entries: Mutex::new(entries),
+            entries,
             keep,
             template_logged: Mutex::new(HashMap::new()),
             stats: FragmentStats::default(),
@@ -156,12 +161,13 @@ impl Fragments {
     /// The data for `url`, as fresh as `timing` allows, never waiting longer
     /// than its timeout.
     pub async fn get(self: &Arc<Self>, url: &str, timing: &Timing) -> Got {
-        let entry = {
-            let mut entries = self.entries.lock().unwrap();
-            // The URL is copied only the first time it is seen.
-            match entries.get(url) {
-                Some(e) => e.clone(),
-                None => entries.entry(url.to_string()).or_default().clone(),
+        // The URL is copied only the first time it is seen.
+        let entry = match self.entries.get(url) {
+            Some(e) => e,
+            None => {
+                let fresh = || Ok::<_, std::convert::Infallible>(Arc::default());
+                let Ok(e) = self.entries.get_or_insert_with(url, fresh);
+                e
             }
         };
         let now = SystemTime::now();
@@ -325,5 +331,39 @@ impl Fragments {
             })?
             .to_bytes();
         serde_json::from_slice(&body).map_err(|e| FetchError::Json(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Visitors who make a new source URL with each request (a query value
+    /// in it) cannot grow the sources past the limit.
+    #[test]
+    fn sources_past_the_limit_are_forgotten() {
+        let refused = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let fragments = Fragments::remembering(50, Vec::new(), Box::new(|_, _| {}));
+        let timing = Timing {
+            ttl: Duration::from_secs(60),
+            timeout: Duration::from_secs(1),
+            stale_for: Duration::ZERO,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for i in 0..1000 {
+                let url = format!("http://{refused}/s.json?q={i}");
+                let got = fragments.get(&url, &timing).await;
+                assert!(matches!(got, Got::Failed { .. }));
+            }
+        });
+        let remembered = fragments.entries.len();
+        assert!((1..=50).contains(&remembered), "{remembered} sources");
     }
 }
