@@ -1,10 +1,14 @@
 //! The access log: one JSON line per request, written off the request path by
-//! a dedicated thread so a slow disk never slows a response.
+//! a dedicated thread so a slow disk never slows a response. A log file that
+//! is moved or deleted (by logrotate, say) is opened again at its path.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -35,20 +39,23 @@ pub struct AccessLog {
 
 impl AccessLog {
     pub fn open(target: &AccessLogTarget) -> std::io::Result<AccessLog> {
-        let out: Box<dyn Write + Send> = match target {
+        let sink = match target {
             AccessLogTarget::Off => return Ok(AccessLog { tx: None }),
-            AccessLogTarget::Stdout => Box::new(std::io::stdout()),
-            AccessLogTarget::File(path) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
+            AccessLogTarget::Stdout => Sink::Stdout(BufWriter::new(std::io::stdout())),
+            AccessLogTarget::File(path) => {
+                let (file, id) = open(path)?;
+                Sink::File {
+                    path: path.clone(),
+                    out: BufWriter::new(file),
+                    id,
+                    checked: Instant::now(),
+                }
+            }
         };
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(rx, out))?;
+            .spawn(move || write_lines(rx, sink))?;
         Ok(AccessLog { tx: Some(tx) })
     }
 
@@ -63,13 +70,78 @@ impl AccessLog {
     }
 }
 
+/// How often the log file's path is checked for a new file.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Where lines go.
+enum Sink {
+    Stdout(BufWriter<std::io::Stdout>),
+    File {
+        path: PathBuf,
+        out: BufWriter<File>,
+        /// Device and inode of the open file.
+        id: (u64, u64),
+        checked: Instant,
+    },
+}
+
+impl Sink {
+    fn out(&mut self) -> &mut dyn Write {
+        match self {
+            Sink::Stdout(out) => out,
+            Sink::File { out, .. } => out,
+        }
+    }
+
+    /// Opens the path again when the file there is no longer the open one.
+    fn reopen_if_moved(&mut self) {
+        let Sink::File {
+            path,
+            out,
+            id,
+            checked,
+        } = self
+        else {
+            return;
+        };
+        if checked.elapsed() < CHECK_EVERY {
+            return;
+        }
+        *checked = Instant::now();
+        let there = std::fs::metadata(&*path).map(|m| (m.dev(), m.ino()));
+        if there.is_ok_and(|there| there == *id) {
+            return;
+        }
+        match open(path) {
+            Ok((file, new_id)) => {
+                let _ = out.flush();
+                *out = BufWriter::new(file);
+                *id = new_id;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot open the access log again; writing to the moved file")
+            }
+        }
+    }
+}
+
+fn open(path: &Path) -> std::io::Result<(File, (u64, u64))> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let meta = file.metadata()?;
+    Ok((file, (meta.dev(), meta.ino())))
+}
+
 /// Writes lines as they come, flushing whenever the queue runs dry.
-fn write_lines(rx: Receiver<Entry>, out: Box<dyn Write + Send>) {
-    let mut out = std::io::BufWriter::new(out);
+fn write_lines(rx: Receiver<Entry>, mut sink: Sink) {
     while let Ok(entry) = rx.recv() {
+        sink.reopen_if_moved();
+        let out = sink.out();
         let mut next = Some(entry);
         while let Some(e) = next {
-            let _ = serde_json::to_writer(&mut out, &e);
+            let _ = serde_json::to_writer(&mut *out, &e);
             let _ = out.write_all(b"\n");
             next = rx.try_recv().ok();
         }

@@ -298,6 +298,32 @@ fn unknown_host_without_default_is_404() {
 }
 
 #[test]
+fn a_moved_access_log_file_is_opened_again_at_its_path() {
+    let root = root();
+    root.write(
+        "outpost.toml",
+        "admin_listen = \"127.0.0.1:0\"\naccess_log = \"access.log\"\n",
+    );
+    let s = Server::start(root.path());
+    let log = root.path().join("access.log");
+    let has = |file: &std::path::Path, path: &str| {
+        std::fs::read_to_string(file).is_ok_and(|t| t.contains(&format!("\"path\":\"{path}\"")))
+    };
+    let wait = std::time::Duration::from_secs(5);
+    s.get("main.localhost", "/about");
+    assert!(common::eventually(wait, || has(&log, "/about")));
+    // As logrotate does: the file is moved, and the server goes on.
+    let rotated = root.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    assert!(common::eventually(wait, || {
+        s.get("main.localhost", "/after");
+        has(&log, "/after")
+    }));
+    assert!(has(&rotated, "/about"));
+    assert!(!has(&log, "/about"));
+}
+
+#[test]
 fn access_log_is_one_json_line_per_request() {
     let root = root();
     let s = Server::start(root.path());
