@@ -180,10 +180,12 @@ async fn upload(
     previous: Option<&Published>,
 ) -> Result<(Published, usize), FleetError> {
     // Where each file the previous version had is stored already.
-    let stored: std::collections::HashMap<String, String> = previous
-        .iter()
-        .flat_map(|p| p.files.iter().map(|f| (f.hash.clone(), f.pack.clone())))
-        .collect();
+    let stored: Arc<std::collections::HashMap<String, String>> = Arc::new(
+        previous
+            .iter()
+            .flat_map(|p| p.files.iter().map(|f| (f.hash.clone(), f.pack.clone())))
+            .collect(),
+    );
     let found = files_of(dir)?;
     let old = stored.clone();
     let (read, entries) = tokio::task::spawn_blocking(move || read_new(&found, &old))
