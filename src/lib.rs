@@ -11,7 +11,8 @@
 //! 4. [`store`]: the path is looked up in the site's in-memory version.
 //! 5. [`transform`]: fragments are fetched and the page is rewritten (once
 //!    per distinct result, then cached).
-//! 6. [`respond`]: conditional requests, ranges and encodings make the response.
+//! 6. [`respond`]: conditional requests, ranges and encodings make the response;
+//!    [`zero_copy`] sends large bodies to the socket with sendfile.
 //! 7. [`access_log`] and [`metrics`]: the request is recorded.
 //!
 //! Around the request path: [`config`] turns the user's files into checked
@@ -19,7 +20,7 @@
 //! turns file changes into new versions, [`fleet`] moves versions between
 //! boxes, and [`server`] runs the listeners.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod access_log;
 pub mod admin;
@@ -45,6 +46,7 @@ pub mod store;
 pub mod tls;
 pub mod transform;
 pub mod watch;
+pub mod zero_copy;
 
 /// An error and its causes joined by `sep`: libraries put the useful part
 /// (a template's line, why a connection failed) in the causes.

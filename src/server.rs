@@ -15,6 +15,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::handler::{self, App};
 use crate::respond::{self, Body};
+use crate::zero_copy;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -101,8 +102,8 @@ pub async fn run(
                     {
                         return;
                     }
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let stream = TokioIo::new(zero_copy::Stream::new(stream));
+                    let conn = builder.serve_connection_with_upgrades(stream, service);
                     let _ = watcher.watch(conn.into_owned()).await;
                     drop(permit);
                 });

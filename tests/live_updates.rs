@@ -16,6 +16,55 @@ fn root() -> Root {
     root
 }
 
+/// A large body that changes while a slow client is still reading it: the
+/// client gets the old bytes whole, the next request the new ones. The old
+/// bytes live in a memory file sent by sendfile, which must outlive its
+/// version for as long as a response still sends from it.
+#[test]
+fn a_large_file_changed_while_being_sent_is_sent_whole() {
+    let root = root();
+    // Larger than loopback's socket buffers, so most of it waits in the server.
+    let len = 24 << 20;
+    let old: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let new: Vec<u8> = (0..len).map(|i| (i % 241 + 1) as u8).collect();
+    root.write_bytes("sites/main/public/big.bin", &old);
+    let s = Server::start(root.path());
+
+    let mut slow = std::net::TcpStream::connect(s.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    slow.write_all(b"GET /big.bin HTTP/1.1\r\nHost: main.localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut start = vec![0; 64 * 1024];
+    std::io::Read::read_exact(&mut slow, &mut start).unwrap();
+
+    root.write_bytes("sites/main/public/big.bin", &new);
+    let first_byte = |s: &Server| {
+        s.request(
+            "GET",
+            "main.localhost",
+            "/big.bin",
+            &[("Range", "bytes=0-0")],
+        )
+        .body
+    };
+    assert!(eventually(Duration::from_secs(2), || first_byte(&s) == [1]));
+    // Versions come and go while the slow client still reads.
+    root.write_bytes("sites/main/public/big.bin", &old);
+    assert!(eventually(Duration::from_secs(2), || first_byte(&s) == [0]));
+
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut slow, &mut rest).unwrap();
+    start.extend_from_slice(&rest);
+    let head_end = start.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(start[..head_end].starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(
+        start[head_end..] == old[..],
+        "the slow client got other bytes"
+    );
+    assert!(s.get("main.localhost", "/big.bin").body == old);
+}
+
 #[test]
 fn a_changed_file_is_served_within_a_second() {
     let root = root();

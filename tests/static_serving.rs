@@ -191,6 +191,95 @@ fn single_ranges() {
     assert_eq!(r.body.len(), full.len());
 }
 
+/// Bytes no compressor shrinks, the same for the same `seed`.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The value of an unlabelled counter on the admin listener's /metrics.
+fn counter(s: &Server, name: &str) -> u64 {
+    let metrics = s.admin("GET", "/metrics", &[]).text();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+}
+
+#[test]
+fn large_files_are_sent_whole_in_ranges_and_pipelined_by_sendfile() {
+    let root = root();
+    let big = noise(3 << 20, 7);
+    let css = "body { color: red; }\n".repeat(10_000);
+    root.write_bytes("sites/main/public/big.bin", &big)
+        .write("sites/main/public/assets/large.css", &css);
+    let s = Server::start(root.path());
+    let before = counter(&s, "outpost_sendfile_bytes_total");
+
+    let r = s.get("main.localhost", "/big.bin");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some(big.len().to_string().as_str())
+    );
+    assert!(r.body == big, "the body differs from the file");
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        "/big.bin",
+        &[("Range", "bytes=1000-2000999")],
+    );
+    assert_eq!(r.status, 206);
+    assert!(
+        r.body == big[1000..2_001_000],
+        "the range differs from the file"
+    );
+    let r = s.request("HEAD", "main.localhost", "/big.bin", &[]);
+    assert!(r.body.is_empty());
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        "/assets/large.css",
+        &[("Accept-Encoding", "gzip")],
+    );
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&r.body[..]),
+        &mut unzipped,
+    )
+    .unwrap();
+    assert_eq!(unzipped, css);
+    let r = s.get("main.localhost", "/assets/large.css");
+    assert_eq!(r.text(), css);
+
+    // Two requests in one write: each response must follow the other whole.
+    let pipelined = "GET /big.bin HTTP/1.1\r\nHost: main.localhost\r\n\r\n\
+         GET /about HTTP/1.1\r\nHost: main.localhost\r\nConnection: close\r\n\r\n";
+    let r = common::raw(s.addr, pipelined.as_bytes());
+    assert_eq!(r.status, 200);
+    let (first, second) = r.body.split_at(big.len());
+    assert!(first == big, "the first body differs from the file");
+    let second = String::from_utf8_lossy(second);
+    assert!(second.starts_with("HTTP/1.1 200 OK\r\n"), "{second:.100}");
+    assert!(second.ends_with(&page(5)), "{second}");
+
+    // The large bodies went out by sendfile (the small page did not need to).
+    let sent = counter(&s, "outpost_sendfile_bytes_total") - before;
+    let large = 2 * big.len() as u64 + 2_000_000 + css.len() as u64;
+    assert!(
+        sent >= large,
+        "{sent} bytes by sendfile, expected {large} at least"
+    );
+}
+
 #[test]
 fn precompressed_copies_follow_accept_encoding() {
     let root = root();

@@ -11,6 +11,7 @@ use http::HeaderValue;
 
 use super::{Manifest, StoreError};
 use crate::config::SiteConfig;
+use crate::zero_copy;
 
 /// The representations stored for a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -164,13 +165,21 @@ impl SiteVersion {
         let toml_path = Path::new("sites").join(site).join("site.toml");
         let config = SiteConfig::parse(&toml_path, &manifest.site_toml)
             .map_err(|errs| StoreError::Damaged(format!("{site} version {number}: {}", errs[0])))?;
-        let mut files = HashMap::with_capacity(manifest.files.len());
+        let mut built = Vec::with_capacity(manifest.files.len());
         for f in &manifest.files {
             let identity = blob(&f.hash, Encoding::Identity)?;
             let gzip = f.gzip.then(|| blob(&f.hash, Encoding::Gzip)).transpose()?;
             let br = f.br.then(|| blob(&f.hash, Encoding::Brotli)).transpose()?;
             let mut file = StoredFile::new(&f.path, f.hash.clone(), f.mtime_ms, identity, gzip, br);
             file.alternates = f.alternates.clone();
+            built.push(file);
+        }
+        let bodies = built.iter_mut().flat_map(|f| f.bodies.iter_mut().flatten());
+        if let Err(e) = zero_copy::seal(bodies) {
+            tracing::warn!(site, error = %e, "large files stay in ordinary memory, sent by copy");
+        }
+        let mut files = HashMap::with_capacity(built.len());
+        for (f, file) in manifest.files.iter().zip(built) {
             files.insert(f.path.clone(), Arc::new(file));
         }
         let mut aliases = HashMap::new();
