@@ -271,9 +271,10 @@ fn large_files_are_sent_whole_in_ranges_and_pipelined_by_sendfile() {
     assert!(second.starts_with("HTTP/1.1 200 OK\r\n"), "{second:.100}");
     assert!(second.ends_with(&page(5)), "{second}");
 
-    // The large bodies went out by sendfile (the small page did not need to).
+    // The large bodies went out by sendfile (the small page did not need to),
+    // all but maybe a tail under 64 KiB that a partial send left, per body.
     let sent = counter(&s, "outpost_sendfile_bytes_total") - before;
-    let large = 2 * big.len() as u64 + 2_000_000 + css.len() as u64;
+    let large = 2 * big.len() as u64 + 2_000_000 + css.len() as u64 - 4 * 65_536;
     assert!(
         sent >= large,
         "{sent} bytes by sendfile, expected {large} at least"
