@@ -107,14 +107,6 @@ impl Metrics {
         let micros = self.latency_micros.load(Ordering::Relaxed);
         sample(out, &format!("{name}_sum"), &[], micros as f64 / 1e6);
         sample(out, &format!("{name}_count"), &[], total);
-        let name = "outpost_sendfile_bytes_total";
-        family(
-            out,
-            name,
-            "counter",
-            "Body bytes of large files sent with sendfile, without a copy.",
-        );
-        sample(out, name, &[], crate::zero_copy::sent_bytes());
     }
 }
 

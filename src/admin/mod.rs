@@ -160,6 +160,18 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
     if let Some(m) = &app.metrics {
         m.render(&mut out);
     }
+    family(
+        &mut out,
+        "outpost_sendfile_bytes_total",
+        "counter",
+        "Body bytes of large files sent with sendfile, without a copy.",
+    );
+    sample(
+        &mut out,
+        "outpost_sendfile_bytes_total",
+        &[],
+        crate::zero_copy::sent_bytes(),
+    );
     let live = &app.live;
     let gauge = "gauge";
     family(
