@@ -127,7 +127,10 @@ fn header_value(s: String) -> HeaderValue {
 fn not_modified(request: &HeaderMap, file: &StoredFile) -> bool {
     if let Some(inm) = request.get(header::IF_NONE_MATCH) {
         let Ok(inm) = inm.to_str() else { return false };
-        return inm.trim() == "*" || inm.split(',').any(|tag| file.etag_matches(tag));
+        // The whole value first: it is usually one tag, and then no split.
+        return file.etag_matches(inm)
+            || inm.trim() == "*"
+            || inm.split(',').any(|tag| file.etag_matches(tag));
     }
     request
         .get(header::IF_MODIFIED_SINCE)

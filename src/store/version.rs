@@ -92,8 +92,9 @@ impl StoredFile {
     /// Whether an ETag a client sent names this content in any encoding:
     /// the bytes differ but the resource is the same, so a 304 is right.
     pub fn etag_matches(&self, tag: &str) -> bool {
-        let tag = tag.trim().trim_start_matches("W/");
-        self.etags.iter().any(|e| e.as_bytes() == tag.as_bytes())
+        let named = |tag: &str| self.etags.iter().any(|e| e.as_bytes() == tag.as_bytes());
+        // Most clients send back exactly a tag they were given: no trimming.
+        named(tag) || named(tag.trim().trim_start_matches("W/"))
     }
 
     pub fn is_html(&self) -> bool {
