@@ -281,6 +281,27 @@ fn large_files_are_sent_whole_in_ranges_and_pipelined_by_sendfile() {
     );
 }
 
+/// Clients that hang up in the middle of a large body (closing with unread
+/// bytes resets the connection): the send fails, and only that connection.
+#[test]
+fn clients_resetting_mid_body_leave_the_server_serving() {
+    use std::io::{Read, Write};
+    let root = root();
+    let big = noise(4 << 20, 11);
+    root.write_bytes("sites/main/public/big.bin", &big);
+    let s = Server::start(root.path());
+    for _ in 0..20 {
+        let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+        c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: main.localhost\r\n\r\n")
+            .unwrap();
+        let mut some = [0; 1000];
+        c.read_exact(&mut some).unwrap();
+    }
+    let r = s.get("main.localhost", "/big.bin");
+    assert!(r.body == big, "the body differs from the file");
+    assert_eq!(s.get("main.localhost", "/about").text(), page(5));
+}
+
 #[test]
 fn precompressed_copies_follow_accept_encoding() {
     let root = root();
