@@ -86,7 +86,7 @@ impl Drop for Mapping {
 /// shared by several files) are stored once. On error the bodies are left
 /// as they were, still servable, only copied on the way out.
 pub fn seal<'a>(bodies: impl IntoIterator<Item = &'a mut Bytes>) -> io::Result<()> {
-    let mut large: Vec<&mut Bytes> = bodies.into_iter().filter(|b| b.len() >= LARGE).collect();
+    let large: Vec<&mut Bytes> = bodies.into_iter().filter(|b| b.len() >= LARGE).collect();
     if large.is_empty() {
         return Ok(());
     }
@@ -100,17 +100,21 @@ pub fn seal<'a>(bodies: impl IntoIterator<Item = &'a mut Bytes>) -> io::Result<(
             return Ok(());
         }
     }
-    // Offsets by the body's own address and length: clones share one copy.
+    // Each body's offset, by its own address and length: clones share one
+    // copy, written once.
     let mut offsets: HashMap<(usize, usize), u64> = HashMap::new();
+    let mut at = Vec::with_capacity(large.len());
+    let mut first_copies = Vec::new();
     let mut len = 0u64;
-    for body in &large {
-        offsets
+    for (i, body) in large.iter().enumerate() {
+        let offset = *offsets
             .entry((body.as_ptr() as usize, body.len()))
             .or_insert_with(|| {
-                let at = len;
+                first_copies.push(i);
                 len += body.len() as u64;
-                at
+                len - body.len() as u64
             });
+        at.push(offset);
     }
     let fd = rustix::fs::memfd_create(
         "outpost-bodies",
@@ -118,9 +122,8 @@ pub fn seal<'a>(bodies: impl IntoIterator<Item = &'a mut Bytes>) -> io::Result<(
     )?;
     let file = File::from(fd);
     file.set_len(len)?;
-    for body in &large {
-        let at = offsets[&(body.as_ptr() as usize, body.len())];
-        file.write_all_at(body, at)?;
+    for i in first_copies {
+        file.write_all_at(large[i], at[i])?;
     }
     rustix::fs::fcntl_add_seals(
         &file,
@@ -147,9 +150,9 @@ pub fn seal<'a>(bodies: impl IntoIterator<Item = &'a mut Bytes>) -> io::Result<(
         },
     );
     let whole = Bytes::from_owner(Mapping { ptr, len });
-    for body in &mut large {
-        let at = offsets[&(body.as_ptr() as usize, body.len())] as usize;
-        **body = whole.slice(at..at + body.len());
+    for (body, at) in large.into_iter().zip(at) {
+        let at = at as usize;
+        *body = whole.slice(at..at + body.len());
     }
     Ok(())
 }
