@@ -5,10 +5,12 @@
 //! with `file:line:col`, so a bad file is reported where it is wrong.
 
 mod diagnostic;
+mod offer_text;
 mod settings;
 mod site;
 
 pub use diagnostic::{closest, Diagnostic};
+pub use offer_text::{OfferText, Text};
 pub use settings::{AccessLogTarget, Overrides, Settings, TlsSettings};
 pub use site::{path_glob, HeaderRule, HostPattern, PathGlobs, SiteConfig};
 

@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::offer_text::{built_in, OfferText, Text};
 use super::{parse_toml, Diagnostic, Origin};
 
 #[derive(Debug, Deserialize)]
@@ -21,6 +22,17 @@ struct RawSite {
     default: Option<Spanned<bool>>,
     #[serde(default)]
     headers: BTreeMap<Spanned<String>, BTreeMap<Spanned<String>, Spanned<String>>>,
+    offer: Option<Spanned<RawOffer>>,
+}
+
+/// `[offer]`: the site's own words for the banner that offers it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOffer {
+    message: Option<Spanned<String>>,
+    go: Option<Spanned<String>>,
+    stay: Option<Spanned<String>>,
+    label: Option<Spanned<String>>,
 }
 
 /// A Host header pattern: an exact name or `*.domain` (any subdomain).
@@ -50,6 +62,9 @@ pub struct SiteConfig {
     /// Set, with where it was said, when this site answers unknown hosts.
     pub default: Option<Origin>,
     pub headers: Vec<HeaderRule>,
+    /// The words of the banner that offers this site on the other sites of
+    /// its group.
+    pub offer: OfferText,
 }
 
 impl SiteConfig {
@@ -129,6 +144,8 @@ impl SiteConfig {
             });
         }
 
+        let offer = offer_text(&raw, &locale, file, source, &mut errors);
+
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -140,7 +157,76 @@ impl SiteConfig {
             group: raw.group,
             default: raw.default.filter(|d| *d.get_ref()).map(|d| at(d.span())),
             headers,
+            offer,
         })
+    }
+}
+
+/// The banner's words for this site: `[offer]`, the rest built in.
+fn offer_text(
+    raw: &RawSite,
+    locale: &str,
+    file: &Path,
+    source: &str,
+    errors: &mut Vec<Diagnostic>,
+) -> OfferText {
+    let Some(offer) = &raw.offer else {
+        return OfferText::new(locale, [None, None, None, None]);
+    };
+    let given = offer.get_ref();
+    let keys = [
+        ("message", &given.message),
+        ("go", &given.go),
+        ("stay", &given.stay),
+        ("label", &given.label),
+    ];
+    let texts = keys.map(|(_, value)| {
+        let value = value.as_ref()?;
+        match Text::parse(value.get_ref()) {
+            Ok(text) => Some(text),
+            Err((offset, message)) => {
+                errors.push(Diagnostic::at(
+                    file,
+                    source,
+                    position_in_string(source, value, offset),
+                    message,
+                ));
+                None
+            }
+        }
+    });
+    // Half the banner in the site's language and half in English would be
+    // worse than either.
+    let missing: Vec<&str> = keys
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| *k)
+        .collect();
+    if !missing.is_empty() && missing.len() < keys.len() && !built_in(locale).1 {
+        errors.push(Diagnostic::at(
+            file,
+            source,
+            offer.span().start,
+            format!(
+                "[offer] lacks {}: outpost has no banner words in `{locale}` to fill in, so give all of message, go, stay and label",
+                missing.join(", ")
+            ),
+        ));
+    }
+    OfferText::new(locale, texts)
+}
+
+/// Where the character at `offset` of a string value is in `source`: exact
+/// for a string written without escapes, else the string's start.
+fn position_in_string(source: &str, value: &Spanned<String>, offset: usize) -> usize {
+    let span = value.span();
+    let written = &source[span.clone()];
+    let plain = written.len() == value.get_ref().len() + 2
+        && (written.starts_with('"') || written.starts_with('\''));
+    if plain {
+        span.start + 1 + offset
+    } else {
+        span.start
     }
 }
 
@@ -271,6 +357,72 @@ mod tests {
         let errs = parse("hots = [\"a.com\"]\nlocale = \"en\"\n").unwrap_err();
         assert_eq!(errs[0].message, "unknown key `hots`, did you mean `hosts`?");
         assert_eq!((errs[0].line, errs[0].col), (1, 1));
+    }
+
+    #[test]
+    fn offer_words_built_in_or_the_sites_own() {
+        let site = |rest: &str| parse(&format!("hosts = [\"a.se\"]\n{rest}")).unwrap().offer;
+        let sv = site("locale = \"sv-SE\"\n");
+        assert_eq!(sv.go.fill("SE", "a.se"), "Till webbplatsen på svenska");
+        assert_eq!((sv.lang.as_str(), sv.right_to_left), ("sv-SE", false));
+        let he = site("locale = \"he-IL\"\n");
+        assert_eq!((he.lang.as_str(), he.right_to_left), ("he-IL", true));
+        // No built-in Icelandic: English, tagged as English.
+        let is = site("locale = \"is-IS\"\n");
+        assert_eq!(is.stay.fill("IS", "a.se"), "Stay here");
+        assert_eq!(is.lang, "en");
+        // The site's own words replace the built-in ones they name.
+        let own = site(
+            "locale = \"sv-SE\"\n[offer]\nmessage = \"Besöker du oss från {country}? Prova {host}.\"\n",
+        );
+        assert_eq!(
+            own.message.fill("SE", "a.se"),
+            "Besöker du oss från SE? Prova a.se."
+        );
+        assert_eq!(own.stay.fill("SE", "a.se"), "Stanna här");
+        // All four in a language without built-in words.
+        let is = site("locale = \"is-IS\"\n[offer]\nmessage = \"m\"\ngo = \"g\"\nstay = \"s\"\nlabel = \"l\"\n");
+        assert_eq!(
+            (is.lang.as_str(), is.go.fill("", "")),
+            ("is-IS", "g".into())
+        );
+    }
+
+    #[test]
+    fn offer_problems_carry_their_position() {
+        let errs = |text: &str| -> Vec<(usize, usize, String)> {
+            parse(text)
+                .unwrap_err()
+                .into_iter()
+                .map(|d| (d.line, d.col, d.message))
+                .collect()
+        };
+        assert_eq!(
+            errs("hosts = [\"a.se\"]\nlocale = \"sv\"\n[offer]\ngo = \"Till {site}\"\n"),
+            vec![(
+                4,
+                12,
+                "unknown placeholder `{site}` (use {country} or {host})".into()
+            )]
+        );
+        assert_eq!(
+            errs("hosts = [\"a.se\"]\nlocale = \"sv\"\n[offer]\ngo = \"x {host\"\n"),
+            vec![(4, 9, "unclosed `{`".into())]
+        );
+        let unknown = errs("hosts = [\"a.se\"]\nlocale = \"sv\"\n[offer]\ngoo = \"x\"\n");
+        assert_eq!((unknown[0].0, unknown[0].1), (4, 1));
+        assert!(
+            unknown[0].2.contains("did you mean `go`?"),
+            "{}",
+            unknown[0].2
+        );
+        let half = errs("hosts = [\"a.is\"]\nlocale = \"is\"\n[offer]\ngo = \"Áfram\"\n");
+        assert_eq!(half.len(), 1);
+        assert!(
+            half[0].2.contains("lacks message, stay, label"),
+            "{}",
+            half[0].2
+        );
     }
 
     #[test]

@@ -92,7 +92,14 @@ impl OfferLocal {
             };
             return Applied::Fired;
         }
-        let offer = || offer_values(request, target, &equivalent_url(request, target, host));
+        let offer = || {
+            offer_values(
+                request,
+                target,
+                host,
+                &equivalent_url(request, target, host),
+            )
+        };
         let template = self.template.as_deref().unwrap_or(OFFER_TEMPLATE);
         // The offer follows from the target's version and the request's
         // scheme (the page, path and host are in the renderer's key), so a
@@ -162,88 +169,33 @@ fn equivalent_url(request: &Request<'_>, target: &SiteVersion, host: &str) -> St
 }
 
 /// What the banner template sees as `offer`, in the target site's language.
-fn offer_values(request: &Request<'_>, target: &SiteVersion, url: &str) -> serde_json::Value {
+fn offer_values(
+    request: &Request<'_>,
+    target: &SiteVersion,
+    host: &str,
+    url: &str,
+) -> serde_json::Value {
     let ctx = request.ctx;
     let mut stay = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in ctx.query.iter().filter(|(k, _)| k != STAY_PARAM) {
         stay.append_pair(k, v);
     }
     stay.append_pair(STAY_PARAM, "1");
-    let words = Words::for_language(&target.config.language);
+    let words = &target.config.offer;
+    let country = ctx.country.as_str();
     serde_json::json!({
         "url": url,
         "site": target.site,
         "locale": target.config.locale,
-        "country": ctx.country.as_str(),
+        "country": country,
         "stay_url": format!("{}?{}", ctx.path.path, stay.finish()),
-        "message": words.message,
-        "go": words.go,
-        "stay": words.stay,
-        "label": words.label,
+        "message": words.message.fill(country, host),
+        "go": words.go.fill(country, host),
+        "stay": words.stay.fill(country, host),
+        "label": words.label.fill(country, host),
+        "lang": words.lang,
+        "dir": if words.right_to_left { "rtl" } else { "ltr" },
     })
-}
-
-/// The banner's words, in the language of the site it offers.
-struct Words {
-    message: &'static str,
-    go: &'static str,
-    stay: &'static str,
-    label: &'static str,
-}
-
-impl Words {
-    fn for_language(lang: &str) -> Words {
-        let (message, go, stay, label) = match lang {
-            "it" => (
-                "Questa pagina è disponibile anche sul nostro sito per il tuo paese.",
-                "Vai al sito italiano",
-                "Resta qui",
-                "Sito locale",
-            ),
-            "de" => (
-                "Diese Seite gibt es auch auf unserer Website für dein Land.",
-                "Zur deutschen Website",
-                "Hier bleiben",
-                "Lokale Website",
-            ),
-            "fr" => (
-                "Cette page existe aussi sur notre site pour votre pays.",
-                "Aller au site français",
-                "Rester ici",
-                "Site local",
-            ),
-            "es" => (
-                "Esta página también está disponible en nuestro sitio para tu país.",
-                "Ir al sitio en español",
-                "Quedarme aquí",
-                "Sitio local",
-            ),
-            "nl" => (
-                "Deze pagina staat ook op onze site voor jouw land.",
-                "Naar de Nederlandse site",
-                "Hier blijven",
-                "Lokale site",
-            ),
-            "pt" => (
-                "Esta página também está disponível no nosso site para o seu país.",
-                "Ir para o site em português",
-                "Ficar aqui",
-                "Site local",
-            ),
-            _ => (
-                "This page is also available on our site for your country.",
-                "Go to the local site",
-                "Stay here",
-                "Local site",
-            ),
-        };
-        Words {
-            message,
-            go,
-            stay,
-            label,
-        }
-    }
 }
 
 /// Search and social crawlers, which must see every site as it is.
