@@ -425,6 +425,36 @@ mod tests {
         );
     }
 
+    /// docs/site.md has a row for every key site.toml takes.
+    #[test]
+    fn every_key_is_documented() {
+        let doc = include_str!("../../docs/site.md");
+        let keys = |text: &str| -> Vec<String> {
+            let errs = parse(text).unwrap_err();
+            let (_, list) = errs[0]
+                .message
+                .split_once("expected one of: ")
+                .unwrap_or_else(|| panic!("{}", errs[0].message));
+            list.split(", ").map(str::to_string).collect()
+        };
+        let top = keys("zzzzzzzzzzzz = 1\n");
+        assert!(top.len() >= 7, "{top:?}");
+        for key in top {
+            assert!(
+                doc.contains(&format!("| `{key}` |")) || doc.contains(&format!("| `[{key}")),
+                "docs/site.md has no row for `{key}`"
+            );
+        }
+        let offer = keys("hosts = []\nlocale = \"en\"\n[offer]\nzzzzzzzzzzzz = 1\n");
+        assert_eq!(offer, ["message", "go", "stay", "label"]);
+        for key in offer {
+            assert!(
+                doc.contains(&format!("| `{key}` |")),
+                "docs/site.md has no row for `[offer]` key `{key}`"
+            );
+        }
+    }
+
     #[test]
     fn single_star_stays_in_one_segment() {
         let g = PathGlobs::new(vec![path_glob("/blog/*").unwrap()]).unwrap();
