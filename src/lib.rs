@@ -4,11 +4,14 @@
 //! A request flows through the modules in this order (see `handler`):
 //!
 //! 1. [`site`]: the Host header picks a site and its current version.
-//! 2. [`context`]: the path is decoded and normalized once; when a rule may
-//!    apply, the visitor's address, country, languages and cookies are read.
-//! 3. [`rules`]: the rules evaluate into a decision (redirect, block, edits,
+//! 2. [`context`]: the path is decoded and normalized once. When no rule
+//!    applies to the site and path, the request goes straight to the store
+//!    and the response (the static path). Otherwise the visitor's address,
+//!    country, languages and cookies are read.
+//! 3. [`store`]: the path is looked up in the site's in-memory version; the
+//!    rules see the page it finds (whether it exists, its hreflang links).
+//! 4. [`rules`]: the rules evaluate into a decision (redirect, block, edits,
 //!    variants, fragments).
-//! 4. [`store`]: the path is looked up in the site's in-memory version.
 //! 5. [`transform`]: fragments are fetched and the page is rewritten (once
 //!    per distinct result, then cached).
 //! 6. [`respond`]: conditional requests, ranges and encodings make the response;
