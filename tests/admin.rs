@@ -176,6 +176,7 @@ fn the_dashboard_renders_in_a_browser() {
     assert!(dom.contains("<td>main</td>"), "sites table filled: {dom}");
     assert!(dom.contains("main.localhost"));
     assert!(dom.contains("<h3>hero</h3>"), "experiments listed");
+    assert!(dom.contains("<th class=\"num\">not applied</th>"), "{dom}");
     assert!(
         dom.contains("aria-label=\"conversion rate by variant\""),
         "chart drawn"
