@@ -328,7 +328,7 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
             // Exactly as a missing page: same page, same headers, and the
             // rule that hid it is not named.
             let mut response = not_found(site, req);
-            count_draws(app, req.method(), &decision, None);
+            settle_variants(app, req.method(), &mut decision, None);
             let shown = &decision.fired[..decision.fired.len().saturating_sub(1)];
             finish(&mut response, &decision, app.rules_header.then_some(shown));
             return (response, Some(decision));
@@ -361,14 +361,9 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
             _ => serve_static(site, req, path),
         },
     };
-    let served_file = variant_file.as_ref().and(decision.serve.as_deref());
     let matched = rendered.as_ref().map_or(&[][..], |r| &r.matched[..]);
-    count_draws(
-        app,
-        req.method(),
-        &decision,
-        page_served.then_some((served_file, matched)),
-    );
+    let shown = page_served.then_some((variant_file.is_some(), matched));
+    settle_variants(app, req.method(), &mut decision, shown);
     finish(
         &mut response,
         &decision,
@@ -377,22 +372,23 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
     (response, Some(decision))
 }
 
-/// Counts the visitors a GET or HEAD drew into a variant: an exposure when
-/// the page went out showing the variant as written, else not applied.
-/// `shown` is the variant file served and which edits matched, when the
-/// page went out.
-fn count_draws(
+/// Marks each variant of the response applied or not, and counts the
+/// visitors a GET or HEAD drew into one: an exposure when the page went out
+/// showing the variant as written, else not applied. `shown`, when the page
+/// went out: whether the variant file was served, and which edits matched.
+fn settle_variants(
     app: &App,
     method: &Method,
-    decision: &Decision,
-    shown: Option<(Option<&str>, &[bool])>,
+    decision: &mut Decision,
+    shown: Option<(bool, &[bool])>,
 ) {
-    if method != Method::GET && method != Method::HEAD {
-        return;
-    }
-    for a in decision.variants.iter().filter(|a| a.drawn) {
-        let applied = shown.is_some_and(|(file, matched)| a.applied(file, matched));
-        app.experiments.expose(a, applied);
+    let file = shown.and_then(|(served, _)| served.then(|| decision.serve.clone()).flatten());
+    let count = method == Method::GET || method == Method::HEAD;
+    for a in &mut decision.variants {
+        a.applied = shown.is_some_and(|(_, matched)| a.applied_in(file.as_deref(), matched));
+        if count && a.drawn {
+            app.experiments.expose(a, a.applied);
+        }
     }
 }
 

@@ -410,6 +410,19 @@ variants = [
         )),
         "{text}"
     );
+    // explain says the same of one visit.
+    let url = "http://main.localhost/";
+    for (cookie, says) in [
+        (
+            "outpost_exp_cta=renamed",
+            "variant: cta = renamed, NOT APPLIED",
+        ),
+        ("outpost_exp_cta=bold", "variant: cta = bold, applied"),
+    ] {
+        let out = run_on(root.path(), &["explain", url, "--cookie", cookie]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(says), "{text}");
+    }
     let out = run_on(root.path(), &["stats", "--json"]);
     let saved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(figures(&saved, "cta", "renamed")["not_applied"], renamed);

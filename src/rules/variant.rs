@@ -67,6 +67,9 @@ pub struct Assignment {
     pub edits: Range<usize>,
     /// The file the variant serves instead of the page.
     pub serve: Option<Arc<str>>,
+    /// Set once the response is made: the page went out showing the
+    /// variant as written (see [`Assignment::applied_in`]).
+    pub applied: bool,
 }
 
 impl Assignment {
@@ -78,6 +81,7 @@ impl Assignment {
             drawn: false,
             edits: 0..0,
             serve: None,
+            applied: false,
         }
     }
 
@@ -86,7 +90,7 @@ impl Assignment {
     /// matched an element. `served_file` is the variant file served, if
     /// any; `matched` says per edit of the decision whether it matched
     /// (empty when the page was not rewritten).
-    pub fn applied(&self, served_file: Option<&str>, matched: &[bool]) -> bool {
+    pub fn applied_in(&self, served_file: Option<&str>, matched: &[bool]) -> bool {
         let file = self
             .serve
             .as_deref()
@@ -134,6 +138,7 @@ impl Experiment {
             drawn,
             edits: first..decision.edits.len(),
             serve: variant.serve.clone(),
+            applied: false,
         });
         Applied::Fired
     }
@@ -199,17 +204,17 @@ mod tests {
             ..Assignment::of("e".into(), "v".into())
         };
         // Every transform of the variant must match; other edits do not matter.
-        assert!(a(1..3, None).applied(None, &[false, true, true, false]));
-        assert!(!a(1..3, None).applied(None, &[true, true, false, true]));
+        assert!(a(1..3, None).applied_in(None, &[false, true, true, false]));
+        assert!(!a(1..3, None).applied_in(None, &[true, true, false, true]));
         // A page that was not rewritten (not HTML, too large) shows no transform.
-        assert!(!a(0..1, None).applied(None, &[]));
+        assert!(!a(0..1, None).applied_in(None, &[]));
         // The control is the page as it is.
-        assert!(a(0..0, None).applied(None, &[]));
-        assert!(a(0..0, None).applied(None, &[false]));
+        assert!(a(0..0, None).applied_in(None, &[]));
+        assert!(a(0..0, None).applied_in(None, &[false]));
         // A variant with a file is applied only when that file went out.
-        assert!(a(0..0, Some("/alt.html")).applied(Some("/alt.html"), &[]));
-        assert!(!a(0..0, Some("/alt.html")).applied(None, &[]));
-        assert!(!a(0..0, Some("/alt.html")).applied(Some("/other.html"), &[]));
-        assert!(!a(0..1, Some("/alt.html")).applied(Some("/alt.html"), &[false]));
+        assert!(a(0..0, Some("/alt.html")).applied_in(Some("/alt.html"), &[]));
+        assert!(!a(0..0, Some("/alt.html")).applied_in(None, &[]));
+        assert!(!a(0..0, Some("/alt.html")).applied_in(Some("/other.html"), &[]));
+        assert!(!a(0..1, Some("/alt.html")).applied_in(Some("/alt.html"), &[false]));
     }
 }
