@@ -49,6 +49,7 @@ fn health_ready_status_and_metrics() {
         "outpost_rules_errors 0",
         "outpost_fragment_upstream_requests_total 0",
         "outpost_experiment_exposures_total{experiment=\"hero\"",
+        "outpost_experiment_not_applied_total{experiment=\"hero\"",
     ] {
         assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
     }
