@@ -410,6 +410,18 @@ variants = [
         )),
         "{text}"
     );
+    // So do rule cases: a case for `renamed` fails.
+    root.write(
+        "rules/tests/cta.toml",
+        "[[case]]\nname = \"renamed\"\nurl = \"http://main.localhost/\"\ncookies = { outpost_exp_cta = \"renamed\" }\nvariant = \"renamed\"\n\n[[case]]\nname = \"bold\"\nurl = \"http://main.localhost/\"\ncookies = { outpost_exp_cta = \"bold\" }\nvariant = \"bold\"\n",
+    );
+    let out = run_on(root.path(), &["test"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cta.toml:1:1: renamed: variant renamed was not applied"),
+        "{text}"
+    );
+    assert!(text.contains("1 passed, 1 failed"), "{text}");
     // explain says the same of one visit.
     let url = "http://main.localhost/";
     for (cookie, says) in [
