@@ -1,20 +1,28 @@
-//! Experiment counts: exposures and conversions per variant, counted on the
-//! request path with atomics, saved to the store every second (and at
-//! shutdown) so they survive a restart, and reported with conversion rates
-//! and a two-proportion z-test against the first variant.
+//! Experiment counts: per variant, the visitors drawn into it who were shown
+//! it (exposures), those it could not be applied to (not applied), and
+//! conversions; counted on the request path with atomics, saved to the store
+//! every second (and at shutdown) so they survive a restart, and reported
+//! with conversion rates, a two-proportion z-test against the first variant
+//! and a sample-ratio check of the draws against the weights.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
+use statrs::distribution::{ChiSquared, ContinuousCDF, Normal};
 
 use crate::rules::variant::Assignment;
 use crate::rules::{Action, Rules};
+use crate::store::ExperimentRow;
+
+/// Below this chi-square p-value the draws do not follow the weights.
+pub const SAMPLE_RATIO_ALPHA: f64 = 0.001;
 
 #[derive(Debug, Default)]
 struct Counts {
     exposures: AtomicU64,
+    not_applied: AtomicU64,
     conversions: AtomicU64,
 }
 
@@ -30,7 +38,15 @@ pub struct Experiments {
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct VariantReport {
     pub variant: String,
+    /// Its weight in the rule; `None` for a variant the rule no longer has.
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// Visitors drawn into the variant and shown it as written.
     pub exposures: u64,
+    /// Visitors drawn into the variant who were not shown it (a transform
+    /// matched nothing, its file was missing, the page was not served).
+    #[serde(default)]
+    pub not_applied: u64,
     pub conversions: u64,
     pub rate: f64,
     /// Against the first variant; `None` for that variant itself or with
@@ -43,19 +59,31 @@ pub struct VariantReport {
 pub struct ExperimentReport {
     pub experiment: String,
     pub variants: Vec<VariantReport>,
+    /// Chi-square p-value of the draws (exposures plus not applied) against
+    /// the weights; `None` with too little data.
+    #[serde(default)]
+    pub sample_ratio_p: Option<f64>,
+    /// `sample_ratio_p` is below [`SAMPLE_RATIO_ALPHA`].
+    #[serde(default)]
+    pub sample_ratio_mismatch: bool,
+    /// What makes the figures doubtful, in words: a sample-ratio mismatch,
+    /// variants not applied.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Experiments {
-    /// Starts from saved `(experiment, variant, exposures, conversions)`.
-    pub fn from_saved(rows: Vec<(String, String, u64, u64)>) -> Experiments {
+    /// Starts from saved counts.
+    pub fn from_saved(rows: Vec<ExperimentRow>) -> Experiments {
         let counts = rows
             .into_iter()
-            .map(|(e, v, x, c)| {
+            .map(|r| {
                 (
-                    (e.into(), v.into()),
+                    (r.experiment.into(), r.variant.into()),
                     Arc::new(Counts {
-                        exposures: x.into(),
-                        conversions: c.into(),
+                        exposures: r.exposures.into(),
+                        not_applied: r.not_applied.into(),
+                        conversions: r.conversions.into(),
                     }),
                 )
             })
@@ -74,8 +102,16 @@ impl Experiments {
         self.counts.write().unwrap().entry(key).or_default().clone()
     }
 
-    pub fn expose(&self, a: &Assignment) {
-        self.counts(a).exposures.fetch_add(1, Ordering::Relaxed);
+    /// Counts a visitor drawn into a variant: an exposure when the variant
+    /// was `applied` as written, else not applied.
+    pub fn expose(&self, a: &Assignment, applied: bool) {
+        let counts = self.counts(a);
+        let n = if applied {
+            &counts.exposures
+        } else {
+            &counts.not_applied
+        };
+        n.fetch_add(1, Ordering::Relaxed);
         self.dirty.store(true, Ordering::Relaxed);
     }
 
@@ -85,25 +121,24 @@ impl Experiments {
     }
 
     /// All counts, if any changed since the last call.
-    pub fn take_changes(&self) -> Option<Vec<(String, String, u64, u64)>> {
+    pub fn take_changes(&self) -> Option<Vec<ExperimentRow>> {
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return None;
         }
         Some(self.rows())
     }
 
-    pub fn rows(&self) -> Vec<(String, String, u64, u64)> {
+    pub fn rows(&self) -> Vec<ExperimentRow> {
         self.counts
             .read()
             .unwrap()
             .iter()
-            .map(|((e, v), c)| {
-                (
-                    e.to_string(),
-                    v.to_string(),
-                    c.exposures.load(Ordering::Relaxed),
-                    c.conversions.load(Ordering::Relaxed),
-                )
+            .map(|((e, v), c)| ExperimentRow {
+                experiment: e.to_string(),
+                variant: v.to_string(),
+                exposures: c.exposures.load(Ordering::Relaxed),
+                conversions: c.conversions.load(Ordering::Relaxed),
+                not_applied: c.not_applied.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -116,10 +151,10 @@ impl Experiments {
 }
 
 /// Reports from saved rows (also used by `outpost stats` on a store).
-pub fn report(rows: &[(String, String, u64, u64)], rules: &Rules) -> Vec<ExperimentReport> {
-    let mut by_experiment: BTreeMap<&str, Vec<(&str, u64, u64)>> = BTreeMap::new();
-    for (e, v, x, c) in rows {
-        by_experiment.entry(e).or_default().push((v, *x, *c));
+pub fn report(rows: &[ExperimentRow], rules: &Rules) -> Vec<ExperimentReport> {
+    let mut by_experiment: BTreeMap<&str, Vec<&ExperimentRow>> = BTreeMap::new();
+    for r in rows {
+        by_experiment.entry(&r.experiment).or_default().push(r);
     }
     for rule in &rules.rules {
         if let Action::Variant(exp) = &rule.action {
@@ -128,47 +163,133 @@ pub fn report(rows: &[(String, String, u64, u64)], rules: &Rules) -> Vec<Experim
     }
     by_experiment
         .into_iter()
-        .map(|(experiment, mut seen)| {
-            let order: Vec<&str> = rules
+        .map(|(experiment, seen)| {
+            // The rule's variants with their weights, then others seen before.
+            let mut variants: Vec<VariantReport> = rules
                 .rules
                 .iter()
                 .find_map(|r| match &r.action {
-                    Action::Variant(e) if &*e.experiment == experiment => {
-                        Some(e.variants.iter().map(|v| v.name.as_ref()).collect())
-                    }
+                    Action::Variant(e) if &*e.experiment == experiment => Some(&e.variants),
                     _ => None,
                 })
-                .unwrap_or_default();
-            for name in &order {
-                if !seen.iter().any(|(v, _, _)| v == name) {
-                    seen.push((name, 0, 0));
-                }
-            }
-            seen.sort_by_key(|(v, _, _)| order.iter().position(|o| o == v).unwrap_or(usize::MAX));
-            let base = seen.first().map(|(_, x, c)| (*x, *c));
-            let variants = seen
-                .iter()
-                .enumerate()
-                .map(|(i, (v, x, c))| {
-                    let test = (i > 0)
-                        .then(|| base.and_then(|(bx, bc)| z_test(bx, bc, *x, *c)))
-                        .flatten();
-                    VariantReport {
-                        variant: v.to_string(),
-                        exposures: *x,
-                        conversions: *c,
-                        rate: if *x == 0 { 0.0 } else { *c as f64 / *x as f64 },
-                        z: test.map(|t| t.0),
-                        p_value: test.map(|t| t.1),
-                    }
-                })
+                .into_iter()
+                .flatten()
+                .map(|v| blank(&v.name, Some(v.weight)))
                 .collect();
+            for r in seen {
+                let i = match variants.iter().position(|v| v.variant == r.variant) {
+                    Some(i) => i,
+                    None => {
+                        variants.push(blank(&r.variant, None));
+                        variants.len() - 1
+                    }
+                };
+                let v = &mut variants[i];
+                v.exposures = r.exposures;
+                v.not_applied = r.not_applied;
+                v.conversions = r.conversions;
+                v.rate = if r.exposures == 0 {
+                    0.0
+                } else {
+                    r.conversions as f64 / r.exposures as f64
+                };
+            }
+            let base = variants.first().map(|v| (v.exposures, v.conversions));
+            for v in variants.iter_mut().skip(1) {
+                let test = base.and_then(|(bx, bc)| z_test(bx, bc, v.exposures, v.conversions));
+                v.z = test.map(|t| t.0);
+                v.p_value = test.map(|t| t.1);
+            }
+            let sample_ratio_p = sample_ratio_p(&variants);
+            let sample_ratio_mismatch = sample_ratio_p.is_some_and(|p| p < SAMPLE_RATIO_ALPHA);
             ExperimentReport {
                 experiment: experiment.to_string(),
+                warnings: warnings(&variants, sample_ratio_p.filter(|_| sample_ratio_mismatch)),
                 variants,
+                sample_ratio_p,
+                sample_ratio_mismatch,
             }
         })
         .collect()
+}
+
+/// The warnings of an experiment's report; `mismatch` is the p-value of a
+/// sample-ratio mismatch.
+fn warnings(variants: &[VariantReport], mismatch: Option<f64>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(p) = mismatch {
+        let split = |f: &dyn Fn(&VariantReport) -> String| {
+            variants
+                .iter()
+                .filter(|v| v.weight.is_some())
+                .map(f)
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        out.push(format!(
+            "sample-ratio mismatch: visitors drawn {} for weights {} (chi-square p = {p:.1e}); \
+             the split is not the weights' doing, so the figures cannot be trusted",
+            split(&|v| (v.exposures + v.not_applied).to_string()),
+            split(&|v| v.weight.unwrap_or(0).to_string()),
+        ));
+    }
+    for v in variants.iter().filter(|v| v.not_applied > 0) {
+        out.push(format!(
+            "variant `{}` was not applied to {} of the {} visitors drawn into it \
+             (a transform matched nothing, its file was missing, or the page was not served)",
+            v.variant,
+            v.not_applied,
+            v.exposures + v.not_applied,
+        ));
+    }
+    out
+}
+
+fn blank(name: &str, weight: Option<u32>) -> VariantReport {
+    VariantReport {
+        variant: name.to_string(),
+        weight,
+        exposures: 0,
+        not_applied: 0,
+        conversions: 0,
+        rate: 0.0,
+        z: None,
+        p_value: None,
+    }
+}
+
+/// Chi-square goodness of fit of the draws (exposures plus not applied)
+/// against the weights, with one degree of freedom less than the variants
+/// that have a weight. `None` without two weighted variants or while a
+/// variant expects fewer than 5 draws (too few for the test). Variants the
+/// rule no longer has are left out; draws into a weight-0 variant cannot
+/// come from these weights, so they give p = 0.
+pub fn sample_ratio_p(variants: &[VariantReport]) -> Option<f64> {
+    let drawn = |v: &VariantReport| v.exposures + v.not_applied;
+    let weighted: Vec<(u32, u64)> = variants
+        .iter()
+        .filter_map(|v| v.weight.map(|w| (w, drawn(v))))
+        .collect();
+    if weighted.iter().any(|&(w, n)| w == 0 && n > 0) {
+        return Some(0.0);
+    }
+    let weighted: Vec<(f64, f64)> = weighted
+        .into_iter()
+        .filter(|&(w, _)| w > 0)
+        .map(|(w, n)| (w as f64, n as f64))
+        .collect();
+    let total_weight: f64 = weighted.iter().map(|(w, _)| w).sum();
+    let total: f64 = weighted.iter().map(|(_, n)| n).sum();
+    let expected = |w: f64| total * w / total_weight;
+    if weighted.len() < 2 || weighted.iter().any(|&(w, _)| expected(w) < 5.0) {
+        return None;
+    }
+    let chi2: f64 = weighted
+        .iter()
+        .map(|&(w, n)| (n - expected(w)).powi(2) / expected(w))
+        .sum();
+    let dist = ChiSquared::new((weighted.len() - 1) as f64).ok()?;
+    Some(dist.sf(chi2))
 }
 
 /// Two-proportion z-test of b against a: `(z, two-sided p-value)`.
@@ -184,18 +305,8 @@ pub fn z_test(a_n: u64, a_conv: u64, b_n: u64, b_conv: u64) -> Option<(f64, f64)
         return None;
     }
     let z = (p2 - p1) / se;
-    Some((z, 2.0 * (1.0 - normal_cdf(z.abs()))))
-}
-
-/// Φ(x), from erf (Abramowitz and Stegun 7.1.26, error under 1.5e-7).
-fn normal_cdf(x: f64) -> f64 {
-    let t = 1.0 / (1.0 + 0.3275911 * x.abs() / std::f64::consts::SQRT_2);
-    let poly = t
-        * (0.254829592
-            + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    let erf = 1.0 - poly * (-(x * x) / 2.0).exp();
-    let erf = if x >= 0.0 { erf } else { -erf };
-    0.5 * (1.0 + erf)
+    let normal = Normal::standard();
+    Some((z, 2.0 * normal.sf(z.abs())))
 }
 
 #[cfg(test)]
@@ -215,11 +326,55 @@ mod tests {
         assert!(z_test(10, 0, 10, 0).is_none());
     }
 
+    fn drawn(split: &[(u32, u64, u64)]) -> Vec<VariantReport> {
+        split
+            .iter()
+            .enumerate()
+            .map(|(i, &(w, exposed, not_applied))| VariantReport {
+                exposures: exposed,
+                not_applied,
+                ..blank(&format!("v{i}"), Some(w))
+            })
+            .collect()
+    }
+
     #[test]
-    fn normal_cdf_values() {
-        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
-        assert!((normal_cdf(1.96) - 0.975).abs() < 1e-4);
-        assert!((normal_cdf(-1.96) - 0.025).abs() < 1e-4);
+    fn sample_ratio_check_against_the_weights() {
+        // 50/50 drawn 1000/1200: chi² = 18.2, p ≈ 2e-5: the draws are off.
+        let p = sample_ratio_p(&drawn(&[(50, 1000, 0), (50, 1200, 0)])).unwrap();
+        assert!((p - 2.0e-5).abs() < 0.2e-5, "{p}");
+        // 1000/1300: chi² = 39.1, p ≈ 4e-10.
+        let p = sample_ratio_p(&drawn(&[(50, 1000, 0), (50, 1300, 0)])).unwrap();
+        assert!(p < 1e-9, "{p}");
+        // 1000/1050: chi² = 1.22, p ≈ 0.27: well within chance.
+        let p = sample_ratio_p(&drawn(&[(50, 1000, 0), (50, 1050, 0)])).unwrap();
+        assert!((p - 0.27).abs() < 0.01, "{p}");
+        // Not applied counts as drawn: 1000 + 300 against 1300 is even.
+        let p = sample_ratio_p(&drawn(&[(50, 1000, 300), (50, 1300, 0)])).unwrap();
+        assert!((p - 1.0).abs() < 1e-9, "{p}");
+        // Uneven weights, three variants (2 degrees of freedom):
+        // 80/10/10 drawn 800/100/100 fits; 800/150/50 does not
+        // (chi² = 50, p = e^-25).
+        let fits = sample_ratio_p(&drawn(&[(80, 800, 0), (10, 100, 0), (10, 100, 0)]));
+        assert!((fits.unwrap() - 1.0).abs() < 1e-9);
+        let off = sample_ratio_p(&drawn(&[(80, 800, 0), (10, 150, 0), (10, 50, 0)])).unwrap();
+        assert!((off - (-25f64).exp()).abs() < 1e-12, "{off}");
+    }
+
+    #[test]
+    fn sample_ratio_check_needs_data_and_two_weighted_variants() {
+        assert_eq!(sample_ratio_p(&drawn(&[(50, 0, 0), (50, 0, 0)])), None);
+        assert_eq!(sample_ratio_p(&drawn(&[(50, 4, 0), (50, 4, 0)])), None);
+        assert_eq!(sample_ratio_p(&drawn(&[(1, 100, 0), (0, 0, 0)])), None);
+        // A weight-0 variant is never drawn: draws into it are a mismatch.
+        assert_eq!(
+            sample_ratio_p(&drawn(&[(1, 100, 0), (1, 100, 0), (0, 1, 0)])),
+            Some(0.0)
+        );
+        // A variant the rule no longer has is left out.
+        let mut gone = drawn(&[(50, 100, 0), (50, 100, 0), (50, 900, 0)]);
+        gone[2].weight = None;
+        assert!((sample_ratio_p(&gone).unwrap() - 1.0).abs() < 1e-9);
     }
 }
 

@@ -63,6 +63,14 @@ pub fn explain(offline: &Offline, visit: &Visit, with_body: bool) -> Result<Stri
                 Outcome::Hidden => "hidden: answered as a missing page".to_string(),
             };
             let _ = writeln!(out, "decision: {outcome}");
+            for a in &decision.variants {
+                let shown = if a.applied {
+                    "applied"
+                } else {
+                    "NOT APPLIED: a transform matched nothing, its file is missing, or the page was not served"
+                };
+                let _ = writeln!(out, "variant: {} = {}, {shown}", a.experiment, a.variant);
+            }
         }
     }
     let _ = writeln!(out, "response: {}", response.status());

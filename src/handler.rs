@@ -22,7 +22,7 @@ use crate::rules::fragment::{Needed, OnError};
 use crate::rules::{self, Decision, Outcome, Rules};
 use crate::site::Sites;
 use crate::store::{Lookup, SiteVersion, StoredFile};
-use crate::transform::{self, Edit, Fragments, Got, Op, Place, RenderKey};
+use crate::transform::{self, Edit, Fragments, Got, Op, Place, RenderKey, Rendered, Rewritten};
 
 /// What the pipeline needs, shared by every connection.
 pub struct App {
@@ -296,11 +296,6 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
         },
         _ => None,
     };
-    if req.method() == Method::GET || req.method() == Method::HEAD {
-        for a in decision.variants.iter().filter(|a| a.drawn) {
-            app.experiments.expose(a);
-        }
-    }
     for a in &decision.conversions {
         app.experiments.convert(a);
     }
@@ -311,6 +306,9 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
     }
 
     let head = req.method() == Method::HEAD;
+    // Whether the page went out, and its render: what a draw was shown.
+    let mut page_served = false;
+    let mut rendered = None;
     let mut response = match &decision.outcome {
         Outcome::Redirect { status, location } => respond::redirect(*status, location),
         Outcome::Block { status, page } => {
@@ -330,6 +328,7 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
             // Exactly as a missing page: same page, same headers, and the
             // rule that hid it is not named.
             let mut response = not_found(site, req);
+            settle_variants(app, req.method(), &mut decision, None);
             let shown = &decision.fired[..decision.fired.len().saturating_sub(1)];
             finish(&mut response, &decision, app.rules_header.then_some(shown));
             return (response, Some(decision));
@@ -338,6 +337,7 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
             (&Method::GET | &Method::HEAD, Lookup::Found(file)) => {
                 let file = variant_file.as_ref().unwrap_or(file);
                 let extra = site_headers(site, path);
+                page_served = true;
                 let page = if file.is_html() && !decision.edits.is_empty() {
                     let key = RenderKey::new(
                         &site.site,
@@ -346,9 +346,13 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
                         file,
                         &decision.edits,
                     );
-                    app.live
+                    let done = app
+                        .live
                         .rendered()
-                        .get_or_render(key, || render(file, &decision.edits))
+                        .get_or_render(key, || render(file, &decision.edits));
+                    let page = done.page.clone();
+                    rendered = Some(done);
+                    page
                 } else {
                     (*file).clone()
                 };
@@ -357,12 +361,35 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
             _ => serve_static(site, req, path),
         },
     };
+    let matched = rendered.as_ref().map_or(&[][..], |r| &r.matched[..]);
+    let shown = page_served.then_some((variant_file.is_some(), matched));
+    settle_variants(app, req.method(), &mut decision, shown);
     finish(
         &mut response,
         &decision,
         app.rules_header.then_some(&decision.fired[..]),
     );
     (response, Some(decision))
+}
+
+/// Marks each variant of the response applied or not, and counts the
+/// visitors a GET or HEAD drew into one: an exposure when the page went out
+/// showing the variant as written, else not applied. `shown`, when the page
+/// went out: whether the variant file was served, and which edits matched.
+fn settle_variants(
+    app: &App,
+    method: &Method,
+    decision: &mut Decision,
+    shown: Option<(bool, &[bool])>,
+) {
+    let file = shown.and_then(|(served, _)| served.then(|| decision.serve.clone()).flatten());
+    let count = method == Method::GET || method == Method::HEAD;
+    for a in &mut decision.variants {
+        a.applied = shown.is_some_and(|(_, matched)| a.applied_in(file.as_deref(), matched));
+        if count && a.drawn {
+            app.experiments.expose(a, a.applied);
+        }
+    }
 }
 
 /// The static path: no rule applies to the site.
@@ -464,22 +491,28 @@ async fn fill_fragments(
 }
 
 /// Applies the decision's edits to a page, compressing the result once.
-fn render(file: &Arc<StoredFile>, edits: &[transform::Edit]) -> Arc<StoredFile> {
-    let Some(html) = transform::apply(file.identity(), edits) else {
-        return file.clone();
+fn render(file: &Arc<StoredFile>, edits: &[transform::Edit]) -> Rendered {
+    let Some(Rewritten { html, matched }) = transform::apply(file.identity(), edits) else {
+        return Rendered {
+            page: file.clone(),
+            matched: Box::default(),
+        };
     };
     let hash = crate::store::content_hash(&html);
     // Only HTML is rendered: named so, for its content type and compression.
     let name = "page.html";
     let (gzip, br) = compress::for_storage(name, &html);
-    Arc::new(StoredFile::new(
-        name,
-        hash,
-        crate::store::unix_ms(file.last_modified),
-        html.into(),
-        gzip,
-        br,
-    ))
+    Rendered {
+        page: Arc::new(StoredFile::new(
+            name,
+            hash,
+            crate::store::unix_ms(file.last_modified),
+            html.into(),
+            gzip,
+            br,
+        )),
+        matched: matched.into(),
+    }
 }
 
 /// The decision's headers and cookies, on top of the response; `named`

@@ -287,8 +287,8 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
     for e in &reports {
         println!("experiment {}", e.experiment);
         println!(
-            "  {:<16} {:>10} {:>11} {:>8} {:>7} {:>8}",
-            "variant", "exposures", "conversions", "rate", "z", "p"
+            "  {:<16} {:>10} {:>11} {:>11} {:>8} {:>7} {:>8}",
+            "variant", "exposures", "not applied", "conversions", "rate", "z", "p"
         );
         for v in &e.variants {
             let (z, p) = match (v.z, v.p_value) {
@@ -296,14 +296,18 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
                 _ => ("-".into(), "-".into()),
             };
             println!(
-                "  {:<16} {:>10} {:>11} {:>7.2}% {:>7} {:>8}",
+                "  {:<16} {:>10} {:>11} {:>11} {:>7.2}% {:>7} {:>8}",
                 v.variant,
                 v.exposures,
+                v.not_applied,
                 v.conversions,
                 v.rate * 100.0,
                 z,
                 p
             );
+        }
+        for line in &e.warnings {
+            println!("  warning: {line}");
         }
     }
     if reports.is_empty() {

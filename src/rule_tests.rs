@@ -145,13 +145,18 @@ fn run_case(offline: &Offline, case: &Case) -> Result<(), String> {
         }
     }
     if let Some(variant) = &case.variant {
-        let got: Vec<&str> = decision
-            .iter()
-            .flat_map(|d| d.variants.iter())
-            .map(|a| a.variant.as_ref())
-            .collect();
-        if !got.contains(&variant.as_str()) {
-            problems.push(format!("variants {got:?} (expected {variant})"));
+        let assigned: Vec<_> = decision.iter().flat_map(|d| d.variants.iter()).collect();
+        match assigned.iter().find(|a| *a.variant == **variant) {
+            None => {
+                let got: Vec<&str> = assigned.iter().map(|a| a.variant.as_ref()).collect();
+                problems.push(format!("variants {got:?} (expected {variant})"));
+            }
+            // Serve would count this visitor as not applied.
+            Some(a) if !a.applied => problems.push(format!(
+                "variant {variant} was not applied: a transform matched nothing, \
+                 its file is missing, or the page was not served"
+            )),
+            Some(_) => {}
         }
     }
     let body = body_bytes(&response);

@@ -49,6 +49,7 @@ fn health_ready_status_and_metrics() {
         "outpost_rules_errors 0",
         "outpost_fragment_upstream_requests_total 0",
         "outpost_experiment_exposures_total{experiment=\"hero\"",
+        "outpost_experiment_not_applied_total{experiment=\"hero\"",
     ] {
         assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
     }
@@ -176,6 +177,7 @@ fn the_dashboard_renders_in_a_browser() {
     assert!(dom.contains("<td>main</td>"), "sites table filled: {dom}");
     assert!(dom.contains("main.localhost"));
     assert!(dom.contains("<h3>hero</h3>"), "experiments listed");
+    assert!(dom.contains("<th class=\"num\">not applied</th>"), "{dom}");
     assert!(
         dom.contains("aria-label=\"conversion rate by variant\""),
         "chart drawn"

@@ -309,3 +309,194 @@ fn a_missing_variant_file_serves_the_control() {
         Duration::from_secs(2),
     );
 }
+
+/// The experiment `name`'s figures for `variant` in a report (`/status`
+/// `experiments`, or `stats --json`).
+fn figures(reports: &serde_json::Value, name: &str, variant: &str) -> serde_json::Value {
+    let e = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["experiment"] == name)
+        .unwrap_or_else(|| panic!("no experiment {name} in {reports}"));
+    e["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["variant"] == variant)
+        .unwrap_or_else(|| panic!("no variant {variant} in {e}"))
+        .clone()
+}
+
+fn status_experiments(s: &Server) -> serde_json::Value {
+    let status: serde_json::Value =
+        serde_json::from_slice(&s.admin("GET", "/status", &[]).body).unwrap();
+    status["experiments"].clone()
+}
+
+#[test]
+fn a_variant_whose_selector_matches_nothing_is_counted_not_applied() {
+    let root = root();
+    // `renamed` was written for a button the page no longer has: its
+    // heading change applies, its button change matches nothing. `bold`
+    // applies.
+    root.write(
+        "rules/exp.toml",
+        r#"
+[[rule]]
+name = "cta"
+when = { path = "/" }
+action = "variant"
+experiment = "cta"
+variants = [
+  { name = "control", weight = 1 },
+  { name = "renamed", weight = 1, transforms = [
+    { selector = "h1.hero", set_text = "Bold" },
+    { selector = "a.button", set_text = "Join now" },
+  ] },
+  { name = "bold", weight = 1, transforms = [
+    { selector = "h1.hero", set_text = "Bold" },
+  ] },
+]
+"#,
+    );
+    let mut s = Server::start(root.path());
+    let mut drawn = std::collections::HashMap::new();
+    // Enough visitors that most pages of each variant come from the render
+    // cache, which must still know whether the variant applied.
+    for _ in 0..60 {
+        let r = s.get("main.localhost", "/");
+        assert_eq!(r.status, 200);
+        let v = cookie_of(&r, "outpost_exp_cta").unwrap().to_string();
+        *drawn.entry(v).or_insert(0u64) += 1;
+    }
+    let (control, renamed, bold) = (drawn["control"], drawn["renamed"], drawn["bold"]);
+    assert!(bold > 1 && renamed > 1, "{drawn:?}");
+    let live = status_experiments(&s);
+    assert_eq!(figures(&live, "cta", "bold")["exposures"], bold);
+    assert_eq!(figures(&live, "cta", "bold")["not_applied"], 0);
+    assert_eq!(figures(&live, "cta", "control")["exposures"], control);
+    assert_eq!(figures(&live, "cta", "control")["not_applied"], 0);
+    assert_eq!(figures(&live, "cta", "renamed")["exposures"], 0);
+    assert_eq!(figures(&live, "cta", "renamed")["not_applied"], renamed);
+    let cta = live
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["experiment"] == "cta");
+    let warnings = cta.unwrap()["warnings"].to_string();
+    assert!(
+        warnings.contains("variant `renamed` was not applied"),
+        "{warnings}"
+    );
+    // Returning visitors are not drawn again.
+    with_cookies(&s, "/", "outpost_exp_cta=renamed");
+    assert_eq!(
+        figures(&status_experiments(&s), "cta", "renamed")["not_applied"],
+        renamed
+    );
+    // The counts are saved and read back with the store.
+    assert!(s.terminate().success());
+    let out = run_on(root.path(), &["stats"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("not applied"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "warning: variant `renamed` was not applied to {renamed} of the {renamed} visitors drawn into it"
+        )),
+        "{text}"
+    );
+    // So do rule cases: a case for `renamed` fails.
+    root.write(
+        "rules/tests/cta.toml",
+        "[[case]]\nname = \"renamed\"\nurl = \"http://main.localhost/\"\ncookies = { outpost_exp_cta = \"renamed\" }\nvariant = \"renamed\"\n\n[[case]]\nname = \"bold\"\nurl = \"http://main.localhost/\"\ncookies = { outpost_exp_cta = \"bold\" }\nvariant = \"bold\"\n",
+    );
+    let out = run_on(root.path(), &["test"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cta.toml:1:1: renamed: variant renamed was not applied"),
+        "{text}"
+    );
+    assert!(text.contains("1 passed, 1 failed"), "{text}");
+    // explain says the same of one visit.
+    let url = "http://main.localhost/";
+    for (cookie, says) in [
+        (
+            "outpost_exp_cta=renamed",
+            "variant: cta = renamed, NOT APPLIED",
+        ),
+        ("outpost_exp_cta=bold", "variant: cta = bold, applied"),
+    ] {
+        let out = run_on(root.path(), &["explain", url, "--cookie", cookie]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(says), "{text}");
+    }
+    let out = run_on(root.path(), &["stats", "--json"]);
+    let saved: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(figures(&saved, "cta", "renamed")["not_applied"], renamed);
+    assert_eq!(figures(&saved, "cta", "renamed")["exposures"], 0);
+    assert_eq!(figures(&saved, "cta", "control")["exposures"], control);
+}
+
+#[test]
+fn a_missing_variant_file_counts_not_applied() {
+    let root = root();
+    root.write(
+        "rules/exp.toml",
+        r#"
+[[rule]]
+name = "layout"
+when = { path = "/" }
+action = "variant"
+experiment = "layout"
+variants = [{ name = "file", serve = "/gone.html" }, { name = "alt", weight = 0, serve = "/alt.html" }]
+"#,
+    );
+    let s = Server::start(root.path());
+    assert!(s.get("main.localhost", "/").text().contains("Welcome"));
+    let live = status_experiments(&s);
+    assert_eq!(figures(&live, "layout", "file")["exposures"], 0);
+    assert_eq!(figures(&live, "layout", "file")["not_applied"], 1);
+}
+
+#[test]
+fn stats_warns_when_the_draws_do_not_follow_the_weights() {
+    let root = root();
+    let rules = |weight: u32| {
+        format!(
+            "[[rule]]\nname = \"hero\"\nwhen = {{ path = \"/\" }}\naction = \"variant\"\nexperiment = \"hero\"\nvariants = [{{ name = \"control\", weight = 1 }}, {{ name = \"bold\", weight = {weight} }}]\n"
+        )
+    };
+    root.write("rules/exp.toml", &rules(0));
+    let mut s = Server::start(root.path());
+    for _ in 0..30 {
+        s.get("main.localhost", "/");
+    }
+    assert!(s.terminate().success());
+    // Every visitor went to control, as weights 1/0 say: no warning.
+    let out = run_on(root.path(), &["stats"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("sample-ratio mismatch"), "{text}");
+    // The weights changed in the middle of the test: 30/0 is far from 1/1.
+    root.write("rules/exp.toml", &rules(1));
+    let out = run_on(root.path(), &["stats"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warning: sample-ratio mismatch: visitors drawn 30/0 for weights 1/1 (chi-square p = 4.3e-8)"),
+        "{text}"
+    );
+    let out = run_on(root.path(), &["stats", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hero = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["experiment"] == "hero")
+        .unwrap();
+    assert_eq!(hero["sample_ratio_mismatch"], true);
+    assert!(hero["sample_ratio_p"].as_f64().unwrap() < 0.001);
+}

@@ -249,20 +249,28 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
         sample(&mut out, name, &[], n.load(Ordering::Relaxed));
     }
     let rows = app.experiments.rows();
-    let name = "outpost_experiment_exposures_total";
-    family(&mut out, name, counter, "Responses served in each variant.");
-    for (e, v, x, _) in &rows {
-        sample(&mut out, name, &[("experiment", e), ("variant", v)], x);
-    }
-    let name = "outpost_experiment_conversions_total";
-    family(
-        &mut out,
-        name,
-        counter,
-        "Goals reached, by the visitor's variant.",
-    );
-    for (e, v, _, c) in &rows {
-        sample(&mut out, name, &[("experiment", e), ("variant", v)], c);
+    for (name, help, count) in [
+        (
+            "outpost_experiment_exposures_total",
+            "Visitors drawn into each variant and shown it as written.",
+            (|r| r.exposures) as fn(&crate::store::ExperimentRow) -> u64,
+        ),
+        (
+            "outpost_experiment_not_applied_total",
+            "Visitors drawn into each variant who were not shown it.",
+            |r| r.not_applied,
+        ),
+        (
+            "outpost_experiment_conversions_total",
+            "Goals reached, by the visitor's variant.",
+            |r| r.conversions,
+        ),
+    ] {
+        family(&mut out, name, counter, help);
+        for r in &rows {
+            let labels = [("experiment", &*r.experiment), ("variant", &*r.variant)];
+            sample(&mut out, name, &labels, count(r));
+        }
     }
     (
         [(

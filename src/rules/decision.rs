@@ -65,7 +65,7 @@ pub struct Decision {
     /// The response depends on the visitor: `Cache-Control: private`.
     pub private: bool,
     /// A variant's file to serve instead of the page.
-    pub serve: Option<String>,
+    pub serve: Option<Arc<str>>,
     /// The experiments' variants this response is in.
     pub variants: Vec<Assignment>,
     /// Conversions counted by goals.

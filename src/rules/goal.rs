@@ -52,11 +52,9 @@ impl Goal {
             decision.cookies.push(c.clone());
         }
         decision.private = true;
-        decision.conversions.push(Assignment {
-            experiment: self.experiment.clone(),
-            variant: variant.into(),
-            drawn: false,
-        });
+        decision
+            .conversions
+            .push(Assignment::of(self.experiment.clone(), variant.into()));
         Applied::Fired
     }
 }

@@ -578,7 +578,7 @@ impl Compiler<'_> {
             variants.push(Variant {
                 name: name.as_str().into(),
                 weight: v.weight.as_ref().map_or(1, |w| *w.get_ref()),
-                serve: v.serve.as_ref().map(|s| s.get_ref().clone()),
+                serve: v.serve.as_ref().map(|s| s.get_ref().as_str().into()),
                 serve_origin: v
                     .serve
                     .as_ref()

@@ -4,6 +4,7 @@
 //! and a new variant drawn by weight. QA may force one with
 //! `?outpost_variant=<name>` when the rule allows it.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use http::HeaderValue;
@@ -27,7 +28,7 @@ pub struct Variant {
     pub name: Arc<str>,
     pub weight: u32,
     /// Serve this file instead of the page.
-    pub serve: Option<String>,
+    pub serve: Option<Arc<str>>,
     /// Where `serve` was written, for `check` to point at.
     pub serve_origin: Option<crate::config::Origin>,
     pub transforms: Vec<Transform>,
@@ -57,10 +58,47 @@ pub fn keep_cookie(name: &str, value: &str) -> Option<HeaderValue> {
 pub struct Assignment {
     pub experiment: Arc<str>,
     pub variant: Arc<str>,
-    /// Newly drawn for a new visitor: one exposure. Kept variants (returning
-    /// visitors) and forced ones (QA) are not counted again, so exposures
-    /// and conversions both count visitors.
+    /// Newly drawn for a new visitor: counted once, as an exposure or as
+    /// not applied. Kept variants (returning visitors) and forced ones (QA)
+    /// are not counted again, so exposures and conversions both count
+    /// visitors.
     pub drawn: bool,
+    /// Where the variant's transforms are in the decision's edits.
+    pub edits: Range<usize>,
+    /// The file the variant serves instead of the page.
+    pub serve: Option<Arc<str>>,
+    /// Set once the response is made: the page went out showing the
+    /// variant as written (see [`Assignment::applied_in`]).
+    pub applied: bool,
+}
+
+impl Assignment {
+    /// A visitor's variant as a goal sees it: no page of its own.
+    pub fn of(experiment: Arc<str>, variant: Arc<str>) -> Assignment {
+        Assignment {
+            experiment,
+            variant,
+            drawn: false,
+            edits: 0..0,
+            serve: None,
+            applied: false,
+        }
+    }
+
+    /// Whether the page served shows the variant as written: its own file
+    /// was served (when it names one) and every one of its transforms
+    /// matched an element. `served_file` is the variant file served, if
+    /// any; `matched` says per edit of the decision whether it matched
+    /// (empty when the page was not rewritten).
+    pub fn applied_in(&self, served_file: Option<&str>, matched: &[bool]) -> bool {
+        let file = self
+            .serve
+            .as_deref()
+            .is_none_or(|own| served_file == Some(own));
+        file && matched
+            .get(self.edits.clone())
+            .is_some_and(|m| m.iter().all(|&hit| hit))
+    }
 }
 
 impl Experiment {
@@ -82,6 +120,7 @@ impl Experiment {
                 (v, true)
             }
         };
+        let first = decision.edits.len();
         for (n, t) in variant.transforms.iter().enumerate() {
             decision.edits.push(Edit {
                 slot: (index, n),
@@ -97,6 +136,9 @@ impl Experiment {
             experiment: self.experiment.clone(),
             variant: variant.name.clone(),
             drawn,
+            edits: first..decision.edits.len(),
+            serve: variant.serve.clone(),
+            applied: false,
         });
         Applied::Fired
     }
@@ -152,5 +194,27 @@ mod tests {
         assert_eq!(&*e.draw(1).name, "v1");
         assert_eq!(&*e.draw(3).name, "v1");
         assert_eq!(&*exp(&[0, 5]).draw(0).name, "v1");
+    }
+
+    #[test]
+    fn applied_means_as_written() {
+        let a = |edits: Range<usize>, serve: Option<&str>| Assignment {
+            edits,
+            serve: serve.map(Into::into),
+            ..Assignment::of("e".into(), "v".into())
+        };
+        // Every transform of the variant must match; other edits do not matter.
+        assert!(a(1..3, None).applied_in(None, &[false, true, true, false]));
+        assert!(!a(1..3, None).applied_in(None, &[true, true, false, true]));
+        // A page that was not rewritten (not HTML, too large) shows no transform.
+        assert!(!a(0..1, None).applied_in(None, &[]));
+        // The control is the page as it is.
+        assert!(a(0..0, None).applied_in(None, &[]));
+        assert!(a(0..0, None).applied_in(None, &[false]));
+        // A variant with a file is applied only when that file went out.
+        assert!(a(0..0, Some("/alt.html")).applied_in(Some("/alt.html"), &[]));
+        assert!(!a(0..0, Some("/alt.html")).applied_in(None, &[]));
+        assert!(!a(0..0, Some("/alt.html")).applied_in(Some("/other.html"), &[]));
+        assert!(!a(0..1, Some("/alt.html")).applied_in(Some("/alt.html"), &[false]));
     }
 }

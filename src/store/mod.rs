@@ -43,9 +43,22 @@ const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("vers
 const CURRENT: TableDefinition<&str, u64> = TableDefinition::new("current");
 /// Experiment counts: (experiment, variant) -> (exposures, conversions).
 const EXPERIMENTS: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("experiments");
+/// (experiment, variant) -> visitors drawn into a variant that was not
+/// applied. A table of its own, so stores from before it load as 0.
+const NOT_APPLIED: TableDefinition<(&str, &str), u64> = TableDefinition::new("not_applied");
 /// The last good copy of each fragment source: url -> (fetched at, ms since
 /// the epoch; JSON).
 const FRAGMENTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("fragments");
+
+/// One variant's saved counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExperimentRow {
+    pub experiment: String,
+    pub variant: String,
+    pub exposures: u64,
+    pub conversions: u64,
+    pub not_applied: u64,
+}
 
 /// How many versions of each site are kept for rollback.
 pub const KEPT_VERSIONS: usize = 5;
@@ -295,27 +308,41 @@ impl Store {
 /// Counts and fragment copies are rebuilt quickly if a crash loses the last
 /// second of them, so their writes skip the fsync.
 impl Store {
-    pub fn experiments(&self) -> Result<Vec<(String, String, u64, u64)>, StoreError> {
+    pub fn experiments(&self) -> Result<Vec<ExperimentRow>, StoreError> {
         let tx = self.db()?.begin_read()?;
         let Some(table) = readable_table(&tx, EXPERIMENTS)? else {
             return Ok(Vec::new());
         };
+        let not_applied = readable_table(&tx, NOT_APPLIED)?;
         let mut out = Vec::new();
         for row in table.iter()? {
             let (k, v) = row?;
             let ((e, var), (x, c)) = (k.value(), v.value());
-            out.push((e.to_string(), var.to_string(), x, c));
+            let n = match &not_applied {
+                Some(t) => t.get((e, var))?.map_or(0, |n| n.value()),
+                None => 0,
+            };
+            out.push(ExperimentRow {
+                experiment: e.to_string(),
+                variant: var.to_string(),
+                exposures: x,
+                conversions: c,
+                not_applied: n,
+            });
         }
         Ok(out)
     }
 
-    pub fn save_experiments(&self, rows: &[(String, String, u64, u64)]) -> Result<(), StoreError> {
+    pub fn save_experiments(&self, rows: &[ExperimentRow]) -> Result<(), StoreError> {
         let mut tx = self.db()?.begin_write()?;
         tx.set_durability(redb::Durability::Eventual);
         {
             let mut table = tx.open_table(EXPERIMENTS)?;
-            for (e, v, x, c) in rows {
-                table.insert((e.as_str(), v.as_str()), (*x, *c))?;
+            let mut not_applied = tx.open_table(NOT_APPLIED)?;
+            for r in rows {
+                let key = (r.experiment.as_str(), r.variant.as_str());
+                table.insert(key, (r.exposures, r.conversions))?;
+                not_applied.insert(key, r.not_applied)?;
             }
         }
         tx.commit()?;
@@ -444,5 +471,28 @@ mod tests {
                 ("b".into(), 1, b"1".to_vec())
             ]
         );
+    }
+
+    #[test]
+    fn experiment_rows_from_before_not_applied_load_it_as_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        // A store written before `not_applied` was counted.
+        let tx = store.db().unwrap().begin_write().unwrap();
+        tx.open_table(EXPERIMENTS)
+            .unwrap()
+            .insert(("hero", "bold"), (7, 2))
+            .unwrap();
+        tx.commit().unwrap();
+        let row = |not_applied| ExperimentRow {
+            experiment: "hero".into(),
+            variant: "bold".into(),
+            exposures: 7,
+            conversions: 2,
+            not_applied,
+        };
+        assert_eq!(store.experiments().unwrap(), vec![row(0)]);
+        store.save_experiments(&[row(3)]).unwrap();
+        assert_eq!(store.experiments().unwrap(), vec![row(3)]);
     }
 }

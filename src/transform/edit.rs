@@ -110,22 +110,35 @@ impl Hash for Edit {
     }
 }
 
+/// A page with edits applied.
+#[derive(Debug)]
+pub struct Rewritten {
+    pub html: Vec<u8>,
+    /// Per edit, in order: whether it found its place in the page (for a
+    /// selector, whether any element matched).
+    pub matched: Vec<bool>,
+}
+
 /// Applies `edits` to `html`. `None` when lol_html gave up (memory limit or
 /// a parser error): the caller serves the page unchanged.
-pub fn apply(html: &[u8], edits: &[Edit]) -> Option<Vec<u8>> {
-    let body_seen = std::cell::Cell::new(false);
-    let fallback: Vec<&Edit> = edits
+pub fn apply(html: &[u8], edits: &[Edit]) -> Option<Rewritten> {
+    use std::cell::Cell;
+    let body_seen = Cell::new(false);
+    let matched: Vec<Cell<bool>> = edits.iter().map(|_| Cell::new(false)).collect();
+    let fallback: Vec<(&Edit, &Cell<bool>)> = edits
         .iter()
-        .filter(|e| matches!(e.place, Place::BodyStart))
+        .zip(&matched)
+        .filter(|(e, _)| matches!(e.place, Place::BodyStart))
         .collect();
     let mut handlers: Vec<(Cow<'_, Selector>, ElementContentHandlers<'_>)> = Vec::new();
-    for edit in edits {
+    for (edit, hit) in edits.iter().zip(&matched) {
         let op = &edit.op;
         match &edit.place {
             Place::Selector(sel) => handlers.push((
                 Cow::Borrowed(sel.as_ref()),
                 ElementContentHandlers::default().element(
                     move |el: &mut lol_html::html_content::Element<'_, '_>| {
+                        hit.set(true);
                         apply_op(el, op);
                         Ok(())
                     },
@@ -133,14 +146,17 @@ pub fn apply(html: &[u8], edits: &[Edit]) -> Option<Vec<u8>> {
             )),
             Place::BodyStart => handlers.push(element!("body", |el| {
                 body_seen.set(true);
+                hit.set(true);
                 apply_op(el, op);
                 Ok(())
             })),
             Place::HeadEnd => handlers.push(element!("head", |el| {
+                hit.set(true);
                 apply_op(el, op);
                 Ok(())
             })),
             Place::LinksTo(paths) => handlers.push(element!("a[href]", move |el| {
+                hit.set(true);
                 if let Op::KeepParam(name, value) = op {
                     if let Some(href) = el.get_attribute("href") {
                         if let Some(new) = keep_param(&href, paths, name, value) {
@@ -158,8 +174,9 @@ pub fn apply(html: &[u8], edits: &[Edit]) -> Option<Vec<u8>> {
         document_content_handlers: vec![end!(|end| {
             // No <body>: the banner goes at the end, where it can.
             if !body_seen.get() {
-                for e in &fallback {
+                for (e, hit) in &fallback {
                     if let Op::Prepend(h) | Op::Append(h) = &e.op {
+                        hit.set(true);
                         end.append(h, ContentType::Html);
                     }
                 }
@@ -175,7 +192,10 @@ pub fn apply(html: &[u8], edits: &[Edit]) -> Option<Vec<u8>> {
     let mut rewriter = HtmlRewriter::new(settings, |chunk: &[u8]| out.extend_from_slice(chunk));
     let result = rewriter.write(html).and_then(|()| rewriter.end());
     match result {
-        Ok(()) => Some(out),
+        Ok(()) => Some(Rewritten {
+            html: out,
+            matched: matched.into_iter().map(Cell::into_inner).collect(),
+        }),
         Err(e) => {
             tracing::warn!(error = %e, "page could not be rewritten; serving it unchanged");
             None
@@ -265,7 +285,8 @@ mod tests {
                 edit(sel("#p"), Op::Remove),
             ],
         )
-        .unwrap();
+        .unwrap()
+        .html;
         let out = String::from_utf8(out).unwrap();
         assert_eq!(
             out,
@@ -282,7 +303,8 @@ mod tests {
                 Op::Prepend("<aside>o</aside>".into()),
             )],
         )
-        .unwrap();
+        .unwrap()
+        .html;
         assert_eq!(out, b"<p>fragment only<aside>o</aside>");
     }
 
@@ -297,7 +319,8 @@ mod tests {
                 Op::Prepend("<aside>o</aside>".into()),
             )],
         )
-        .unwrap();
+        .unwrap()
+        .html;
         let expected = [&b"<html><body><aside>o</aside>"[..], &html[12..]].concat();
         assert_eq!(out, expected);
     }
@@ -310,7 +333,7 @@ mod tests {
         )
         .into_bytes();
         let edits = [edit(sel("p.a"), Op::SetAttr("data-x".into(), "1".into()))];
-        let whole = apply(&html, &edits).unwrap();
+        let whole = apply(&html, &edits).unwrap().html;
         // Feed the same page through a rewriter in odd-sized chunks.
         let mut out = Vec::new();
         let mut rw = HtmlRewriter::new(
@@ -348,7 +371,8 @@ mod tests {
                 Op::KeepParam("preview".into(), "true".into()),
             )],
         )
-        .unwrap();
+        .unwrap()
+        .html;
         let out = String::from_utf8(out).unwrap();
         assert!(
             out.contains(r#"href="/drafts/a.html?preview=true""#),
@@ -361,5 +385,22 @@ mod tests {
         assert!(out.contains(r#"href="/public.html""#));
         assert!(out.contains(r#"href="//evil/drafts/x""#));
         assert!(out.contains(r#"href="/drafts/c?preview=true""#));
+    }
+
+    #[test]
+    fn each_edit_says_whether_it_found_its_place() {
+        let html = b"<html><body><h1 class=hero>Hi</h1><a class=cta>Go</a></body></html>";
+        let edits = [
+            edit(sel("h1.hero"), Op::SetText("Bold".into())),
+            // A renamed class: the selector matches nothing.
+            edit(sel("a.button"), Op::SetText("Now".into())),
+            edit(Place::HeadEnd, Op::Append("<meta>".into())),
+            edit(Place::BodyStart, Op::Prepend("<aside>o</aside>".into())),
+        ];
+        let out = apply(html, &edits).unwrap();
+        assert_eq!(out.matched, [true, false, false, true]);
+        // Without a <body>, the banner still lands at the end.
+        let out = apply(b"<p>no body", &edits[3..]).unwrap();
+        assert_eq!(out.matched, [true]);
     }
 }

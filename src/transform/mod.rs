@@ -10,7 +10,7 @@ pub mod fragments;
 mod render_cache;
 mod templates;
 
-pub use edit::{apply, Edit, Op, Place, Snippet};
+pub use edit::{apply, Edit, Op, Place, Rewritten, Snippet};
 pub use fragments::{Fetched, Fragments, Got};
-pub use render_cache::{RenderCache, RenderKey};
+pub use render_cache::{RenderCache, RenderKey, Rendered};
 pub use templates::{template_context, Templates, OFFER_TEMPLATE};

@@ -34,19 +34,29 @@ impl RenderKey {
     }
 }
 
+/// A page with a decision's edits applied, and which edits matched: a page
+/// served from the cache still tells whether a variant was applied.
+#[derive(Debug)]
+pub struct Rendered {
+    pub page: Arc<StoredFile>,
+    /// Per edit of the decision, in order; empty when the page could not
+    /// be rewritten and goes out unchanged.
+    pub matched: Box<[bool]>,
+}
+
 /// A rendered page weighs its identity body and, roughly, its compressed
 /// copies.
 #[derive(Clone)]
 struct PageSize;
 
-impl Weighter<RenderKey, Arc<StoredFile>> for PageSize {
-    fn weight(&self, _: &RenderKey, page: &Arc<StoredFile>) -> u64 {
-        page.identity().len() as u64 * 2
+impl Weighter<RenderKey, Arc<Rendered>> for PageSize {
+    fn weight(&self, _: &RenderKey, rendered: &Arc<Rendered>) -> u64 {
+        rendered.page.identity().len() as u64 * 2
     }
 }
 
 pub struct RenderCache {
-    pages: Cache<RenderKey, Arc<StoredFile>, PageSize>,
+    pages: Cache<RenderKey, Arc<Rendered>, PageSize>,
 }
 
 impl Default for RenderCache {
@@ -62,12 +72,12 @@ impl RenderCache {
     pub fn get_or_render(
         &self,
         key: RenderKey,
-        render: impl FnOnce() -> Arc<StoredFile>,
-    ) -> Arc<StoredFile> {
+        render: impl FnOnce() -> Rendered,
+    ) -> Arc<Rendered> {
         // Concurrent misses on one key render once; the others wait for it.
-        let Ok(page) = self
-            .pages
-            .get_or_insert_with(&key, || Ok::<_, std::convert::Infallible>(render()));
+        let Ok(page) = self.pages.get_or_insert_with(&key, || {
+            Ok::<_, std::convert::Infallible>(Arc::new(render()))
+        });
         page
     }
 
