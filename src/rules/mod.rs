@@ -67,6 +67,23 @@ impl Action {
             Action::Fragment(_) => "fragment",
         }
     }
+
+    /// Whether the action can change a response that is not an HTML page
+    /// (an asset, a missing page); the others only edit HTML, so they
+    /// neither run on nor make private anything else.
+    pub fn changes_any_file(&self) -> bool {
+        match self {
+            Action::Redirect(a) => a.changes_any_file(),
+            Action::Block(a) => a.changes_any_file(),
+            Action::OfferLocal(a) => a.changes_any_file(),
+            Action::Preview(a) => a.changes_any_file(),
+            Action::Inject(a) => a.changes_any_file(),
+            Action::Headers(a) => a.changes_any_file(),
+            Action::Variant(a) => a.changes_any_file(),
+            Action::Goal(a) => a.changes_any_file(),
+            Action::Fragment(a) => a.changes_any_file(),
+        }
+    }
 }
 
 /// A loaded generation of rules with their templates.

@@ -37,6 +37,11 @@ pub struct OfferLocal {
 }
 
 impl OfferLocal {
+    /// A banner goes into HTML pages only; a redirect answers for any file.
+    pub fn changes_any_file(&self) -> bool {
+        self.mode == Mode::Redirect
+    }
+
     pub fn apply(
         &self,
         index: usize,

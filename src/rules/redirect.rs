@@ -147,6 +147,11 @@ pub fn url_on(ctx: &RequestContext<'_>, host: &str, path: &str, query: Option<&s
 }
 
 impl Redirect {
+    /// A redirect answers for whatever file the path names.
+    pub fn changes_any_file(&self) -> bool {
+        true
+    }
+
     pub fn apply(&self, request: &Request<'_>, decision: &mut Decision) -> Applied {
         let ctx = request.ctx;
         let location = match &self.target {
