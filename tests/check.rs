@@ -112,3 +112,31 @@ fn a_bad_site_toml_at_runtime_keeps_the_last_good_version() {
     );
     assert_eq!(s.get("a.localhost", "/").text(), "good");
 }
+
+#[test]
+fn keys_an_action_does_not_take_are_errors() {
+    let root = Root::new();
+    root.site("a", &["a.localhost"], true);
+    root.write(
+        "rules/a.toml",
+        "[[rule]]\nname = \"n\"\naction = \"inject\"\nhtml = \"<p>x</p>\"\nselector = \"body\"\nttl = \"10s\"\nvariants = []\n\n[[rule]]\nname = \"r\"\naction = \"redirect\"\nto = \"/x\"\nallow_force = true\nsource = \"http://127.0.0.1/x.json\"\n",
+    );
+    let (code, out) = check(&root);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("rules/a.toml:6:7: `ttl` does not apply to action `inject`: it is a key of `fragment` (`inject` takes template, html, selector, position)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rules/a.toml:7:12: `variants` does not apply to action `inject`: it is a key of `variant`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rules/a.toml:13:15: `allow_force` does not apply to action `redirect`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rules/a.toml:14:10: `source` does not apply to action `redirect`"),
+        "{out}"
+    );
+}
