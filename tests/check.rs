@@ -140,3 +140,19 @@ fn keys_an_action_does_not_take_are_errors() {
         "{out}"
     );
 }
+
+#[test]
+fn redirect_placeholders_that_do_not_exist_are_errors() {
+    let root = Root::new();
+    root.site("a", &["a.localhost"], true);
+    root.write(
+        "rules/a.toml",
+        "[[rule]]\nname = \"r\"\nwhen = { path = \"/old/**\" }\naction = \"redirect\"\nto = \"/new{pth}?{query}\"\n",
+    );
+    let (code, out) = check(&root);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("rules/a.toml:5:6: `{pth}` is not a placeholder, did you mean `{path}`?"),
+        "{out}"
+    );
+}
