@@ -238,8 +238,8 @@ fn rule_tests(root: &std::path::Path) -> ExitCode {
 fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     let country = match &args.country {
         Some(c) => Some(
-            outpost::context::Country::parse(c)
-                .with_context(|| format!("`{c}` is not a country code like IT"))?,
+            outpost::context::Country::parse_written(&c.to_ascii_uppercase())
+                .map_err(anyhow::Error::msg)?,
         ),
         None => None,
     };

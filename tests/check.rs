@@ -156,3 +156,26 @@ fn redirect_placeholders_that_do_not_exist_are_errors() {
         "{out}"
     );
 }
+
+#[test]
+fn country_codes_must_be_iso_3166_1() {
+    let root = Root::new();
+    root.write(
+        "sites/a/site.toml",
+        "hosts = [\"a.localhost\"]\nlocale = \"en-GB\"\ncountries = [\"UK\"]\n",
+    );
+    root.write(
+        "rules/a.toml",
+        "[[rule]]\nname = \"b\"\nwhen = { country = [\"EU\"] }\naction = \"block\"\n",
+    );
+    let (code, out) = check(&root);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("sites/a/site.toml:3:14: `UK` is not an ISO 3166-1 alpha-2 country code, did you mean GB?"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rules/a.toml:3:20: `EU` is not an ISO 3166-1 alpha-2 country code: the European Union is not a country"),
+        "{out}"
+    );
+}
