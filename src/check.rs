@@ -11,8 +11,17 @@ use crate::store::{Manifest, SiteVersion};
 /// All problems found under `root`, in file order.
 pub fn check(root: &Path) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
-    if let Err(errs) = Settings::load(root, &Overrides::default()) {
-        problems.extend(errs);
+    match Settings::load(root, &Overrides::default()) {
+        Err(errs) => problems.extend(errs),
+        // serve refuses to start without its geo database.
+        Ok(settings) => {
+            if let Err(e) = crate::context::Geo::open(settings.geoip.as_deref()) {
+                problems.push(match &settings.geoip_origin {
+                    Some(origin) => origin.error(e.to_string()),
+                    None => Diagnostic::whole_file(&root.join("outpost.toml"), e.to_string()),
+                });
+            }
+        }
     }
     let sites_dir = root.join("sites");
     let mut names: Vec<_> = match std::fs::read_dir(&sites_dir) {

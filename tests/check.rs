@@ -179,3 +179,25 @@ fn country_codes_must_be_iso_3166_1() {
         "{out}"
     );
 }
+
+#[test]
+fn a_geo_database_serve_cannot_open_is_an_error() {
+    let root = Root::new();
+    root.site("a", &["a.localhost"], true);
+    root.write("outpost.toml", "geoip = \"geo/country.mmdb\"\n");
+    let (code, out) = check(&root);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("outpost.toml:1:9: geo database "), "{out}");
+    root.write("geo/country.mmdb", "not a database");
+    let (code, out) = check(&root);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("outpost.toml:1:9: geo database "), "{out}");
+    // serve agrees: it refuses to start.
+    let out = common::outpost()
+        .args(["serve", "--root"])
+        .arg(root.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
