@@ -1,10 +1,12 @@
 //! `outpost check`: every problem in a root folder's settings, sites, rules
 //! and templates, then the rule cases, as `file:line:col: message` lines.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{Diagnostic, Overrides, Settings};
+use crate::rules::{Rules, TemplateExtra};
 use crate::site::Sites;
 use crate::store::{Manifest, SiteVersion};
 
@@ -73,7 +75,10 @@ pub fn check(root: &Path) -> Vec<Diagnostic> {
     }));
     match crate::rules::load(root, &names) {
         Err(e) => problems.extend(e.0),
-        Ok(rules) => problems.extend(missing_variant_files(root, &rules, &names)),
+        Ok(rules) => {
+            problems.extend(missing_variant_files(root, &rules, &names));
+            problems.extend(template_failures(root, &rules));
+        }
     }
     // Rule cases only mean something once everything loads.
     if problems.is_empty() {
@@ -119,4 +124,86 @@ fn missing_variant_files(
         }
     }
     problems
+}
+
+/// Renders every template a rule uses with a sample of the documented
+/// context, so that a variable it lacks (logged on every request by serve)
+/// is found now, at the line that uses it. A fragment's `data` comes from
+/// its source, which check does not fetch: only the other variables count.
+fn template_failures(root: &Path, rules: &Rules) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    let mut done = HashSet::new();
+    for rule in &rules.rules {
+        let Some((name, extra)) = rule.action.template() else {
+            continue;
+        };
+        // The built-in banner is outpost's own, tested with it.
+        if name == crate::transform::OFFER_TEMPLATE || !done.insert((name, extra)) {
+            continue;
+        }
+        let site = rule
+            .sites
+            .as_ref()
+            .and_then(|s| s.first())
+            .map_or("example", String::as_str);
+        let mut context = crate::transform::sample_context(site, "en-GB");
+        match extra {
+            TemplateExtra::None => {}
+            TemplateExtra::Offer => context.insert("offer", &crate::rules::sample_offer()),
+            TemplateExtra::Data => context.insert("data", &serde_json::json!({})),
+        }
+        let Err(e) = rules.templates.render(name, &context) else {
+            continue;
+        };
+        let text = crate::error_chain(&e, ": ");
+        let variable = missing_variable(&text);
+        let from_source = |v: &str| v == "data" || v.starts_with("data.") || v.starts_with("data[");
+        if extra == TemplateExtra::Data && variable.is_some_and(from_source) {
+            continue;
+        }
+        let file = root.join("rules/templates").join(name);
+        let source = std::fs::read_to_string(&file).unwrap_or_default();
+        let at = variable.and_then(|v| source.find(v)).unwrap_or(0);
+        let message = match variable {
+            Some(v) if v.starts_with("request.query.") => format!(
+                "template `{name}` uses `{v}`, which a request without that parameter does not have: test it with `{{% if {v} %}}` or write `{v} | default(value=\"\")`"
+            ),
+            Some(v) => format!(
+                "template `{name}` uses `{v}`, which templates are not given (see the template variables in docs/rules.md)"
+            ),
+            None => format!("template `{name}` fails to render: {text}"),
+        };
+        problems.push(Diagnostic::at(&file, &source, at, message));
+    }
+    problems
+}
+
+/// The variable Tera says is missing, from its error text.
+fn missing_variable(text: &str) -> Option<&str> {
+    let rest = text.split_once("Variable `")?.1;
+    Some(rest.split_once('`')?.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_banner_renders_with_the_sample_context() {
+        // The sample must give every variable the banner uses, or check
+        // would report user templates that serve renders fine.
+        let mut context = crate::transform::sample_context("a", "en-GB");
+        context.insert("offer", &crate::rules::sample_offer());
+        let html = crate::transform::Templates::builtin()
+            .render(crate::transform::OFFER_TEMPLATE, &context)
+            .unwrap();
+        assert!(html.contains("Vai al sito italiano"), "{html}");
+    }
+
+    #[test]
+    fn the_missing_variable_is_read_from_teras_error() {
+        let text = "Failed to render 'a.html': Variable `request.contry` not found in context while rendering 'a.html'";
+        assert_eq!(missing_variable(text), Some("request.contry"));
+        assert_eq!(missing_variable("Failed to render"), None);
+    }
 }

@@ -201,3 +201,92 @@ fn a_geo_database_serve_cannot_open_is_an_error() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn templates_using_variables_the_context_lacks_are_errors() {
+    let root = Root::new();
+    root.site("a", &["a.localhost"], true)
+        .site("b", &["b.localhost"], false)
+        .write("sites/a/public/index.html", "<html><body><main><h1>Hi</h1></main></body></html>")
+        .write(
+            "rules/templates/good.html",
+            "<p lang=\"{{ site.locale }}\">{{ request.path }} {{ request.host }} {{ request.country }} {{ request.language }} {{ site.name }}\n{% if request.query.ref %}{{ request.query.ref }}{% endif %}{{ request.query.x | default(value=\"\") }}</p>\n",
+        )
+        .write("rules/templates/typo.html", "<p>\n  {{ request.contry }}\n</p>\n")
+        .write("rules/templates/query.html", "<p>{{ request.query.ref }}</p>\n")
+        .write(
+            "rules/templates/banner.html",
+            "<a href=\"{{ offer.url }}\">{{ offer.go }}</a> {{ offer.stay_url }} {{ offer.message }} {{ offer.site }} {{ offer.locale }} {{ offer.country }} {{ offer.stay }} {{ offer.label }}\n{{ offer.link }}\n",
+        )
+        .write(
+            "rules/templates/scores.html",
+            "{% for m in data.matches %}{{ m.home }}{% endfor %}{{ data.league }}\n",
+        )
+        .write("rules/templates/scores-typo.html", "{{ site.nme }}{{ data.league }}\n")
+        .write(
+            "rules/a.toml",
+            r##"
+[[rule]]
+name = "good"
+action = "inject"
+template = "good.html"
+selector = "main"
+
+[[rule]]
+name = "typo"
+action = "inject"
+template = "typo.html"
+selector = "main"
+
+[[rule]]
+name = "query"
+action = "inject"
+template = "query.html"
+selector = "main"
+
+[[rule]]
+name = "banner"
+action = "offer-local"
+template = "banner.html"
+
+[[rule]]
+name = "scores"
+action = "fragment"
+selector = "main"
+source = "http://127.0.0.1:1/s.json"
+template = "scores.html"
+
+[[rule]]
+name = "scores-typo"
+action = "fragment"
+selector = "main"
+source = "http://127.0.0.1:1/s.json"
+template = "scores-typo.html"
+"##,
+        );
+    let (code, out) = check(&root);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("rules/templates/typo.html:2:6: template `typo.html` uses `request.contry`, which templates are not given"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rules/templates/query.html:1:7: template `query.html` uses `request.query.ref`, which a request without that parameter does not have"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rules/templates/banner.html:2:4: template `banner.html` uses `offer.link`"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "rules/templates/scores-typo.html:1:4: template `scores-typo.html` uses `site.nme`"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("good.html"), "{out}");
+    assert!(
+        !out.contains("scores.html"),
+        "data comes from the source: {out}"
+    );
+}

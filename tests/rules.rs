@@ -768,7 +768,10 @@ fn assets_keep_their_caching_under_rules_that_edit_html_only() {
         let hidden = get(&s, "/drafts/draft.css", &[("CF-IPCountry", country)]);
         let missing = get(&s, "/drafts/none.css", &[("CF-IPCountry", country)]);
         assert_eq!(hidden.status, 404);
-        assert_eq!(hidden.header("cache-control"), missing.header("cache-control"));
+        assert_eq!(
+            hidden.header("cache-control"),
+            missing.header("cache-control")
+        );
     }
     // A block answers for any file: then the assets are private too.
     root.write(

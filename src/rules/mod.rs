@@ -22,11 +22,12 @@ pub mod variant;
 pub use condition::When;
 pub use decision::{evaluate, Decision, Outcome, Render, Request, Trace, Verdict};
 pub use load::{load, LoadError};
+pub use offer_local::sample_offer;
 
 use std::sync::Arc;
 
 use crate::config::Origin;
-use crate::transform::Templates;
+use crate::transform::{Templates, OFFER_TEMPLATE};
 
 /// One compiled rule.
 #[derive(Debug)]
@@ -68,6 +69,22 @@ impl Action {
         }
     }
 
+    /// The template the action renders, with what it adds to the context.
+    pub fn template(&self) -> Option<(&str, TemplateExtra)> {
+        match self {
+            Action::Inject(inject::Inject {
+                content: inject::Content::Template(name),
+                ..
+            }) => Some((name, TemplateExtra::None)),
+            Action::OfferLocal(o) => Some((
+                o.template.as_deref().unwrap_or(OFFER_TEMPLATE),
+                TemplateExtra::Offer,
+            )),
+            Action::Fragment(f) => Some((&f.template, TemplateExtra::Data)),
+            _ => None,
+        }
+    }
+
     /// Whether the action can change a response that is not an HTML page
     /// (an asset, a missing page); the others only edit HTML, so they
     /// neither run on nor make private anything else.
@@ -84,6 +101,16 @@ impl Action {
             Action::Fragment(a) => a.changes_any_file(),
         }
     }
+}
+
+/// What a template gets besides `request` and `site`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TemplateExtra {
+    None,
+    /// `offer`, from `offer-local`.
+    Offer,
+    /// `data`, the fragment source's JSON.
+    Data,
 }
 
 /// A loaded generation of rules with their templates.

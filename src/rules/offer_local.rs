@@ -188,6 +188,22 @@ fn offer_values(request: &Request<'_>, target: &SiteVersion, url: &str) -> serde
     })
 }
 
+/// `offer` with a sample value for every key [`offer_values`] gives, for
+/// `check` to render banner templates as a request would.
+pub fn sample_offer() -> serde_json::Value {
+    serde_json::json!({
+        "url": "https://example.it/",
+        "site": "example-it",
+        "locale": "it-IT",
+        "country": "IT",
+        "stay_url": "/?outpost_stay=1",
+        "message": "Questa pagina è disponibile anche sul nostro sito per il tuo paese.",
+        "go": "Vai al sito italiano",
+        "stay": "Resta qui",
+        "label": "Sito locale",
+    })
+}
+
 /// The banner's words, in the language of the site it offers.
 struct Words {
     message: &'static str,
