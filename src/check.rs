@@ -1,17 +1,36 @@
 //! `outpost check`: every problem in a root folder's settings, sites, rules
-//! and templates, then the rule cases, as `file:line:col: message` lines.
+//! and templates, then the rule cases, as `file:line:col: message` lines;
+//! and warnings about what loads but likely does nothing.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use lol_html::{ElementContentHandlers, HtmlRewriter, Selector, Settings as Rewriter};
+
 use crate::config::{Diagnostic, Overrides, Settings};
-use crate::rules::{Rules, TemplateExtra};
+use crate::rules::{Rule, Rules, TemplateExtra};
 use crate::site::Sites;
 use crate::store::{Manifest, SiteVersion};
 
-/// All problems found under `root`, in file order.
-pub fn check(root: &Path) -> Vec<Diagnostic> {
+/// What `check` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// What `serve` would refuse or ignore: any fails the check.
+    pub problems: Vec<Diagnostic>,
+    /// What loads but likely does nothing (a selector no page has).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Everything found under `root`, problems in file order.
+pub fn check(root: &Path) -> Report {
+    let mut warnings = Vec::new();
+    let problems = problems(root, &mut warnings);
+    Report { problems, warnings }
+}
+
+fn problems(root: &Path, warnings: &mut Vec<Diagnostic>) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     match Settings::load(root, &Overrides::default()) {
         Err(errs) => problems.extend(errs),
@@ -78,6 +97,7 @@ pub fn check(root: &Path) -> Vec<Diagnostic> {
         Ok(rules) => {
             problems.extend(missing_variant_files(root, &rules, &names));
             problems.extend(template_failures(root, &rules));
+            warnings.extend(unmatched_selectors(root, &rules, &names));
         }
     }
     // Rule cases only mean something once everything loads.
@@ -184,6 +204,121 @@ fn missing_variable(text: &str) -> Option<&str> {
     Some(rest.split_once('`')?.0)
 }
 
+/// Selectors that match no element on any page their rule covers: the rule
+/// then does nothing, silently (a renamed class, say).
+fn unmatched_selectors(root: &Path, rules: &Rules, sites: &[String]) -> Vec<Diagnostic> {
+    let mut pages_of = std::collections::HashMap::new();
+    let mut warnings = Vec::new();
+    for rule in rules.rules.iter().filter(|r| !r.selectors.is_empty()) {
+        let Ok(selectors) = rule
+            .selectors
+            .iter()
+            .map(|s| s.text.parse::<Selector>())
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            continue;
+        };
+        let mut matched = vec![false; selectors.len()];
+        let mut tried = 0;
+        for site in sites.iter().filter(|s| rule.applies_to(s)) {
+            let pages = pages_of
+                .entry(site.as_str())
+                .or_insert_with(|| html_pages(&root.join("sites").join(site).join("public")));
+            for (_, file) in pages.iter().filter(|(urls, _)| covers(rule, urls)) {
+                let Ok(html) = std::fs::read(file) else {
+                    continue;
+                };
+                tried += 1;
+                for (i, found) in matching(&html, &selectors).into_iter().enumerate() {
+                    matched[i] |= found;
+                }
+            }
+        }
+        if tried == 0 {
+            continue;
+        }
+        for (written, _) in rule.selectors.iter().zip(&matched).filter(|(_, m)| !**m) {
+            warnings.push(written.origin.error(format!(
+                "rule `{}`: selector `{}` matches no element on the {tried} page(s) it covers",
+                rule.name, written.text
+            )));
+        }
+    }
+    warnings
+}
+
+/// Whether the rule's path takes any of a page's URLs.
+fn covers(rule: &Rule, urls: &[String]) -> bool {
+    rule.when.path.is_empty() || urls.iter().any(|u| rule.when.path.is_match(u))
+}
+
+/// The HTML files under `public`, each with the URL paths that answer it
+/// (`/a/index.html` is also `/a/`). Links are not followed.
+fn html_pages(public: &Path) -> Vec<(Vec<String>, PathBuf)> {
+    let mut pages = Vec::new();
+    let mut dirs = vec![public.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let html = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+            let Some(rel) = path.strip_prefix(public).ok().and_then(Path::to_str) else {
+                continue;
+            };
+            if !kind.is_file() || !html {
+                continue;
+            }
+            let url = format!("/{}", rel.replace('\\', "/"));
+            let mut urls = vec![url.clone()];
+            if let Some(dir) = url.strip_suffix("index.html") {
+                urls.push(dir.to_string());
+            }
+            pages.push((urls, path));
+        }
+    }
+    pages.sort();
+    pages
+}
+
+/// Which of `selectors` match an element of `html`.
+fn matching(html: &[u8], selectors: &[Selector]) -> Vec<bool> {
+    let found: Vec<std::cell::Cell<bool>> = selectors.iter().map(|_| Default::default()).collect();
+    let handlers = selectors
+        .iter()
+        .zip(&found)
+        .map(|(selector, seen)| {
+            (
+                Cow::Borrowed(selector),
+                ElementContentHandlers::default().element(
+                    move |_: &mut lol_html::html_content::Element<'_, '_>| {
+                        seen.set(true);
+                        Ok(())
+                    },
+                ),
+            )
+        })
+        .collect();
+    let settings = Rewriter {
+        element_content_handlers: handlers,
+        ..Rewriter::new()
+    };
+    let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
+    // A page lol_html cannot parse matches nothing, as when serving it.
+    let _ = rewriter.write(html).and_then(|()| rewriter.end());
+    found.into_iter().map(std::cell::Cell::into_inner).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +340,16 @@ mod tests {
         let text = "Failed to render 'a.html': Variable `request.contry` not found in context while rendering 'a.html'";
         assert_eq!(missing_variable(text), Some("request.contry"));
         assert_eq!(missing_variable("Failed to render"), None);
+    }
+
+    #[test]
+    fn selectors_match_elements_anywhere_in_the_page() {
+        let selectors: Vec<Selector> = ["main h1", "a.cta", "#nope"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let html =
+            b"<html><body><main><div><h1>x</h1></div></main><a class=\"cta b\">y</a></body></html>";
+        assert_eq!(matching(html, &selectors), vec![true, true, false]);
     }
 }

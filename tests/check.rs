@@ -290,3 +290,66 @@ template = "scores-typo.html"
         "data comes from the source: {out}"
     );
 }
+
+#[test]
+fn selectors_no_covered_page_has_are_warnings() {
+    let root = Root::new();
+    root.site("a", &["a.localhost"], true)
+        .site("b", &["b.localhost"], false)
+        .write(
+            "sites/a/public/index.html",
+            "<html><body><h1 class=\"hero-title\">Hi</h1><a class=\"cta\">Go</a></body></html>",
+        )
+        .write(
+            "sites/a/public/about/index.html",
+            "<html><body><main>About</main></body></html>",
+        )
+        .write(
+            "sites/b/public/index.html",
+            "<html><body><p class=\"only-b\">B</p></body></html>",
+        )
+        .write(
+            "rules/a.toml",
+            r##"[[rule]]
+name = "hero"
+sites = ["a"]
+when = { path = "/" }
+action = "variant"
+experiment = "hero"
+variants = [
+  { name = "control" },
+  { name = "bold", transforms = [
+    { selector = "h1.hero-title", set_text = "Bold" },
+    { selector = "a.button", set_text = "Now" },
+  ] },
+]
+
+[[rule]]
+name = "note"
+sites = ["a"]
+when = { path = "/about/**" }
+action = "inject"
+html = "<p>note</p>"
+selector = "p.only-b"
+
+[[rule]]
+name = "everywhere"
+action = "inject"
+html = "<p>x</p>"
+selector = "p.only-b"
+"##,
+        );
+    let (code, out) = check(&root);
+    assert_eq!(code, 0, "warnings do not fail the check: {out}");
+    assert!(
+        out.contains("rules/a.toml:11:18: warning: rule `hero`: selector `a.button` matches no element on the 1 page(s) it covers"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rules/a.toml:21:12: warning: rule `note`: selector `p.only-b` matches no element on the 1 page(s) it covers"),
+        "{out}"
+    );
+    assert!(!out.contains("h1.hero-title"), "{out}");
+    assert!(!out.contains("`everywhere`"), "site b has it: {out}");
+    assert!(out.contains("ok"), "{out}");
+}

@@ -22,7 +22,7 @@ use super::preview::Preview;
 use super::raw::{RawFile, RawRule};
 use super::redirect::{Redirect, Target};
 use super::variant::{keep_cookie, Experiment, Transform, Variant, COOKIE_PREFIX};
-use super::{Action, Rule, Rules};
+use super::{Action, Rule, Rules, WrittenSelector};
 use crate::config::{closest, parse_toml, Diagnostic, Origin};
 use crate::transform::Op;
 use crate::transform::Templates;
@@ -268,12 +268,28 @@ impl Compiler<'_> {
         if errors.len() > before {
             return None;
         }
+        let written = |s: &toml::Spanned<String>| WrittenSelector {
+            text: s.get_ref().clone(),
+            origin: Origin::new(self.file, self.source, s.span().start),
+        };
+        let transforms = raw
+            .variants
+            .iter()
+            .flat_map(|v| v.get_ref())
+            .flat_map(|v| &v.get_ref().transforms);
+        let selectors = raw
+            .selector
+            .iter()
+            .chain(transforms.map(|t| &t.get_ref().selector))
+            .map(written)
+            .collect();
         Some(Rule {
             name: raw.name.into_inner().into(),
             origin,
             sites,
             when,
             action: action?,
+            selectors,
         })
     }
 

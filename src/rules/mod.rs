@@ -38,6 +38,8 @@ pub struct Rule {
     pub sites: Option<Vec<String>>,
     pub when: When,
     pub action: Action,
+    /// Every CSS selector the rule uses, in the order written.
+    pub selectors: Vec<WrittenSelector>,
 }
 
 /// What a rule does when it matches.
@@ -111,6 +113,13 @@ pub enum TemplateExtra {
     Offer,
     /// `data`, the fragment source's JSON.
     Data,
+}
+
+/// A CSS selector as a rule wrote it, kept for `check` to try on pages.
+#[derive(Debug)]
+pub struct WrittenSelector {
+    pub text: String,
+    pub origin: Origin,
 }
 
 /// A loaded generation of rules with their templates.
