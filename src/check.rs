@@ -280,6 +280,10 @@ fn html_pages(public: &Path) -> Vec<(Vec<String>, PathBuf)> {
                 continue;
             }
             let url = format!("/{}", rel.replace('\\', "/"));
+            // Dotfiles are never served.
+            if crate::context::SitePath::parse(&url).is_ok_and(|p| p.is_hidden()) {
+                continue;
+            }
             let mut urls = vec![url.clone()];
             if let Some(dir) = url.strip_suffix("index.html") {
                 urls.push(dir.to_string());
