@@ -1,18 +1,48 @@
 //! `outpost check`: every problem in a root folder's settings, sites, rules
-//! and templates, then the rule cases, as `file:line:col: message` lines.
+//! and templates, then the rule cases, as `file:line:col: message` lines;
+//! and warnings about what loads but likely does nothing.
 
-use std::path::Path;
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use lol_html::{ElementContentHandlers, HtmlRewriter, Selector, Settings as Rewriter};
+
 use crate::config::{Diagnostic, Overrides, Settings};
+use crate::rules::{Rule, Rules, TemplateExtra};
 use crate::site::Sites;
 use crate::store::{Manifest, SiteVersion};
 
-/// All problems found under `root`, in file order.
-pub fn check(root: &Path) -> Vec<Diagnostic> {
+/// What `check` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// What `serve` would refuse or ignore: any fails the check.
+    pub problems: Vec<Diagnostic>,
+    /// What loads but likely does nothing (a selector no page has).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Everything found under `root`, problems in file order.
+pub fn check(root: &Path) -> Report {
+    let mut warnings = Vec::new();
+    let problems = problems(root, &mut warnings);
+    Report { problems, warnings }
+}
+
+fn problems(root: &Path, warnings: &mut Vec<Diagnostic>) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
-    if let Err(errs) = Settings::load(root, &Overrides::default()) {
-        problems.extend(errs);
+    match Settings::load(root, &Overrides::default()) {
+        Err(errs) => problems.extend(errs),
+        // serve refuses to start without its geo database.
+        Ok(settings) => {
+            if let Err(e) = crate::context::Geo::open(settings.geoip.as_deref()) {
+                problems.push(match &settings.geoip_origin {
+                    Some(origin) => origin.error(e.to_string()),
+                    None => Diagnostic::whole_file(&root.join("outpost.toml"), e.to_string()),
+                });
+            }
+        }
     }
     let sites_dir = root.join("sites");
     let mut names: Vec<_> = match std::fs::read_dir(&sites_dir) {
@@ -64,7 +94,11 @@ pub fn check(root: &Path) -> Vec<Diagnostic> {
     }));
     match crate::rules::load(root, &names) {
         Err(e) => problems.extend(e.0),
-        Ok(rules) => problems.extend(missing_variant_files(root, &rules, &names)),
+        Ok(rules) => {
+            problems.extend(missing_variant_files(root, &rules, &names));
+            problems.extend(template_failures(root, &rules));
+            warnings.extend(unmatched_selectors(root, &rules, &names));
+        }
     }
     // Rule cases only mean something once everything loads.
     if problems.is_empty() {
@@ -110,4 +144,216 @@ fn missing_variant_files(
         }
     }
     problems
+}
+
+/// Renders every template a rule uses with a sample of the documented
+/// context, so that a variable it lacks (logged on every request by serve)
+/// is found now, at the line that uses it. A fragment's `data` comes from
+/// its source, which check does not fetch: only the other variables count.
+fn template_failures(root: &Path, rules: &Rules) -> Vec<Diagnostic> {
+    let mut problems = Vec::new();
+    let mut done = HashSet::new();
+    for rule in &rules.rules {
+        let Some((name, extra)) = rule.action.template() else {
+            continue;
+        };
+        // The built-in banner is outpost's own, tested with it.
+        if name == crate::transform::OFFER_TEMPLATE || !done.insert((name, extra)) {
+            continue;
+        }
+        let site = rule
+            .sites
+            .as_ref()
+            .and_then(|s| s.first())
+            .map_or("example", String::as_str);
+        let mut context = crate::transform::sample_context(site, "en-GB");
+        match extra {
+            TemplateExtra::None => {}
+            TemplateExtra::Offer => context.insert("offer", &crate::rules::sample_offer()),
+            TemplateExtra::Data => context.insert("data", &serde_json::json!({})),
+        }
+        let Err(e) = rules.templates.render(name, &context) else {
+            continue;
+        };
+        let text = crate::error_chain(&e, ": ");
+        let variable = missing_variable(&text);
+        let from_source = |v: &str| v == "data" || v.starts_with("data.") || v.starts_with("data[");
+        if extra == TemplateExtra::Data && variable.is_some_and(from_source) {
+            continue;
+        }
+        let file = root.join("rules/templates").join(name);
+        let source = std::fs::read_to_string(&file).unwrap_or_default();
+        let at = variable.and_then(|v| source.find(v)).unwrap_or(0);
+        let message = match variable {
+            Some(v) if v.starts_with("request.query.") => format!(
+                "template `{name}` uses `{v}`, which a request without that parameter does not have: test it with `{{% if {v} %}}` or write `{v} | default(value=\"\")`"
+            ),
+            Some(v) => format!(
+                "template `{name}` uses `{v}`, which templates are not given (see the template variables in docs/rules.md)"
+            ),
+            None => format!("template `{name}` fails to render: {text}"),
+        };
+        problems.push(Diagnostic::at(&file, &source, at, message));
+    }
+    problems
+}
+
+/// The variable Tera says is missing, from its error text.
+fn missing_variable(text: &str) -> Option<&str> {
+    let rest = text.split_once("Variable `")?.1;
+    Some(rest.split_once('`')?.0)
+}
+
+/// Selectors that match no element on any page their rule covers: the rule
+/// then does nothing, silently (a renamed class, say).
+fn unmatched_selectors(root: &Path, rules: &Rules, sites: &[String]) -> Vec<Diagnostic> {
+    let mut pages_of = std::collections::HashMap::new();
+    let mut warnings = Vec::new();
+    for rule in rules.rules.iter().filter(|r| !r.selectors.is_empty()) {
+        let Ok(selectors) = rule
+            .selectors
+            .iter()
+            .map(|s| s.text.parse::<Selector>())
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            continue;
+        };
+        let mut matched = vec![false; selectors.len()];
+        let mut tried = 0;
+        for site in sites.iter().filter(|s| rule.applies_to(s)) {
+            let pages = pages_of
+                .entry(site.as_str())
+                .or_insert_with(|| html_pages(&root.join("sites").join(site).join("public")));
+            for (_, file) in pages.iter().filter(|(urls, _)| covers(rule, urls)) {
+                let Ok(html) = std::fs::read(file) else {
+                    continue;
+                };
+                tried += 1;
+                for (i, found) in matching(&html, &selectors).into_iter().enumerate() {
+                    matched[i] |= found;
+                }
+            }
+        }
+        if tried == 0 {
+            continue;
+        }
+        for (written, _) in rule.selectors.iter().zip(&matched).filter(|(_, m)| !**m) {
+            warnings.push(written.origin.error(format!(
+                "rule `{}`: selector `{}` matches no element on the {tried} page(s) it covers",
+                rule.name, written.text
+            )));
+        }
+    }
+    warnings
+}
+
+/// Whether the rule's path takes any of a page's URLs.
+fn covers(rule: &Rule, urls: &[String]) -> bool {
+    rule.when.path.is_empty() || urls.iter().any(|u| rule.when.path.is_match(u))
+}
+
+/// The HTML files under `public`, each with the URL paths that answer it
+/// (`/a/index.html` is also `/a/`). Links are not followed.
+fn html_pages(public: &Path) -> Vec<(Vec<String>, PathBuf)> {
+    let mut pages = Vec::new();
+    let mut dirs = vec![public.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let html = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+            let Some(rel) = path.strip_prefix(public).ok().and_then(Path::to_str) else {
+                continue;
+            };
+            if !kind.is_file() || !html {
+                continue;
+            }
+            let url = format!("/{}", rel.replace('\\', "/"));
+            // Dotfiles are never served.
+            if crate::context::SitePath::parse(&url).is_ok_and(|p| p.is_hidden()) {
+                continue;
+            }
+            let mut urls = vec![url.clone()];
+            if let Some(dir) = url.strip_suffix("index.html") {
+                urls.push(dir.to_string());
+            }
+            pages.push((urls, path));
+        }
+    }
+    pages.sort();
+    pages
+}
+
+/// Which of `selectors` match an element of `html`.
+fn matching(html: &[u8], selectors: &[Selector]) -> Vec<bool> {
+    let found: Vec<std::cell::Cell<bool>> = selectors.iter().map(|_| Default::default()).collect();
+    let handlers = selectors
+        .iter()
+        .zip(&found)
+        .map(|(selector, seen)| {
+            (
+                Cow::Borrowed(selector),
+                ElementContentHandlers::default().element(
+                    move |_: &mut lol_html::html_content::Element<'_, '_>| {
+                        seen.set(true);
+                        Ok(())
+                    },
+                ),
+            )
+        })
+        .collect();
+    let settings = Rewriter {
+        element_content_handlers: handlers,
+        ..Rewriter::new()
+    };
+    let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
+    // A page lol_html cannot parse matches nothing, as when serving it.
+    let _ = rewriter.write(html).and_then(|()| rewriter.end());
+    found.into_iter().map(std::cell::Cell::into_inner).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_banner_renders_with_the_sample_context() {
+        // The sample must give every variable the banner uses, or check
+        // would report user templates that serve renders fine.
+        let mut context = crate::transform::sample_context("a", "en-GB");
+        context.insert("offer", &crate::rules::sample_offer());
+        let html = crate::transform::Templates::builtin()
+            .render(crate::transform::OFFER_TEMPLATE, &context)
+            .unwrap();
+        assert!(html.contains("Vai al sito italiano"), "{html}");
+    }
+
+    #[test]
+    fn the_missing_variable_is_read_from_teras_error() {
+        let text = "Failed to render 'a.html': Variable `request.contry` not found in context while rendering 'a.html'";
+        assert_eq!(missing_variable(text), Some("request.contry"));
+        assert_eq!(missing_variable("Failed to render"), None);
+    }
+
+    #[test]
+    fn selectors_match_elements_anywhere_in_the_page() {
+        let selectors: Vec<Selector> = ["main h1", "a.cta", "#nope"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let html =
+            b"<html><body><main><div><h1>x</h1></div></main><a class=\"cta b\">y</a></body></html>";
+        assert_eq!(matching(html, &selectors), vec![true, true, false]);
+    }
 }

@@ -202,15 +202,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn check(root: &std::path::Path) -> ExitCode {
-    let problems = outpost::check::check(root);
-    for p in &problems {
+    let report = outpost::check::check(root);
+    for p in &report.problems {
         println!("{p}");
     }
-    if problems.is_empty() {
+    for w in &report.warnings {
+        println!(
+            "{}:{}:{}: warning: {}",
+            w.file.display(),
+            w.line,
+            w.col,
+            w.message
+        );
+    }
+    if report.problems.is_empty() {
         println!("ok");
         ExitCode::SUCCESS
     } else {
-        eprintln!("{} problem(s)", problems.len());
+        eprintln!("{} problem(s)", report.problems.len());
         ExitCode::FAILURE
     }
 }
@@ -238,8 +247,8 @@ fn rule_tests(root: &std::path::Path) -> ExitCode {
 fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     let country = match &args.country {
         Some(c) => Some(
-            outpost::context::Country::parse(c)
-                .with_context(|| format!("`{c}` is not a country code like IT"))?,
+            outpost::context::Country::parse_written(&c.to_ascii_uppercase())
+                .map_err(anyhow::Error::msg)?,
         ),
         None => None,
     };
@@ -335,7 +344,7 @@ fn publish(args: PublishArgs) -> anyhow::Result<()> {
         sites.sort();
     }
     anyhow::ensure!(!sites.is_empty(), "name the sites to publish, or --all");
-    let problems = outpost::check::check(&args.root.root);
+    let problems = outpost::check::check(&args.root.root).problems;
     anyhow::ensure!(
         problems.is_empty(),
         "not published: `outpost check` finds problems:\n{}",

@@ -97,7 +97,7 @@ pub fn run(root: &Path) -> Result<Report, OfflineError> {
 
 fn run_case(offline: &Offline, case: &Case) -> Result<(), String> {
     let country = match &case.country {
-        Some(c) => Some(Country::parse(c).ok_or(format!("`{c}` is not a country code"))?),
+        Some(c) => Some(Country::parse_written(c)?),
         None => None,
     };
     let visit = Visit {

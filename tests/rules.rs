@@ -719,3 +719,74 @@ fn starting_with_broken_rules_serves_the_last_good_copy() {
         "{status}"
     );
 }
+
+#[test]
+fn assets_keep_their_caching_under_rules_that_edit_html_only() {
+    const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+    let root = root();
+    for site in ["uk", "it"] {
+        let toml = std::fs::read_to_string(root.join(&format!("sites/{site}/site.toml"))).unwrap();
+        root.write(
+            &format!("sites/{site}/site.toml"),
+            &format!("{toml}[headers.\"/assets/**\"]\nCache-Control = \"{IMMUTABLE}\"\n"),
+        );
+    }
+    root.write("sites/uk/public/assets/site.css", "body { color: red }")
+        .write("sites/uk/public/drafts/draft.css", "body { color: blue }")
+        .write(
+            "rules/a.toml",
+            "[[rule]]\nname = \"offer\"\nsites = [\"uk\", \"it\"]\naction = \"offer-local\"\n\n[[rule]]\nname = \"irish\"\nwhen = { country = \"IE\" }\naction = \"inject\"\nhtml = \"<p>euro</p>\"\nselector = \"h1\"\n\n[[rule]]\nname = \"drafts\"\nwhen = { path = \"/drafts/**\" }\naction = \"preview\"\n",
+        );
+    let s = Server::start(root.path());
+    let explained = |path: &str, country: &str| {
+        let url = format!("http://uk.localhost{path}");
+        let out = run_on(root.path(), &["explain", &url, "--country", country]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}");
+        let line = stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("cache-control: "))
+            .map(str::to_string);
+        (line, stdout)
+    };
+    for country in ["IT", "IE", "GB"] {
+        let css = get(&s, "/assets/site.css", &[("CF-IPCountry", country)]);
+        assert_eq!(css.status, 200);
+        assert_eq!(css.header("cache-control"), Some(IMMUTABLE), "{country}");
+        let (line, out) = explained("/assets/site.css", country);
+        assert_eq!(line.as_deref(), Some(IMMUTABLE), "{out}");
+        assert!(
+            out.contains("offer [offer-local]")
+                && out.contains("it changes HTML pages only, and this is not one"),
+            "{out}"
+        );
+        // The page could show a banner or a note to another visitor.
+        let page = get(&s, "/", &[("CF-IPCountry", country)]);
+        assert_eq!(page.header("cache-control"), Some("private"), "{country}");
+        assert_eq!(explained("/", country).0.as_deref(), Some("private"));
+        // A hidden asset answers exactly as a missing one.
+        let hidden = get(&s, "/drafts/draft.css", &[("CF-IPCountry", country)]);
+        let missing = get(&s, "/drafts/none.css", &[("CF-IPCountry", country)]);
+        assert_eq!(hidden.status, 404);
+        assert_eq!(
+            hidden.header("cache-control"),
+            missing.header("cache-control")
+        );
+    }
+    // A block answers for any file: then the assets are private too.
+    root.write(
+        "rules/a.toml",
+        "[[rule]]\nname = \"kp\"\nwhen = { country = \"KP\" }\naction = \"block\"\n",
+    );
+    s.wait_for_log_count("rules loaded", 2);
+    let css = get(&s, "/assets/site.css", &[("CF-IPCountry", "GB")]);
+    assert_eq!(css.header("cache-control"), Some("private"));
+    assert_eq!(
+        explained("/assets/site.css", "GB").0.as_deref(),
+        Some("private")
+    );
+    assert_eq!(
+        get(&s, "/assets/site.css", &[("CF-IPCountry", "KP")]).status,
+        451
+    );
+}

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{parse_toml, Diagnostic};
+use super::{parse_toml, Diagnostic, Origin};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,7 +16,7 @@ struct RawSettings {
     listen: Option<Spanned<String>>,
     admin_listen: Option<Spanned<String>>,
     admin_token: Option<String>,
-    geoip: Option<PathBuf>,
+    geoip: Option<Spanned<PathBuf>>,
     trusted_proxies: Option<Vec<Spanned<String>>>,
     store: Option<PathBuf>,
     access_log: Option<String>,
@@ -63,6 +63,8 @@ pub struct Settings {
     pub admin_listen: SocketAddr,
     pub admin_token: Option<String>,
     pub geoip: Option<PathBuf>,
+    /// Where outpost.toml names `geoip`, for `check` to point at.
+    pub geoip_origin: Option<Origin>,
     pub trusted_proxies: Vec<IpNet>,
     pub store: PathBuf,
     pub access_log: AccessLogTarget,
@@ -178,7 +180,16 @@ impl Settings {
             listen: overrides.listen.unwrap_or(listen),
             admin_listen,
             admin_token,
-            geoip: overrides.geoip.clone().or(raw.geoip).map(|p| root.join(p)),
+            geoip: overrides
+                .geoip
+                .clone()
+                .or(raw.geoip.as_ref().map(|p| p.get_ref().clone()))
+                .map(|p| root.join(p)),
+            geoip_origin: raw
+                .geoip
+                .as_ref()
+                .filter(|_| overrides.geoip.is_none())
+                .map(|p| Origin::new(&file, &source, p.span().start)),
             trusted_proxies,
             store: root.join(raw.store.unwrap_or_else(|| "cache/outpost.redb".into())),
             access_log,

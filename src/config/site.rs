@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::offer_text::{built_in, OfferText, Text};
 use super::{parse_toml, Diagnostic, Origin};
+use crate::context::Country;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,13 +105,9 @@ impl SiteConfig {
 
         let mut countries = Vec::new();
         for c in &raw.countries {
-            let code = c.get_ref();
-            if code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) {
-                countries.push(code.clone());
-            } else {
-                errors.push(at(c.span()).error(format!(
-                    "`{code}` is not an ISO 3166-1 alpha-2 country code like GB"
-                )));
+            match Country::parse_written(c.get_ref()) {
+                Ok(code) => countries.push(code.to_string()),
+                Err(e) => errors.push(at(c.span()).error(e)),
             }
         }
 

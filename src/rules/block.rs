@@ -12,6 +12,11 @@ pub struct Block {
 }
 
 impl Block {
+    /// A block answers for whatever file the path names.
+    pub fn changes_any_file(&self) -> bool {
+        true
+    }
+
     pub fn apply(&self, decision: &mut Decision) -> Applied {
         decision.outcome = Outcome::Block {
             status: self.status,

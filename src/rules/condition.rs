@@ -81,16 +81,9 @@ impl When {
                 .into_vec()
                 .into_iter()
                 .filter_map(|c| {
-                    let parsed = (c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()))
-                        .then(|| Country::parse(&c))
-                        .flatten();
-                    if parsed.is_none() {
-                        errors.push(err(
-                            span.clone(),
-                            format!("`{c}` is not an ISO 3166-1 alpha-2 country code like IT"),
-                        ));
-                    }
-                    parsed
+                    Country::parse_written(&c)
+                        .map_err(|e| errors.push(err(span.clone(), e)))
+                        .ok()
                 })
                 .collect()
         };

@@ -165,7 +165,13 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
     let mut decision = Decision::default();
     let mut render = Render::new(request, &rules.templates);
     let site = &request.site.site;
+    // Edits only change an HTML page; an asset only rules that change any
+    // file can touch. A missing page counts as HTML (its URL may name one).
+    let html = request.page.is_none_or(StoredFile::is_html);
+    // A hidden file must answer exactly as a missing one, private or not.
+    let mut private_if_missing = false;
     for (index, rule) in rules.rules.iter().enumerate() {
+        let can_change = html || rule.action.changes_any_file();
         let verdict = if decision.outcome != Outcome::Serve {
             Verdict::NotReached
         } else if !rule.applies_to(site) {
@@ -173,7 +179,10 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
         } else {
             match rule.when.check(request.ctx) {
                 Err(miss) => {
-                    decision.private |= miss.about_the_visitor();
+                    // Another visitor could have matched, and so changed
+                    // this response.
+                    decision.private |= can_change && miss.about_the_visitor();
+                    private_if_missing |= miss.about_the_visitor();
                     if !request.trace {
                         continue;
                     }
@@ -181,7 +190,7 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
                 }
                 Ok(()) => {
                     // These actions read the visitor whatever they do.
-                    decision.private |= rule.when.about_the_visitor()
+                    let reads_visitor = rule.when.about_the_visitor()
                         || matches!(
                             rule.action,
                             Action::OfferLocal(_)
@@ -189,25 +198,38 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
                                 | Action::Goal(_)
                                 | Action::Fragment(_)
                         );
-                    let applied = match &rule.action {
-                        Action::Redirect(a) => a.apply(request, &mut decision),
-                        Action::Block(a) => a.apply(&mut decision),
-                        Action::OfferLocal(a) => {
-                            a.apply(index, request, &mut render, &mut decision)
+                    private_if_missing |= reads_visitor;
+                    if !can_change {
+                        if !request.trace {
+                            continue;
                         }
-                        Action::Preview(a) => a.apply(index, &rule.name, request, &mut decision),
-                        Action::Inject(a) => a.apply(index, &mut render, &mut decision),
-                        Action::Headers(a) => a.apply(&mut decision),
-                        Action::Variant(a) => a.apply(index, request, &mut decision),
-                        Action::Goal(a) => a.apply(request, &mut decision),
-                        Action::Fragment(a) => a.apply(index, &rule.name, request, &mut decision),
-                    };
-                    match applied {
-                        Applied::Fired => {
-                            decision.fired.push(rule.name.clone());
-                            Verdict::Fired
+                        Verdict::Skipped("it changes HTML pages only, and this is not one".into())
+                    } else {
+                        decision.private |= reads_visitor;
+                        let applied = match &rule.action {
+                            Action::Redirect(a) => a.apply(request, &mut decision),
+                            Action::Block(a) => a.apply(&mut decision),
+                            Action::OfferLocal(a) => {
+                                a.apply(index, request, &mut render, &mut decision)
+                            }
+                            Action::Preview(a) => {
+                                a.apply(index, &rule.name, request, &mut decision)
+                            }
+                            Action::Inject(a) => a.apply(index, &mut render, &mut decision),
+                            Action::Headers(a) => a.apply(&mut decision),
+                            Action::Variant(a) => a.apply(index, request, &mut decision),
+                            Action::Goal(a) => a.apply(request, &mut decision),
+                            Action::Fragment(a) => {
+                                a.apply(index, &rule.name, request, &mut decision)
+                            }
+                        };
+                        match applied {
+                            Applied::Fired => {
+                                decision.fired.push(rule.name.clone());
+                                Verdict::Fired
+                            }
+                            Applied::Skipped(why) => Verdict::Skipped(why),
                         }
-                        Applied::Skipped(why) => Verdict::Skipped(why),
                     }
                 }
             }
@@ -220,6 +242,9 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
             action: rule.action.name(),
             verdict,
         });
+    }
+    if decision.outcome == Outcome::Hidden {
+        decision.private = private_if_missing;
     }
     decision
 }

@@ -133,6 +133,11 @@ pub struct Needed {
 }
 
 impl Fragment {
+    /// Fragments fill HTML pages only.
+    pub fn changes_any_file(&self) -> bool {
+        false
+    }
+
     pub fn apply(
         &self,
         index: usize,

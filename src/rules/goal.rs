@@ -22,6 +22,11 @@ pub struct Goal {
 }
 
 impl Goal {
+    /// A conversion's cookie goes on any response (a download can be a goal).
+    pub fn changes_any_file(&self) -> bool {
+        true
+    }
+
     /// A goal of `experiment`; its variants are linked once all rules load.
     pub fn new(experiment: &str) -> Goal {
         let converted = format!("outpost_conv_{experiment}");

@@ -11,6 +11,11 @@ pub struct Headers {
 }
 
 impl Headers {
+    /// Headers go on any response.
+    pub fn changes_any_file(&self) -> bool {
+        true
+    }
+
     pub fn apply(&self, decision: &mut Decision) -> Applied {
         decision.set_headers.extend(self.set.iter().cloned());
         decision.remove_headers.extend(self.remove.iter().cloned());

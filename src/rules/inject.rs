@@ -55,6 +55,11 @@ pub struct Inject {
 }
 
 impl Inject {
+    /// Injected HTML goes into HTML pages only.
+    pub fn changes_any_file(&self) -> bool {
+        false
+    }
+
     pub fn apply(&self, index: usize, render: &mut Render<'_>, decision: &mut Decision) -> Applied {
         let html = match &self.content {
             Content::Html(h) => h.clone(),

@@ -22,7 +22,7 @@ use super::preview::Preview;
 use super::raw::{RawFile, RawRule};
 use super::redirect::{Redirect, Target};
 use super::variant::{keep_cookie, Experiment, Transform, Variant, COOKIE_PREFIX};
-use super::{Action, Rule, Rules};
+use super::{Action, Rule, Rules, WrittenSelector};
 use crate::config::{closest, parse_toml, Diagnostic, Origin};
 use crate::transform::Op;
 use crate::transform::Templates;
@@ -65,6 +65,23 @@ fn allowed_keys(action: &str) -> &'static [&'static str] {
         ],
         _ => &[],
     }
+}
+
+/// Says which actions take `key`, and what `action` takes instead.
+fn misplaced_key(key: &str, action: &str) -> String {
+    let takers: Vec<String> = ACTIONS
+        .iter()
+        .filter(|a| allowed_keys(a).contains(&key))
+        .map(|a| format!("`{a}`"))
+        .collect();
+    let takes = match allowed_keys(action) {
+        [] => "no other keys".to_string(),
+        keys => keys.join(", "),
+    };
+    format!(
+        "`{key}` does not apply to action `{action}`: it is a key of {} (`{action}` takes {takes})",
+        takers.join(", ")
+    )
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -224,10 +241,7 @@ impl Compiler<'_> {
         }
         for (key, span) in raw.present_keys() {
             if !allowed_keys(&action_name).contains(&key) {
-                errors.push(self.err(
-                    span,
-                    format!("`{key}` does not apply to action `{action_name}`"),
-                ));
+                errors.push(self.err(span, misplaced_key(key, &action_name)));
             }
         }
         let sites = raw.sites.as_ref().map(|list| {
@@ -254,12 +268,28 @@ impl Compiler<'_> {
         if errors.len() > before {
             return None;
         }
+        let written = |s: &toml::Spanned<String>| WrittenSelector {
+            text: s.get_ref().clone(),
+            origin: Origin::new(self.file, self.source, s.span().start),
+        };
+        let transforms = raw
+            .variants
+            .iter()
+            .flat_map(|v| v.get_ref())
+            .flat_map(|v| &v.get_ref().transforms);
+        let selectors = raw
+            .selector
+            .iter()
+            .chain(transforms.map(|t| &t.get_ref().selector))
+            .map(written)
+            .collect();
         Some(Rule {
             name: raw.name.into_inner().into(),
             origin,
             sites,
             when,
             action: action?,
+            selectors,
         })
     }
 
@@ -449,7 +479,7 @@ impl Compiler<'_> {
             }
             "headers" => {
                 let mut set = Vec::new();
-                for (k, v) in raw.set.iter().flat_map(|m| m.iter()) {
+                for (k, v) in raw.set.iter().flat_map(|m| m.get_ref().iter()) {
                     match (
                         HeaderName::try_from(k.get_ref().as_str()),
                         HeaderValue::try_from(v.get_ref().as_str()),
@@ -462,7 +492,7 @@ impl Compiler<'_> {
                     }
                 }
                 let mut remove = Vec::new();
-                for k in raw.remove.iter().flat_map(|v| v.iter()) {
+                for k in raw.remove.iter().flat_map(|v| v.get_ref().iter()) {
                     match HeaderName::try_from(k.get_ref().as_str()) {
                         Ok(n) => remove.push(n),
                         Err(_) => errors.push(

@@ -22,11 +22,12 @@ pub mod variant;
 pub use condition::When;
 pub use decision::{evaluate, Decision, Outcome, Render, Request, Trace, Verdict};
 pub use load::{load, LoadError};
+pub use offer_local::sample_offer;
 
 use std::sync::Arc;
 
 use crate::config::Origin;
-use crate::transform::Templates;
+use crate::transform::{Templates, OFFER_TEMPLATE};
 
 /// One compiled rule.
 #[derive(Debug)]
@@ -37,6 +38,8 @@ pub struct Rule {
     pub sites: Option<Vec<String>>,
     pub when: When,
     pub action: Action,
+    /// Every CSS selector the rule uses, in the order written.
+    pub selectors: Vec<WrittenSelector>,
 }
 
 /// What a rule does when it matches.
@@ -67,6 +70,56 @@ impl Action {
             Action::Fragment(_) => "fragment",
         }
     }
+
+    /// The template the action renders, with what it adds to the context.
+    pub fn template(&self) -> Option<(&str, TemplateExtra)> {
+        match self {
+            Action::Inject(inject::Inject {
+                content: inject::Content::Template(name),
+                ..
+            }) => Some((name, TemplateExtra::None)),
+            Action::OfferLocal(o) => Some((
+                o.template.as_deref().unwrap_or(OFFER_TEMPLATE),
+                TemplateExtra::Offer,
+            )),
+            Action::Fragment(f) => Some((&f.template, TemplateExtra::Data)),
+            _ => None,
+        }
+    }
+
+    /// Whether the action can change a response that is not an HTML page
+    /// (an asset, a missing page); the others only edit HTML, so they
+    /// neither run on nor make private anything else.
+    pub fn changes_any_file(&self) -> bool {
+        match self {
+            Action::Redirect(a) => a.changes_any_file(),
+            Action::Block(a) => a.changes_any_file(),
+            Action::OfferLocal(a) => a.changes_any_file(),
+            Action::Preview(a) => a.changes_any_file(),
+            Action::Inject(a) => a.changes_any_file(),
+            Action::Headers(a) => a.changes_any_file(),
+            Action::Variant(a) => a.changes_any_file(),
+            Action::Goal(a) => a.changes_any_file(),
+            Action::Fragment(a) => a.changes_any_file(),
+        }
+    }
+}
+
+/// What a template gets besides `request` and `site`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TemplateExtra {
+    None,
+    /// `offer`, from `offer-local`.
+    Offer,
+    /// `data`, the fragment source's JSON.
+    Data,
+}
+
+/// A CSS selector as a rule wrote it, kept for `check` to try on pages.
+#[derive(Debug)]
+pub struct WrittenSelector {
+    pub text: String,
+    pub origin: Origin,
 }
 
 /// A loaded generation of rules with their templates.

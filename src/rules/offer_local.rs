@@ -37,6 +37,11 @@ pub struct OfferLocal {
 }
 
 impl OfferLocal {
+    /// A banner goes into HTML pages only; a redirect answers for any file.
+    pub fn changes_any_file(&self) -> bool {
+        self.mode == Mode::Redirect
+    }
+
     pub fn apply(
         &self,
         index: usize,
@@ -195,6 +200,24 @@ fn offer_values(
         "label": words.label.fill(country, host),
         "lang": words.lang,
         "dir": if words.right_to_left { "rtl" } else { "ltr" },
+    })
+}
+
+/// `offer` with a sample value for every key [`offer_values`] gives, for
+/// `check` to render banner templates as a request would.
+pub fn sample_offer() -> serde_json::Value {
+    serde_json::json!({
+        "url": "https://example.it/",
+        "site": "example-it",
+        "locale": "it-IT",
+        "country": "IT",
+        "stay_url": "/?outpost_stay=1",
+        "message": "Questa pagina è disponibile anche sul nostro sito per il tuo paese.",
+        "go": "Vai al sito italiano",
+        "stay": "Resta qui",
+        "label": "Sito locale",
+        "lang": "it-IT",
+        "dir": "ltr",
     })
 }
 

@@ -27,6 +27,11 @@ pub struct Preview {
 const NOINDEX_META: &str = r#"<meta name="robots" content="noindex, nofollow">"#;
 
 impl Preview {
+    /// Hiding works on any file.
+    pub fn changes_any_file(&self) -> bool {
+        true
+    }
+
     pub fn apply(
         &self,
         index: usize,

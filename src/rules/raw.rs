@@ -72,8 +72,8 @@ pub struct RawRule {
     pub html: Option<Spanned<String>>,
     pub position: Option<Spanned<String>>,
     // headers
-    pub set: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
-    pub remove: Option<Vec<Spanned<String>>>,
+    pub set: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub remove: Option<Spanned<Vec<Spanned<String>>>>,
     // variant, goal
     pub experiment: Option<Spanned<String>>,
     // variant
@@ -121,38 +121,35 @@ impl RawRule {
     /// The action-specific keys present, with their spans, for checking
     /// that each belongs to the rule's action.
     pub fn present_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
-        let mut keys = Vec::new();
-        let mut add = |name, span: Option<std::ops::Range<usize>>| {
-            if let Some(s) = span {
-                keys.push((name, s));
-            }
-        };
-        add("to", self.to.as_ref().map(|v| v.span()));
-        add("to_site", self.to_site.as_ref().map(|v| v.span()));
-        add("status", self.status.as_ref().map(|v| v.span()));
-        add("page", self.page.as_ref().map(|v| v.span()));
-        add("template", self.template.as_ref().map(|v| v.span()));
-        add("selector", self.selector.as_ref().map(|v| v.span()));
-        add("mode", self.mode.as_ref().map(|v| v.span()));
-        add("param", self.param.as_ref().map(|v| v.span()));
-        add("value", self.value.as_ref().map(|v| v.span()));
-        add("secret", self.secret.as_ref().map(|v| v.span()));
-        add("html", self.html.as_ref().map(|v| v.span()));
-        add("position", self.position.as_ref().map(|v| v.span()));
-        add(
-            "set",
-            self.set
-                .as_ref()
-                .and_then(|m| m.keys().next())
-                .map(|k| k.span()),
-        );
-        add(
-            "remove",
-            self.remove
-                .as_ref()
-                .and_then(|v| v.first())
-                .map(|k| k.span()),
-        );
-        keys
+        fn span<T>(v: &Option<Spanned<T>>) -> Option<std::ops::Range<usize>> {
+            v.as_ref().map(Spanned::span)
+        }
+        [
+            ("to", span(&self.to)),
+            ("to_site", span(&self.to_site)),
+            ("status", span(&self.status)),
+            ("page", span(&self.page)),
+            ("template", span(&self.template)),
+            ("selector", span(&self.selector)),
+            ("mode", span(&self.mode)),
+            ("param", span(&self.param)),
+            ("value", span(&self.value)),
+            ("secret", span(&self.secret)),
+            ("html", span(&self.html)),
+            ("position", span(&self.position)),
+            ("set", span(&self.set)),
+            ("remove", span(&self.remove)),
+            ("experiment", span(&self.experiment)),
+            ("variants", span(&self.variants)),
+            ("allow_force", span(&self.allow_force)),
+            ("source", span(&self.source)),
+            ("ttl", span(&self.ttl)),
+            ("timeout", span(&self.timeout)),
+            ("stale_for", span(&self.stale_for)),
+            ("on_error", span(&self.on_error)),
+        ]
+        .into_iter()
+        .filter_map(|(key, span)| Some((key, span?)))
+        .collect()
     }
 }

@@ -84,13 +84,32 @@ pub struct Redirect {
 impl Target {
     /// Checks a `to` value; the error says what is wrong with it.
     pub fn parse_to(to: &str) -> Result<Target, String> {
+        // Anything in braces that is not a placeholder would be sent as it
+        // is: a typo like `{pth}` must not reach visitors.
+        let template = split(to);
+        if let Some(text) = template.iter().find_map(|p| match p {
+            Part::Text(t) if t.contains(['{', '}']) => Some(t),
+            _ => None,
+        }) {
+            let at = text.find(['{', '}']).unwrap_or(0);
+            let word = text[at..]
+                .split_inclusive('}')
+                .next()
+                .unwrap_or(&text[at..]);
+            let hint = crate::config::closest(word.trim_matches(['{', '}']), &["path", "query"])
+                .map(|c| format!(", did you mean `{{{c}}}`?"))
+                .unwrap_or_default();
+            return Err(format!(
+                "`{word}` is not a placeholder{hint} (`to` knows {{path}} and {{query}}; write a literal brace as %7B or %7D)"
+            ));
+        }
         // `{path}` always starts with `/`.
         if to.starts_with('/') || to.starts_with("{path}") {
             if to.starts_with("//") || to.starts_with("/\\") {
                 return Err("a path must not start with `//`: that names another host".into());
             }
             return Ok(Target::Url {
-                template: split(to),
+                template,
                 host: None,
             });
         }
@@ -112,7 +131,7 @@ impl Target {
         let url = url::Url::parse(&sample).map_err(|e| format!("not a URL: {e}"))?;
         let host = url.host_str().ok_or("the URL has no host")?.to_string();
         Ok(Target::Url {
-            template: split(to),
+            template,
             host: Some(host),
         })
     }
@@ -147,6 +166,11 @@ pub fn url_on(ctx: &RequestContext<'_>, host: &str, path: &str, query: Option<&s
 }
 
 impl Redirect {
+    /// A redirect answers for whatever file the path names.
+    pub fn changes_any_file(&self) -> bool {
+        true
+    }
+
     pub fn apply(&self, request: &Request<'_>, decision: &mut Decision) -> Applied {
         let ctx = request.ctx;
         let location = match &self.target {
@@ -217,18 +241,25 @@ mod tests {
         assert!(Target::parse_to("https://{path}").is_err());
         assert!(Target::parse_to("javascript:alert(1)").is_err());
         assert!(Target::parse_to("example.com/x").is_err());
+        let typo = Target::parse_to("/it{pth}").unwrap_err();
+        assert!(
+            typo.starts_with("`{pth}` is not a placeholder, did you mean `{path}`?"),
+            "{typo}"
+        );
+        assert!(Target::parse_to("/it?q={lang}").is_err());
+        assert!(Target::parse_to("/it}").is_err());
     }
 
     #[test]
     fn templates_split_once() {
         assert_eq!(
-            split("/new{path}?{query}&a={b}"),
+            split("/new{path}?{query}&a=b"),
             vec![
                 Part::Text("/new".into()),
                 Part::Path,
                 Part::Text("?".into()),
                 Part::Query,
-                Part::Text("&a={b}".into()),
+                Part::Text("&a=b".into()),
             ]
         );
         assert_eq!(split("{path}"), vec![Part::Path]);

@@ -102,6 +102,12 @@ impl Assignment {
 }
 
 impl Experiment {
+    /// Transforms edit HTML pages only; a variant that serves another file
+    /// replaces any file.
+    pub fn changes_any_file(&self) -> bool {
+        self.variants.iter().any(|v| v.serve.is_some())
+    }
+
     pub fn apply(&self, index: usize, request: &Request<'_>, decision: &mut Decision) -> Applied {
         let ctx = request.ctx;
         let forced = self

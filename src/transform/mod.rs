@@ -13,4 +13,4 @@ mod templates;
 pub use edit::{apply, Edit, Op, Place, Rewritten, Snippet};
 pub use fragments::{Fetched, Fragments, Got};
 pub use render_cache::{RenderCache, RenderKey, Rendered};
-pub use templates::{template_context, Templates, OFFER_TEMPLATE};
+pub use templates::{sample_context, template_context, Templates, OFFER_TEMPLATE};

@@ -1,6 +1,7 @@
 //! Tera templates from rules/templates/, compiled once per rules load, with
 //! autoescaping on for every template whatever its extension.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use tera::{Context, Tera};
@@ -135,25 +136,54 @@ fn template_error(path: &Path, err: &tera::Error) -> Diagnostic {
 
 /// The context every template sees: `request` and `site`.
 pub fn template_context(ctx: &RequestContext<'_>, site: &SiteVersion) -> Context {
-    let mut c = Context::new();
-    let query: std::collections::BTreeMap<&str, &str> = ctx
+    let query = ctx
         .query
         .iter()
         .map(|(k, v)| (k.as_ref(), v.as_ref()))
         .collect();
+    let language = ctx.languages.first().map(String::as_str);
+    context_of(
+        &ctx.path.path,
+        query,
+        ctx.host,
+        ctx.country.as_str(),
+        language,
+        &site.site,
+        &site.config.locale,
+    )
+}
+
+/// The context with a sample value for every variable docs/rules.md lists
+/// (and no query parameter, which a request may not have), for `check` to
+/// render each template as a request would.
+pub fn sample_context(site: &str, locale: &str) -> Context {
+    let host = format!("{site}.example");
+    context_of("/", BTreeMap::new(), &host, "GB", Some("en"), site, locale)
+}
+
+fn context_of(
+    path: &str,
+    query: BTreeMap<&str, &str>,
+    host: &str,
+    country: &str,
+    language: Option<&str>,
+    site: &str,
+    locale: &str,
+) -> Context {
+    let mut c = Context::new();
     c.insert(
         "request",
         &serde_json::json!({
-            "path": ctx.path.path,
+            "path": path,
             "query": query,
-            "host": ctx.host,
-            "country": ctx.country.as_str(),
-            "language": ctx.languages.first(),
+            "host": host,
+            "country": country,
+            "language": language,
         }),
     );
     c.insert(
         "site",
-        &serde_json::json!({ "name": site.site, "locale": site.config.locale }),
+        &serde_json::json!({ "name": site, "locale": locale }),
     );
     c
 }
