@@ -177,6 +177,25 @@ impl Live {
         &self.store
     }
 
+    /// Makes the store again when its file was deleted or replaced while
+    /// running, and ingests every site into the new one; what is served
+    /// does not change meanwhile. True when it was made again.
+    pub fn keep_store(&self) -> bool {
+        if !self.store.lost() {
+            return false;
+        }
+        {
+            // No ingest may run half on the old store, half on the new.
+            let _one_at_a_time = self.publishing.lock().unwrap();
+            if !self.store.reopen() {
+                return false;
+            }
+        }
+        self.refresh_all();
+        tracing::info!("store made again; every site is in it");
+        true
+    }
+
     /// Ingests every site folder, and drops stored sites whose folder is gone.
     pub fn refresh_all(&self) {
         let mut names: Vec<String> = std::fs::read_dir(&self.sites_dir)

@@ -254,7 +254,17 @@ pub async fn serve(
         loop {
             every.tick().await;
             let app = saver.clone();
-            let _ = tokio::task::spawn_blocking(move || app.save_counts()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                if app.live.keep_store() {
+                    // The new store gets every count, not only those changed since.
+                    let rows = app.experiments.rows();
+                    if let Err(e) = app.live.store().save_experiments(&rows) {
+                        tracing::warn!(error = %e, "cannot save experiment counts");
+                    }
+                }
+                app.save_counts()
+            })
+            .await;
         }
     });
     let _geo_watcher = match &settings.geoip {

@@ -15,7 +15,7 @@ pub use ingest::{ingest_site, Compressed, IngestError, Ingested};
 pub use version::{compressible, Encoding, Lookup, SiteVersion, StoredFile};
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -122,61 +122,136 @@ struct Scan {
 /// next start needs no repair.
 pub struct Store {
     db: arc_swap::ArcSwapOption<Database>,
+    path: PathBuf,
+    /// Device and inode of the file opened: when the path holds no file or
+    /// another one, the store was deleted or replaced under the process.
+    file: Mutex<Option<(u64, u64)>>,
+    health: Mutex<Health>,
+}
+
+/// How the store fares, for the status page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// What is wrong now; `None` once it is put right.
+    pub problem: Option<String>,
+    /// The last time the store was set aside and made again, and why (kept
+    /// until a restart, since what the old one held is lost).
+    pub rebuilt: Option<String>,
+    pub rebuilt_unix_ms: Option<u64>,
 }
 
 impl Store {
     /// Opens the store, or starts a new one. A store that cannot be read is
     /// set aside and rebuilt from sites/, since everything in it is derived.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+        let (db, rebuilt) = open_or_rebuild(path)?;
+        let store = Store::from(db, path);
+        if let Some(why) = rebuilt {
+            store.note_rebuilt(why);
         }
-        match Database::create(path) {
-            Ok(db) => {
-                let store = Store::from(db);
-                match store.current_versions() {
-                    Ok(_) => Ok(store),
-                    Err(e) => {
-                        drop(store);
-                        Self::rebuild(path, &e.to_string())
-                    }
-                }
-            }
-            Err(e @ redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Open {
-                path: path.to_path_buf(),
-                source: Box::new(e),
-            }),
-            Err(e) => Self::rebuild(path, &e.to_string()),
-        }
+        Ok(store)
     }
 
     /// Opens a store that must already exist, without repairing or
     /// rebuilding it (for commands that only read).
     pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
-        Database::open(path)
-            .map(Store::from)
+        let opened = guarded(|| Database::open(path))
+            .map_err(|panic| StoreError::Damaged(format!("{}: redb {panic}", path.display())))?;
+        opened
+            .map(|db| Store::from(db, path))
             .map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
                 source: Box::new(source),
             })
     }
 
-    fn rebuild(path: &Path, why: &str) -> Result<Store, StoreError> {
-        tracing::warn!(store = %path.display(), error = why, "store unreadable; rebuilding it from sites/");
-        let aside = path.with_extension("redb.damaged");
-        if std::fs::rename(path, &aside).is_err() {
-            let _ = std::fs::remove_file(path);
-        }
-        let db = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })?;
-        Ok(Store::from(db))
-    }
-
-    fn from(db: Database) -> Store {
+    fn from(db: Database, path: &Path) -> Store {
         Store {
             db: arc_swap::ArcSwapOption::from_pointee(db),
+            path: path.to_path_buf(),
+            file: Mutex::new(file_id(path).ok()),
+            health: Mutex::new(Health::default()),
+        }
+    }
+
+    /// How the store fares now.
+    pub fn health(&self) -> Health {
+        self.health.lock().unwrap().clone()
+    }
+
+    fn note_rebuilt(&self, why: String) {
+        let mut health = self.health.lock().unwrap();
+        health.rebuilt = Some(why);
+        health.rebuilt_unix_ms = Some(unix_ms(SystemTime::now()));
+    }
+
+    /// Records what is wrong now (`None`: nothing), logging it once.
+    fn set_problem(&self, problem: Option<String>) {
+        let mut health = self.health.lock().unwrap();
+        if health.problem == problem {
+            return;
+        }
+        match &problem {
+            Some(p) => tracing::error!(store = %self.path.display(), "{p}"),
+            None => tracing::info!(store = %self.path.display(), "store problem solved"),
+        }
+        health.problem = problem;
+    }
+
+    /// Whether the store file was deleted or replaced while open: writes
+    /// would go on into a file that no later start can read.
+    pub fn lost(&self) -> bool {
+        if self.db.load().is_none() {
+            return false;
+        }
+        match file_id(&self.path) {
+            Ok(id) => {
+                let lost = Some(id) != *self.file.lock().unwrap();
+                if !lost {
+                    self.set_problem(None);
+                }
+                lost
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                true
+            }
+            Err(e) => {
+                self.set_problem(Some(format!("cannot check the store file: {e}")));
+                false
+            }
+        }
+    }
+
+    /// Opens the store again at its path (a new one when the file is gone)
+    /// in place of the one open now. The caller ingests every site into it
+    /// and holds off other writes meanwhile. False when that failed (logged
+    /// and kept as the problem).
+    pub fn reopen(&self) -> bool {
+        if self.health().problem.is_none() {
+            tracing::warn!(store = %self.path.display(), "store file deleted or replaced while running; making it again from sites/");
+        }
+        match open_or_rebuild(&self.path) {
+            Ok((db, _)) => {
+                *self.file.lock().unwrap() = file_id(&self.path).ok();
+                self.db.store(Some(Arc::new(db)));
+                self.note_rebuilt(
+                    "the store file was deleted or replaced while running; made again from sites/"
+                        .into(),
+                );
+                self.set_problem(None);
+                true
+            }
+            Err(e) => {
+                self.set_problem(Some(format!(
+                    "cannot make the store again ({e}); changes are served but not kept"
+                )));
+                false
+            }
         }
     }
 
@@ -368,6 +443,116 @@ fn readable_table<K: redb::Key + 'static, V: redb::Value + 'static>(
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Opens or creates the database at `path`; a damaged one is set aside and
+/// a new one made. Returns it, and why it was made again, if it was.
+fn open_or_rebuild(path: &Path) -> Result<(Database, Option<String>), StoreError> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let why = match guarded(|| open_checked(path)) {
+        Ok(Ok(db)) => return Ok((db, None)),
+        Ok(Err(e)) if !is_damage(&e) => return Err(e),
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => format!("redb {panic}"),
+    };
+    let aside = path.with_extension("redb.damaged");
+    tracing::warn!(store = %path.display(), error = why, set_aside = %aside.display(), "store unreadable; rebuilding it from sites/");
+    if std::fs::rename(path, &aside).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    let db = Database::create(path).map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    let why = format!(
+        "the store was unreadable ({why}); set aside as {} and rebuilt from sites/",
+        aside.display()
+    );
+    Ok((db, Some(why)))
+}
+
+/// Whether opening failed because of what the file holds, rather than
+/// because another process has it or the file cannot be reached.
+fn is_damage(e: &StoreError) -> bool {
+    use std::io::ErrorKind;
+    let StoreError::Open { source, .. } = e else {
+        return true;
+    };
+    match &**source {
+        redb::DatabaseError::DatabaseAlreadyOpen => false,
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => !matches!(
+            io.kind(),
+            ErrorKind::NotFound
+                | ErrorKind::PermissionDenied
+                | ErrorKind::NotADirectory
+                | ErrorKind::ReadOnlyFilesystem
+        ),
+        _ => true,
+    }
+}
+
+/// Opens the database and checks every page of it. redb checks no
+/// checksum on a read, so a damaged page would otherwise make it panic, or
+/// serve wrong bytes, at some later read.
+fn open_checked(path: &Path) -> Result<Database, StoreError> {
+    let open_error = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    };
+    let mut db = Database::create(path).map_err(open_error)?;
+    if !db.check_integrity().map_err(open_error)? {
+        tracing::warn!(store = %path.display(), "store was damaged and is repaired; its last change may be lost");
+    }
+    // The table every start reads first, in the layout this build expects.
+    let tx = db.begin_read()?;
+    if let Some(table) = readable_table(&tx, CURRENT)? {
+        for row in table.iter()? {
+            row?;
+        }
+    }
+    drop(tx);
+    Ok(db)
+}
+
+thread_local! {
+    /// While [`guarded`] runs on this thread: the panic it caught, if any.
+    static CAUGHT: std::cell::RefCell<Option<Option<String>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, turning a panic in it into an error: redb panics on some
+/// damaged files rather than returning one. The panic is not printed; the
+/// caller logs it with what it means.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let print = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let caught = CAUGHT.with(|c| match c.borrow_mut().as_mut() {
+                Some(slot) => {
+                    *slot = Some(info.to_string().replace('\n', " "));
+                    true
+                }
+                None => false,
+            });
+            if !caught {
+                print(info);
+            }
+        }));
+    });
+    CAUGHT.with(|c| *c.borrow_mut() = Some(None));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let caught = CAUGHT.with(|c| c.borrow_mut().take()).flatten();
+    result.map_err(|_| caught.unwrap_or_else(|| "panicked".into()))
+}
+
+/// Device and inode of the file at `path`.
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 fn blob_key(hash: &str, enc: Encoding) -> Vec<u8> {
