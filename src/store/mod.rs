@@ -453,7 +453,9 @@ fn open_or_rebuild(path: &Path) -> Result<(Database, Option<String>), StoreError
     }
     let why = match guarded(|| open_checked(path)) {
         Ok(Ok(db)) => return Ok((db, None)),
-        Ok(Err(e)) if !is_damage(&e) => return Err(e),
+        // No file, and none can be made there (a folder not writable):
+        // nothing to set aside.
+        Ok(Err(e)) if already_open(&e) || !path.exists() => return Err(e),
         Ok(Err(e)) => e.to_string(),
         Err(panic) => format!("redb {panic}"),
     };
@@ -473,24 +475,10 @@ fn open_or_rebuild(path: &Path) -> Result<(Database, Option<String>), StoreError
     Ok((db, Some(why)))
 }
 
-/// Whether opening failed because of what the file holds, rather than
-/// because another process has it or the file cannot be reached.
-fn is_damage(e: &StoreError) -> bool {
-    use std::io::ErrorKind;
-    let StoreError::Open { source, .. } = e else {
-        return true;
-    };
-    match &**source {
-        redb::DatabaseError::DatabaseAlreadyOpen => false,
-        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => !matches!(
-            io.kind(),
-            ErrorKind::NotFound
-                | ErrorKind::PermissionDenied
-                | ErrorKind::NotADirectory
-                | ErrorKind::ReadOnlyFilesystem
-        ),
-        _ => true,
-    }
+/// Whether another process has the store open: nothing is wrong with it.
+fn already_open(e: &StoreError) -> bool {
+    matches!(e, StoreError::Open { source, .. }
+        if matches!(**source, redb::DatabaseError::DatabaseAlreadyOpen))
 }
 
 /// Opens the database and checks every page of it. redb checks no
