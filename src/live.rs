@@ -178,22 +178,21 @@ impl Live {
     }
 
     /// Makes the store again when its file was deleted or replaced while
-    /// running, and ingests every site into the new one; what is served
-    /// does not change meanwhile. True when it was made again.
-    pub fn keep_store(&self) -> bool {
+    /// running, and ingests every site into the new one (rules too, for
+    /// the copy kept beside it); what is served does not change meanwhile.
+    pub fn keep_store(&self) {
         if !self.store.lost() {
-            return false;
+            return;
         }
         {
             // No ingest may run half on the old store, half on the new.
             let _one_at_a_time = self.publishing.lock().unwrap();
             if !self.store.reopen() {
-                return false;
+                return;
             }
         }
         self.refresh_all();
         tracing::info!("store made again; every site is in it");
-        true
     }
 
     /// Ingests every site folder, and drops stored sites whose folder is gone.

@@ -255,13 +255,7 @@ pub async fn serve(
             every.tick().await;
             let app = saver.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                if app.live.keep_store() {
-                    // The new store gets every count, not only those changed since.
-                    let rows = app.experiments.rows();
-                    if let Err(e) = app.live.store().save_experiments(&rows) {
-                        tracing::warn!(error = %e, "cannot save experiment counts");
-                    }
-                }
+                app.live.keep_store();
                 app.save_counts()
             })
             .await;

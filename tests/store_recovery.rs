@@ -199,39 +199,61 @@ fn every_kind_of_store_damage_is_set_aside_and_rebuilt() {
     }
 }
 
-/// Deleting cache/ under a running server: the store is made again and
-/// every site ingested into it, pages go on being served and changing, and
-/// the next start serves from the new store.
+/// Deleting cache/ under a running server: the store is made again from
+/// the one still open (versions and a rollback kept), pages go on being
+/// served and changing, and the next start serves from the new store.
 #[test]
 fn a_store_deleted_while_running_is_made_again() {
     let root = Root::new();
     site(&root);
+    root.write(
+        "outpost.toml",
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n",
+    );
     root.write("sites/main/public/index.html", "v1");
     root.write("sites/main/public/other.html", "other");
     let mut s = Server::start(root.path());
-    assert_eq!(s.get("main.localhost", "/").text(), "v1");
-    std::fs::remove_dir_all(root.join("cache")).unwrap();
     root.write("sites/main/public/index.html", "v2");
     assert!(eventually(Duration::from_secs(10), || s
         .get("main.localhost", "/")
         .text()
         == "v2"));
+    let rollback = s.admin(
+        "POST",
+        "/sites/main/rollback",
+        &[("Authorization", "Bearer t")],
+    );
+    assert_eq!(rollback.status, 200);
+    assert_eq!(s.get("main.localhost", "/").text(), "v1");
+
+    std::fs::remove_dir_all(root.join("cache")).unwrap();
     s.wait_for_log("store made again", Duration::from_secs(10));
     assert!(root.join("cache/outpost.redb").exists());
     assert!(s.log_count("deleted or replaced while running") > 0);
-    assert_eq!(s.get("main.localhost", "/other").text(), "other");
-    let store = &status(&s)["store"];
+    let status = status(&s);
     assert!(
-        store["rebuilt"].as_str().unwrap().contains("deleted"),
-        "{store}"
+        status["store"]["rebuilt"]
+            .as_str()
+            .unwrap()
+            .contains("deleted"),
+        "{status}"
     );
+    assert_eq!(status["sites"][0]["version"], 1, "still rolled back");
+    assert_eq!(status["sites"][0]["versions"], serde_json::json!([1, 2]));
+    assert_eq!(s.get("main.localhost", "/").text(), "v1");
+
+    root.write("sites/main/public/other.html", "other, changed");
+    assert!(eventually(Duration::from_secs(10), || s
+        .get("main.localhost", "/other")
+        .text()
+        == "other, changed"));
     assert!(s.terminate().success());
 
     let s = Server::spawn(root.path(), &mut common::outpost());
     // Served straight from the new store, which has every file's scan.
     s.wait_for_log("sites=1", Duration::from_secs(5));
     assert_eq!(s.get("main.localhost", "/").text(), "v2");
-    assert_eq!(s.get("main.localhost", "/other").text(), "other");
+    assert_eq!(s.get("main.localhost", "/other").text(), "other, changed");
     s.wait_for_log("sites scanned", Duration::from_secs(10));
     assert_eq!(s.log_count("reading changed files"), 0);
     assert_eq!(s.log_count("rebuilding"), 0);

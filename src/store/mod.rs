@@ -227,20 +227,29 @@ impl Store {
         }
     }
 
-    /// Opens the store again at its path (a new one when the file is gone)
-    /// in place of the one open now. The caller ingests every site into it
-    /// and holds off other writes meanwhile. False when that failed (logged
-    /// and kept as the problem).
+    /// Opens the store again at its path in place of the one open now. A
+    /// deleted file still reads through the open handle, so a new store
+    /// starts as a copy of it: no version, count or fragment copy is lost.
+    /// The caller holds off other writes meanwhile and then ingests every
+    /// site. False when that failed (logged and kept as the problem).
     pub fn reopen(&self) -> bool {
         if self.health().problem.is_none() {
-            tracing::warn!(store = %self.path.display(), "store file deleted or replaced while running; making it again from sites/");
+            tracing::warn!(store = %self.path.display(), "store file deleted or replaced while running; making it again");
         }
-        match open_or_rebuild(&self.path) {
-            Ok((db, _)) => {
+        let made = open_or_rebuild(&self.path).and_then(|(db, _)| {
+            if let Some(old) = self.db.load_full() {
+                if current_versions(&db)?.is_empty() {
+                    copy_store(&old, &db)?;
+                }
+            }
+            Ok(db)
+        });
+        match made {
+            Ok(db) => {
                 *self.file.lock().unwrap() = file_id(&self.path).ok();
                 self.db.store(Some(Arc::new(db)));
                 self.note_rebuilt(
-                    "the store file was deleted or replaced while running; made again from sites/"
+                    "the store file was deleted or replaced while running; made again from the copy open"
                         .into(),
                 );
                 self.set_problem(None);
@@ -268,16 +277,7 @@ impl Store {
 
     /// Every site's served version number.
     pub fn current_versions(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let tx = self.db()?.begin_read()?;
-        let Some(table) = readable_table(&tx, CURRENT)? else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            let (k, v) = row?;
-            out.push((k.value().to_string(), v.value()));
-        }
-        Ok(out)
+        current_versions(&*self.db()?)
     }
 
     /// The version numbers kept for a site, oldest first.
@@ -494,14 +494,50 @@ fn open_checked(path: &Path) -> Result<Database, StoreError> {
         tracing::warn!(store = %path.display(), "store was damaged and is repaired; its last change may be lost");
     }
     // The table every start reads first, in the layout this build expects.
-    let tx = db.begin_read()?;
-    if let Some(table) = readable_table(&tx, CURRENT)? {
-        for row in table.iter()? {
-            row?;
-        }
-    }
-    drop(tx);
+    current_versions(&db)?;
     Ok(db)
+}
+
+fn current_versions(db: &Database) -> Result<Vec<(String, u64)>, StoreError> {
+    let tx = db.begin_read()?;
+    let Some(table) = readable_table(&tx, CURRENT)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for row in table.iter()? {
+        let (k, v) = row?;
+        out.push((k.value().to_string(), v.value()));
+    }
+    Ok(out)
+}
+
+/// Copies every table of `from` into `to`, in one transaction.
+fn copy_store(from: &Database, to: &Database) -> Result<(), StoreError> {
+    fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
+        from: &redb::ReadTransaction,
+        to: &redb::WriteTransaction,
+        table: TableDefinition<K, V>,
+    ) -> Result<(), StoreError> {
+        let Some(source) = readable_table(from, table)? else {
+            return Ok(());
+        };
+        let mut dest = to.open_table(table)?;
+        for row in source.iter()? {
+            let (k, v) = row?;
+            dest.insert(k.value(), v.value())?;
+        }
+        Ok(())
+    }
+    let read = from.begin_read()?;
+    let write = to.begin_write()?;
+    copy(&read, &write, BLOBS)?;
+    copy(&read, &write, SCANS)?;
+    copy(&read, &write, VERSIONS)?;
+    copy(&read, &write, CURRENT)?;
+    copy(&read, &write, EXPERIMENTS)?;
+    copy(&read, &write, FRAGMENTS)?;
+    write.commit()?;
+    Ok(())
 }
 
 thread_local! {
