@@ -285,6 +285,25 @@ fn a_store_that_cannot_be_made_again_shows_in_status_until_it_can() {
     assert!(root.join("cache/outpost.redb").exists());
 }
 
+/// `outpost stats` only reads the store: on a damaged one it says so,
+/// without a bare panic, and leaves the file as it is.
+#[test]
+fn stats_on_a_truncated_store_says_it_is_damaged() {
+    let root = Root::new();
+    site(&root);
+    root.write("sites/main/public/index.html", "home");
+    drop(Server::start(root.path()));
+    let path = root.join("cache/outpost.redb");
+    let truncated = std::fs::read(&path).unwrap()[..8192].to_vec();
+    std::fs::write(&path, &truncated).unwrap();
+    let out = common::run_on(root.path(), &["stats"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is damaged"), "{stderr}");
+    assert!(!stderr.contains("thread '"), "{stderr}");
+    assert_eq!(std::fs::read(&path).unwrap(), truncated);
+}
+
 #[test]
 fn a_missing_store_is_created() {
     let root = Root::new();

@@ -61,6 +61,8 @@ pub enum StoreError {
     Db(Box<redb::Error>),
     #[error("store: damaged record: {0}")]
     Damaged(String),
+    #[error("store {path} is damaged: redb {panic}")]
+    Unreadable { path: PathBuf, panic: String },
     #[error("site `{0}` has no older version to roll back to")]
     NoOlderVersion(String),
     #[error("site `{0}` is not in the store")]
@@ -155,8 +157,10 @@ impl Store {
     /// Opens a store that must already exist, without repairing or
     /// rebuilding it (for commands that only read).
     pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
-        let opened = guarded(|| Database::open(path))
-            .map_err(|panic| StoreError::Damaged(format!("{}: redb {panic}", path.display())))?;
+        let opened = guarded(|| Database::open(path)).map_err(|panic| StoreError::Unreadable {
+            path: path.to_path_buf(),
+            panic,
+        })?;
         opened
             .map(|db| Store::from(db, path))
             .map_err(|source| StoreError::Open {
