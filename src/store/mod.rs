@@ -136,8 +136,8 @@ pub struct Store {
 pub struct Health {
     /// What is wrong now; `None` once it is put right.
     pub problem: Option<String>,
-    /// The last time the store was set aside and made again, and why (kept
-    /// until a restart, since what the old one held is lost).
+    /// The last time the store was set aside or made again, and why; kept
+    /// until a restart.
     pub rebuilt: Option<String>,
     pub rebuilt_unix_ms: Option<u64>,
 }
@@ -237,25 +237,28 @@ impl Store {
     /// The caller holds off other writes meanwhile and then ingests every
     /// site. False when that failed (logged and kept as the problem).
     pub fn reopen(&self) -> bool {
+        let Some(old) = self.db.load_full() else {
+            return false;
+        };
         if self.health().problem.is_none() {
             tracing::warn!(store = %self.path.display(), "store file deleted or replaced while running; making it again");
         }
         let made = open_or_rebuild(&self.path).and_then(|(db, _)| {
-            if let Some(old) = self.db.load_full() {
-                if current_versions(&db)?.is_empty() {
-                    copy_store(&old, &db)?;
-                }
+            let copied = current_versions(&db)?.is_empty();
+            if copied {
+                copy_store(&old, &db)?;
             }
-            Ok(db)
+            Ok((db, copied))
         });
         match made {
-            Ok(db) => {
+            Ok((db, copied)) => {
                 *self.file.lock().unwrap() = file_id(&self.path).ok();
                 self.db.store(Some(Arc::new(db)));
-                self.note_rebuilt(
-                    "the store file was deleted or replaced while running; made again from the copy open"
-                        .into(),
-                );
+                self.note_rebuilt(if copied {
+                    "the store file was deleted or replaced while running; made again as a copy of the one open".into()
+                } else {
+                    "the store file was replaced while running by another store, which is used now".into()
+                });
                 self.set_problem(None);
                 true
             }
