@@ -177,6 +177,24 @@ impl Live {
         &self.store
     }
 
+    /// Makes the store again when its file was deleted or replaced while
+    /// running, and ingests every site into the new one (rules too, for
+    /// the copy kept beside it); what is served does not change meanwhile.
+    pub fn keep_store(&self) {
+        if !self.store.lost() {
+            return;
+        }
+        {
+            // No ingest may run half on the old store, half on the new.
+            let _one_at_a_time = self.publishing.lock().unwrap();
+            if !self.store.reopen() {
+                return;
+            }
+        }
+        self.refresh_all();
+        tracing::info!("store made again; every site is in it");
+    }
+
     /// Ingests every site folder, and drops stored sites whose folder is gone.
     pub fn refresh_all(&self) {
         let mut names: Vec<String> = std::fs::read_dir(&self.sites_dir)

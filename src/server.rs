@@ -254,7 +254,11 @@ pub async fn serve(
         loop {
             every.tick().await;
             let app = saver.clone();
-            let _ = tokio::task::spawn_blocking(move || app.save_counts()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                app.live.keep_store();
+                app.save_counts()
+            })
+            .await;
         }
     });
     let _geo_watcher = match &settings.geoip {

@@ -113,6 +113,197 @@ fn a_damaged_store_is_rebuilt_with_a_warning() {
     s.wait_for_log("rebuilding it from sites/", Duration::from_secs(1));
 }
 
+fn status(s: &Server) -> serde_json::Value {
+    serde_json::from_slice(&s.admin("GET", "/status", &[]).body).unwrap()
+}
+
+/// Truncated at several lengths, a block zeroed or garbled where a page is
+/// stored, a garbage header: redb panics on most of these, or would serve
+/// the damaged bytes. Each start sets the file aside, rebuilds the store
+/// from sites/ and serves the pages as they are on disk.
+#[test]
+fn every_kind_of_store_damage_is_set_aside_and_rebuilt() {
+    let root = Root::new();
+    site(&root);
+    let page = |i: usize| -> String {
+        (0..2000)
+            .map(|j| format!("{} ", (i * 7919 + j * 104729) % 100003))
+            .collect()
+    };
+    for i in 0..20 {
+        root.write(&format!("sites/main/public/p{i}.html"), &page(i));
+    }
+    let path = root.join("cache/outpost.redb");
+    let live = Live::from_store(Store::open(&path).unwrap(), root.path().to_path_buf()).unwrap();
+    live.refresh("main").unwrap();
+    live.store().close();
+    drop(live);
+    let good = std::fs::read(&path).unwrap();
+    let len = good.len();
+    // The 4 KiB block holding a page as stored.
+    let block_of = |i: usize| {
+        let text = page(i);
+        let needle = &text.as_bytes()[1000..1100];
+        let at = good
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap();
+        at / 4096 * 4096
+    };
+    let mut damaged: Vec<(String, Vec<u8>)> = [4096, len / 3, len / 2, len - 4096]
+        .into_iter()
+        .map(|cut| (format!("truncated to {cut} bytes"), good[..cut].to_vec()))
+        .collect();
+    let mut zeroed = good.clone();
+    let at = block_of(3);
+    zeroed[at..at + 4096].fill(0);
+    damaged.push((format!("block at {at} zeroed"), zeroed));
+    let mut garbled = good.clone();
+    let at = block_of(11);
+    for (k, b) in garbled[at..at + 4096].iter_mut().enumerate() {
+        *b = (k * 31 % 251) as u8;
+    }
+    damaged.push((format!("block at {at} garbled"), garbled));
+    let mut header = good.clone();
+    header[..512].fill(0x5A);
+    damaged.push(("garbage header".into(), header));
+
+    for (damage, bytes) in damaged {
+        std::fs::write(&path, &bytes).unwrap();
+        let _ = std::fs::remove_file(root.join("cache/outpost.redb.damaged"));
+        let s = Server::start(root.path());
+        for i in [0, 3, 11, 19] {
+            let r = s.get("main.localhost", &format!("/p{i}"));
+            assert_eq!((r.status, r.text()), (200, page(i)), "{damage}: /p{i}");
+        }
+        s.wait_for_log(
+            "store unreadable; rebuilding it from sites/",
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            s.log_count("thread '"),
+            0,
+            "{damage}: a bare panic in the log"
+        );
+        // Not byte for byte: opening it, redb marks the file as in use.
+        assert!(
+            root.join("cache/outpost.redb.damaged").exists(),
+            "{damage}: not set aside"
+        );
+        let store = &status(&s)["store"];
+        assert!(
+            store["rebuilt"].as_str().unwrap().contains("set aside"),
+            "{damage}: {store}"
+        );
+        assert!(store["problem"].is_null(), "{damage}: {store}");
+    }
+}
+
+/// Deleting cache/ under a running server: the store is made again from
+/// the one still open (versions and a rollback kept), pages go on being
+/// served and changing, and the next start serves from the new store.
+#[test]
+fn a_store_deleted_while_running_is_made_again() {
+    let root = Root::new();
+    site(&root);
+    root.write(
+        "outpost.toml",
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n",
+    );
+    root.write("sites/main/public/index.html", "v1");
+    root.write("sites/main/public/other.html", "other");
+    let mut s = Server::start(root.path());
+    root.write("sites/main/public/index.html", "v2");
+    assert!(eventually(Duration::from_secs(10), || s
+        .get("main.localhost", "/")
+        .text()
+        == "v2"));
+    let rollback = s.admin(
+        "POST",
+        "/sites/main/rollback",
+        &[("Authorization", "Bearer t")],
+    );
+    assert_eq!(rollback.status, 200);
+    assert_eq!(s.get("main.localhost", "/").text(), "v1");
+
+    std::fs::remove_dir_all(root.join("cache")).unwrap();
+    s.wait_for_log("store made again", Duration::from_secs(10));
+    assert!(root.join("cache/outpost.redb").exists());
+    assert!(s.log_count("deleted or replaced while running") > 0);
+    let status = status(&s);
+    assert!(
+        status["store"]["rebuilt"]
+            .as_str()
+            .unwrap()
+            .contains("deleted"),
+        "{status}"
+    );
+    assert_eq!(status["sites"][0]["version"], 1, "still rolled back");
+    assert_eq!(status["sites"][0]["versions"], serde_json::json!([1, 2]));
+    assert_eq!(s.get("main.localhost", "/").text(), "v1");
+
+    root.write("sites/main/public/other.html", "other, changed");
+    assert!(eventually(Duration::from_secs(10), || s
+        .get("main.localhost", "/other")
+        .text()
+        == "other, changed"));
+    assert!(s.terminate().success());
+
+    let s = Server::spawn(root.path(), &mut common::outpost());
+    // Served straight from the new store, which has every file's scan.
+    s.wait_for_log("sites=1", Duration::from_secs(5));
+    assert_eq!(s.get("main.localhost", "/").text(), "v2");
+    assert_eq!(s.get("main.localhost", "/other").text(), "other, changed");
+    s.wait_for_log("sites scanned", Duration::from_secs(10));
+    assert_eq!(s.log_count("reading changed files"), 0);
+    assert_eq!(s.log_count("rebuilding"), 0);
+}
+
+/// When the store cannot be made again (here a file stands where cache/
+/// was), changes are still served, /status says so, and the store is made
+/// once that is put right.
+#[test]
+fn a_store_that_cannot_be_made_again_shows_in_status_until_it_can() {
+    let root = Root::new();
+    site(&root);
+    root.write("sites/main/public/index.html", "v1");
+    let s = Server::start(root.path());
+    std::fs::remove_dir_all(root.join("cache")).unwrap();
+    root.write("cache", "not a folder");
+    let problem = || status(&s)["store"]["problem"].as_str().map(str::to_string);
+    assert!(eventually(Duration::from_secs(10), || problem()
+        .is_some_and(|p| p.contains("cannot make the store again"))));
+    root.write("sites/main/public/index.html", "v2");
+    assert!(eventually(Duration::from_secs(10), || s
+        .get("main.localhost", "/")
+        .text()
+        == "v2"));
+    assert_eq!(s.log_count("cannot make the store again"), 1, "logged once");
+    std::fs::remove_file(root.join("cache")).unwrap();
+    assert!(eventually(Duration::from_secs(10), || problem().is_none()));
+    s.wait_for_log("store made again", Duration::from_secs(10));
+    assert!(root.join("cache/outpost.redb").exists());
+}
+
+/// `outpost stats` only reads the store: on a damaged one it says so,
+/// without a bare panic, and leaves the file as it is.
+#[test]
+fn stats_on_a_truncated_store_says_it_is_damaged() {
+    let root = Root::new();
+    site(&root);
+    root.write("sites/main/public/index.html", "home");
+    drop(Server::start(root.path()));
+    let path = root.join("cache/outpost.redb");
+    let truncated = std::fs::read(&path).unwrap()[..8192].to_vec();
+    std::fs::write(&path, &truncated).unwrap();
+    let out = common::run_on(root.path(), &["stats"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is damaged"), "{stderr}");
+    assert!(!stderr.contains("thread '"), "{stderr}");
+    assert_eq!(std::fs::read(&path).unwrap(), truncated);
+}
+
 #[test]
 fn a_missing_store_is_created() {
     let root = Root::new();

@@ -136,6 +136,7 @@ async fn status(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
     let f = &app.fragments.stats;
     Json(json!({
         "ready": live.ready(),
+        "store": live.store().health(),
         "sites": sites,
         "rules": {
             "generation": rules.generation,

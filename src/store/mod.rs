@@ -15,7 +15,7 @@ pub use ingest::{ingest_site, Compressed, IngestError, Ingested};
 pub use version::{compressible, Encoding, Lookup, SiteVersion, StoredFile};
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -74,6 +74,8 @@ pub enum StoreError {
     Db(Box<redb::Error>),
     #[error("store: damaged record: {0}")]
     Damaged(String),
+    #[error("store {path} is damaged: redb {panic}")]
+    Unreadable { path: PathBuf, panic: String },
     #[error("site `{0}` has no older version to roll back to")]
     NoOlderVersion(String),
     #[error("site `{0}` is not in the store")]
@@ -135,61 +137,150 @@ struct Scan {
 /// next start needs no repair.
 pub struct Store {
     db: arc_swap::ArcSwapOption<Database>,
+    path: PathBuf,
+    /// Device and inode of the file opened: when the path holds no file or
+    /// another one, the store was deleted or replaced under the process.
+    file: Mutex<Option<(u64, u64)>>,
+    health: Mutex<Health>,
+}
+
+/// How the store fares, for the status page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// What is wrong now; `None` once it is put right.
+    pub problem: Option<String>,
+    /// The last time the store was set aside or made again, and why; kept
+    /// until a restart.
+    pub rebuilt: Option<String>,
+    pub rebuilt_unix_ms: Option<u64>,
 }
 
 impl Store {
     /// Opens the store, or starts a new one. A store that cannot be read is
     /// set aside and rebuilt from sites/, since everything in it is derived.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+        let (db, rebuilt) = open_or_rebuild(path)?;
+        let store = Store::from(db, path);
+        if let Some(why) = rebuilt {
+            store.note_rebuilt(why);
         }
-        match Database::create(path) {
-            Ok(db) => {
-                let store = Store::from(db);
-                match store.current_versions() {
-                    Ok(_) => Ok(store),
-                    Err(e) => {
-                        drop(store);
-                        Self::rebuild(path, &e.to_string())
-                    }
-                }
-            }
-            Err(e @ redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Open {
-                path: path.to_path_buf(),
-                source: Box::new(e),
-            }),
-            Err(e) => Self::rebuild(path, &e.to_string()),
-        }
+        Ok(store)
     }
 
     /// Opens a store that must already exist, without repairing or
     /// rebuilding it (for commands that only read).
     pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
-        Database::open(path)
-            .map(Store::from)
+        let opened = guarded(|| Database::open(path)).map_err(|panic| StoreError::Unreadable {
+            path: path.to_path_buf(),
+            panic,
+        })?;
+        opened
+            .map(|db| Store::from(db, path))
             .map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),
                 source: Box::new(source),
             })
     }
 
-    fn rebuild(path: &Path, why: &str) -> Result<Store, StoreError> {
-        tracing::warn!(store = %path.display(), error = why, "store unreadable; rebuilding it from sites/");
-        let aside = path.with_extension("redb.damaged");
-        if std::fs::rename(path, &aside).is_err() {
-            let _ = std::fs::remove_file(path);
-        }
-        let db = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })?;
-        Ok(Store::from(db))
-    }
-
-    fn from(db: Database) -> Store {
+    fn from(db: Database, path: &Path) -> Store {
         Store {
             db: arc_swap::ArcSwapOption::from_pointee(db),
+            path: path.to_path_buf(),
+            file: Mutex::new(file_id(path).ok()),
+            health: Mutex::new(Health::default()),
+        }
+    }
+
+    /// How the store fares now.
+    pub fn health(&self) -> Health {
+        self.health.lock().unwrap().clone()
+    }
+
+    fn note_rebuilt(&self, why: String) {
+        let mut health = self.health.lock().unwrap();
+        health.rebuilt = Some(why);
+        health.rebuilt_unix_ms = Some(unix_ms(SystemTime::now()));
+    }
+
+    /// Records what is wrong now (`None`: nothing), logging it once.
+    fn set_problem(&self, problem: Option<String>) {
+        let mut health = self.health.lock().unwrap();
+        if health.problem == problem {
+            return;
+        }
+        match &problem {
+            Some(p) => tracing::error!(store = %self.path.display(), "{p}"),
+            None => tracing::info!(store = %self.path.display(), "store problem solved"),
+        }
+        health.problem = problem;
+    }
+
+    /// Whether the store file was deleted or replaced while open: writes
+    /// would go on into a file that no later start can read.
+    pub fn lost(&self) -> bool {
+        if self.db.load().is_none() {
+            return false;
+        }
+        match file_id(&self.path) {
+            Ok(id) => {
+                let lost = Some(id) != *self.file.lock().unwrap();
+                if !lost {
+                    self.set_problem(None);
+                }
+                lost
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                true
+            }
+            Err(e) => {
+                self.set_problem(Some(format!("cannot check the store file: {e}")));
+                false
+            }
+        }
+    }
+
+    /// Opens the store again at its path in place of the one open now. A
+    /// deleted file still reads through the open handle, so a new store
+    /// starts as a copy of it: no version, count or fragment copy is lost.
+    /// The caller holds off other writes meanwhile and then ingests every
+    /// site. False when that failed (logged and kept as the problem).
+    pub fn reopen(&self) -> bool {
+        let Some(old) = self.db.load_full() else {
+            return false;
+        };
+        if self.health().problem.is_none() {
+            tracing::warn!(store = %self.path.display(), "store file deleted or replaced while running; making it again");
+        }
+        let made = open_or_rebuild(&self.path).and_then(|(db, _)| {
+            let copied = current_versions(&db)?.is_empty();
+            if copied {
+                copy_store(&old, &db)?;
+            }
+            Ok((db, copied))
+        });
+        match made {
+            Ok((db, copied)) => {
+                *self.file.lock().unwrap() = file_id(&self.path).ok();
+                self.db.store(Some(Arc::new(db)));
+                self.note_rebuilt(if copied {
+                    "the store file was deleted or replaced while running; made again as a copy of the one open".into()
+                } else {
+                    "the store file was replaced while running by another store, which is used now".into()
+                });
+                self.set_problem(None);
+                true
+            }
+            Err(e) => {
+                self.set_problem(Some(format!(
+                    "cannot make the store again ({e}); changes are served but not kept"
+                )));
+                false
+            }
         }
     }
 
@@ -206,16 +297,7 @@ impl Store {
 
     /// Every site's served version number.
     pub fn current_versions(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let tx = self.db()?.begin_read()?;
-        let Some(table) = readable_table(&tx, CURRENT)? else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            let (k, v) = row?;
-            out.push((k.value().to_string(), v.value()));
-        }
-        Ok(out)
+        current_versions(&*self.db()?)
     }
 
     /// The version numbers kept for a site, oldest first.
@@ -395,6 +477,140 @@ fn readable_table<K: redb::Key + 'static, V: redb::Value + 'static>(
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Opens or creates the database at `path`; a damaged one is set aside and
+/// a new one made. Returns it, and why it was made again, if it was.
+fn open_or_rebuild(path: &Path) -> Result<(Database, Option<String>), StoreError> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let why = match guarded(|| open_checked(path)) {
+        Ok(Ok(db)) => return Ok((db, None)),
+        // No file, and none can be made there (a folder not writable):
+        // nothing to set aside.
+        Ok(Err(e)) if already_open(&e) || !path.exists() => return Err(e),
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => format!("redb {panic}"),
+    };
+    let aside = path.with_extension("redb.damaged");
+    tracing::warn!(store = %path.display(), error = why, set_aside = %aside.display(), "store unreadable; rebuilding it from sites/");
+    if std::fs::rename(path, &aside).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    let db = Database::create(path).map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    let why = format!(
+        "the store was unreadable ({why}); set aside as {} and rebuilt from sites/",
+        aside.display()
+    );
+    Ok((db, Some(why)))
+}
+
+/// Whether another process has the store open: nothing is wrong with it.
+fn already_open(e: &StoreError) -> bool {
+    matches!(e, StoreError::Open { source, .. }
+        if matches!(**source, redb::DatabaseError::DatabaseAlreadyOpen))
+}
+
+/// Opens the database and checks every page of it. redb checks no
+/// checksum on a read, so a damaged page would otherwise make it panic, or
+/// serve wrong bytes, at some later read.
+fn open_checked(path: &Path) -> Result<Database, StoreError> {
+    let open_error = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    };
+    let mut db = Database::create(path).map_err(open_error)?;
+    if !db.check_integrity().map_err(open_error)? {
+        tracing::warn!(store = %path.display(), "store was damaged and is repaired; its last change may be lost");
+    }
+    // The table every start reads first, in the layout this build expects.
+    current_versions(&db)?;
+    Ok(db)
+}
+
+fn current_versions(db: &Database) -> Result<Vec<(String, u64)>, StoreError> {
+    let tx = db.begin_read()?;
+    let Some(table) = readable_table(&tx, CURRENT)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for row in table.iter()? {
+        let (k, v) = row?;
+        out.push((k.value().to_string(), v.value()));
+    }
+    Ok(out)
+}
+
+/// Copies every table of `from` into `to`, in one transaction.
+fn copy_store(from: &Database, to: &Database) -> Result<(), StoreError> {
+    fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
+        from: &redb::ReadTransaction,
+        to: &redb::WriteTransaction,
+        table: TableDefinition<K, V>,
+    ) -> Result<(), StoreError> {
+        let Some(source) = readable_table(from, table)? else {
+            return Ok(());
+        };
+        let mut dest = to.open_table(table)?;
+        for row in source.iter()? {
+            let (k, v) = row?;
+            dest.insert(k.value(), v.value())?;
+        }
+        Ok(())
+    }
+    let read = from.begin_read()?;
+    let write = to.begin_write()?;
+    copy(&read, &write, BLOBS)?;
+    copy(&read, &write, SCANS)?;
+    copy(&read, &write, VERSIONS)?;
+    copy(&read, &write, CURRENT)?;
+    copy(&read, &write, EXPERIMENTS)?;
+    copy(&read, &write, FRAGMENTS)?;
+    write.commit()?;
+    Ok(())
+}
+
+thread_local! {
+    /// While [`guarded`] runs on this thread: the panic it caught, if any.
+    static CAUGHT: std::cell::RefCell<Option<Option<String>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, turning a panic in it into an error: redb panics on some
+/// damaged files rather than returning one. The panic is not printed; the
+/// caller logs it with what it means.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let print = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let caught = CAUGHT.with(|c| match c.borrow_mut().as_mut() {
+                Some(slot) => {
+                    *slot = Some(info.to_string().replace('\n', " "));
+                    true
+                }
+                None => false,
+            });
+            if !caught {
+                print(info);
+            }
+        }));
+    });
+    CAUGHT.with(|c| *c.borrow_mut() = Some(None));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let caught = CAUGHT.with(|c| c.borrow_mut().take()).flatten();
+    result.map_err(|_| caught.unwrap_or_else(|| "panicked".into()))
+}
+
+/// Device and inode of the file at `path`.
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 fn blob_key(hash: &str, enc: Encoding) -> Vec<u8> {
