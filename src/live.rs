@@ -115,7 +115,16 @@ impl Live {
     /// Loads rules/ again. On any problem the rules in force stay, and the
     /// problems are logged and kept for the status page.
     pub fn reload_rules(&self) -> Result<(), crate::rules::LoadError> {
-        let names: Vec<String> = self.sites().iter().map(|v| v.site.clone()).collect();
+        // A site on disk but not loaded yet (a cold start) is still a site
+        // rules may name.
+        let mut names: Vec<String> = self.sites().iter().map(|v| v.site.clone()).collect();
+        names.extend(
+            self.site_folders()
+                .into_iter()
+                .filter(|n| self.sites_dir.join(n).join("site.toml").is_file()),
+        );
+        names.sort();
+        names.dedup();
         match crate::rules::load(&self.root, &names) {
             Ok(rules) => {
                 tracing::info!(
@@ -191,7 +200,12 @@ impl Live {
             .unwrap_or_else(|e| {
                 tracing::error!(dir = %self.sites_dir.display(), error = %e, "cannot list sites");
                 Vec::new()
-            });
+            })
+    }
+
+    /// Ingests every site folder, and drops stored sites whose folder is gone.
+    pub fn refresh_all(&self) {
+        let mut names = self.site_folders();
         names.extend(self.sites().iter().map(|v| v.site.clone()));
         names.sort();
         names.dedup();

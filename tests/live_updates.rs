@@ -238,3 +238,75 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// One site's entry in the admin `/status`.
+fn site_status(s: &Server, name: &str) -> serde_json::Value {
+    let status: serde_json::Value =
+        serde_json::from_slice(&s.admin("GET", "/status", &[]).body).unwrap();
+    status["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Text that compresses, but slowly enough that a few megabytes of it keep
+/// a first scan busy for a while.
+fn prose(seed: u64, words: usize) -> String {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut out = String::with_capacity(words * 7);
+    for _ in 0..words {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let len = 2 + (x >> 60) as usize % 8;
+        out.extend((0..len).map(|i| (b'a' + ((x >> (i * 5)) % 12) as u8) as char));
+        out.push(' ');
+    }
+    out
+}
+
+/// A cold start (nothing in the store yet): until the first scan ends, a
+/// site on disk but not loaded yet answers 503 with Retry-After, never a 404
+/// a CDN would keep nor the default site's page, and /ready says 503. Rules
+/// naming such a site load without an error.
+#[test]
+fn a_site_not_loaded_yet_answers_503_until_the_first_scan_ends() {
+    let root = root();
+    for i in 0..40 {
+        root.write(
+            &format!("sites/main/public/page{i}.html"),
+            &prose(i, 16_000),
+        );
+    }
+    root.write(
+        "rules/10-block.toml",
+        "[[rule]]\nname = \"block-kp\"\nsites = [\"other\"]\nwhen = { country = \"KP\" }\naction = \"block\"\n",
+    );
+    let s = Server::spawn(root.path(), &mut common::outpost());
+    let mut before_ready = 0;
+    loop {
+        let page = s.get("other.localhost", "/");
+        let missing = s.get("main.localhost", "/page39.html");
+        // Still not ready after both answers: both came before the scan ended.
+        if s.admin("GET", "/ready", &[]).status == 200 {
+            break;
+        }
+        // Loaded already, or asked to come back.
+        for (r, loaded) in [(&page, "other one".to_string()), (&missing, prose(39, 16_000))] {
+            if r.status == 503 {
+                assert_eq!(r.header("Retry-After"), Some("1"));
+                before_ready += 1;
+            } else {
+                assert_eq!(r.status, 200);
+                assert!(r.text() == loaded, "a page of another site was served");
+            }
+        }
+    }
+    assert!(before_ready > 0, "the first scan ended before any request");
+    assert_eq!(s.get("other.localhost", "/").text(), "other one");
+    s.wait_for_log("sites scanned", Duration::from_secs(60));
+    let log = s.stderr.lock().unwrap().join("\n");
+    assert!(!log.contains(" ERROR ") && !log.contains(" WARN "), "{log}");
+    assert_eq!(site_status(&s, "other")["problem"], serde_json::Value::Null);
+}
