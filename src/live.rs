@@ -31,6 +31,8 @@ pub struct Live {
     sites_dir: PathBuf,
     publishing: Mutex<()>,
     problems: Mutex<BTreeMap<String, String>>,
+    /// What each site's last scan left out (symlinks, unreadable entries).
+    skipped: Mutex<BTreeMap<String, Vec<String>>>,
     ready: AtomicBool,
 }
 
@@ -72,6 +74,7 @@ impl Live {
             sites_dir,
             publishing: Mutex::new(()),
             problems: Mutex::new(BTreeMap::new()),
+            skipped: Mutex::new(BTreeMap::new()),
             ready: AtomicBool::new(false),
         })
     }
@@ -182,13 +185,18 @@ impl Live {
         self.problems.lock().unwrap().clone()
     }
 
+    /// What each site's last scan left out, if anything.
+    pub fn skipped(&self) -> BTreeMap<String, Vec<String>> {
+        self.skipped.lock().unwrap().clone()
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// Ingests every site folder, and drops stored sites whose folder is gone.
-    pub fn refresh_all(&self) {
-        let mut names: Vec<String> = std::fs::read_dir(&self.sites_dir)
+    /// The site folders under sites/.
+    fn site_folders(&self) -> Vec<String> {
+        std::fs::read_dir(&self.sites_dir)
             .map(|entries| {
                 entries
                     .flatten()
@@ -237,7 +245,7 @@ impl Live {
             .sites
             .load()
             .iter()
-            .filter(|v| v.site != name && !self.sites_dir.join(&v.site).join("site.toml").exists())
+            .filter(|v| v.site != name && !self.sites_dir.join(&v.site).is_dir())
             .map(|v| v.site.clone())
             .collect();
         for gone in vanished {
@@ -246,6 +254,7 @@ impl Live {
             if let Err(e) = self.store.remove_site(&gone) {
                 tracing::error!(site = %gone, error = %e, "cannot forget site");
             }
+            self.skipped.lock().unwrap().remove(&gone);
         }
         let current = self.sites.load_full();
         let check = |config: &_| {
@@ -256,6 +265,7 @@ impl Live {
                 Err(problems)
             }
         };
+        let mut skipped = Vec::new();
         let result = ingest_site(
             &self.store,
             &self.sites_dir,
@@ -263,7 +273,16 @@ impl Live {
             current.get(name).map(|v| v.as_ref()),
             compressed,
             check,
+            &mut skipped,
         );
+        if matches!(result, Ok(Ingested::Changed(_) | Ingested::Unchanged)) {
+            let mut all = self.skipped.lock().unwrap();
+            if skipped.is_empty() {
+                all.remove(name);
+            } else {
+                all.insert(name.to_string(), skipped);
+            }
+        }
         match &result {
             Ok(Ingested::Changed(version)) => {
                 tracing::info!(
@@ -286,15 +305,27 @@ impl Live {
                     tracing::error!(site = name, error = %e, "cannot forget site");
                 }
                 self.problems.lock().unwrap().remove(name);
+                self.skipped.lock().unwrap().remove(name);
             }
             Ok(Ingested::Unchanged) => {
+                if current.get(name).is_none() {
+                    // Stored but not served (dropped earlier): serve it again.
+                    self.serve_stored(name, &current);
+                }
                 self.problems.lock().unwrap().remove(name);
             }
             Err(IngestError::Busy(path)) => {
                 tracing::debug!(site = name, path = %path.display(), "file still being written");
             }
             Err(e) => {
-                tracing::error!(site = name, "{e}; still serving the last good version");
+                if current.get(name).is_some() {
+                    tracing::error!(site = name, "{e}; still serving the last good version");
+                } else if matches!(e, IngestError::NoSiteToml(_)) {
+                    // Most often a folder still being created.
+                    tracing::warn!(site = name, "{e}; not served");
+                } else {
+                    tracing::error!(site = name, "{e}; not served");
+                }
                 self.problems
                     .lock()
                     .unwrap()
@@ -302,6 +333,27 @@ impl Live {
             }
         }
         result
+    }
+
+    /// Serves the version the store says is current for `name`.
+    fn serve_stored(&self, name: &str, current: &Sites) {
+        let number = match self.store.current_versions() {
+            Ok(all) => all.into_iter().find(|(s, _)| s == name).map(|(_, n)| n),
+            Err(e) => {
+                tracing::error!(site = name, error = %e, "cannot read the store");
+                return;
+            }
+        };
+        let Some(number) = number else { return };
+        match self.store.load_version(name, number) {
+            Ok(version) => {
+                tracing::info!(site = name, version = number, "serving stored version");
+                let (sites, _) = current.with(Arc::new(version));
+                self.sites.store(Arc::new(sites));
+                self.rendered.clear();
+            }
+            Err(e) => tracing::error!(site = name, error = %e, "stored version unreadable"),
+        }
     }
 
     /// Switches a site back to its previous kept version, at once.

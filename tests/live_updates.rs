@@ -310,3 +310,49 @@ fn a_site_not_loaded_yet_answers_503_until_the_first_scan_ends() {
     assert!(!log.contains(" ERROR ") && !log.contains(" WARN "), "{log}");
     assert_eq!(site_status(&s, "other")["problem"], serde_json::Value::Null);
 }
+
+/// Moving a site's site.toml away (an editor saving by rename, a checkout)
+/// keeps the site serving its last good version, with the problem in
+/// /status; putting it back clears it. Removing the whole folder removes the
+/// site, and putting it back serves it again. The store never errs.
+#[test]
+fn a_site_whose_site_toml_goes_away_keeps_serving() {
+    let root = root();
+    let s = Server::start(root.path());
+    let toml = root.join("sites/other/site.toml");
+    let aside = root.join("site.toml.aside");
+    std::fs::rename(&toml, &aside).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || site_status(&s, "other")["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("site.toml: not found"))),
+        "{}",
+        s.stderr.lock().unwrap().join("\n")
+    );
+    assert_eq!(s.get("other.localhost", "/").text(), "other one");
+    std::fs::rename(&aside, &toml).unwrap();
+    assert!(eventually(Duration::from_secs(5), || site_status(
+        &s, "other"
+    )["problem"]
+        .is_null()));
+    root.write("sites/other/public/index.html", "other two");
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("other.localhost", "/")
+        .text()
+        == "other two"));
+
+    let folder_aside = root.join("other.aside");
+    std::fs::rename(root.join("sites/other"), &folder_aside).unwrap();
+    // Its host falls to the default site.
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("other.localhost", "/")
+        .text()
+        == "version one"));
+    std::fs::rename(&folder_aside, root.join("sites/other")).unwrap();
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("other.localhost", "/")
+        .text()
+        == "other two"));
+    assert_eq!(s.log_count("cannot forget site"), 0);
+    assert_eq!(s.log_count("already opened"), 0, "{}", s.stderr.lock().unwrap().join("\n"));
+}

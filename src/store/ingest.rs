@@ -3,7 +3,8 @@
 //! Files whose size and modification time match the last scan are not read
 //! again. A file that changes while it is read is "busy": the whole ingest is
 //! abandoned and retried later, so a half-written file is never stored.
-//! Symlinks are followed only when they stay inside the site's public/.
+//! Symlinks are followed only when they stay inside the site's public/ and
+//! do not loop back to a folder above them; whatever is skipped is reported.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,10 @@ pub enum IngestError {
     Config(Vec<Diagnostic>),
     #[error("{0}: still being written; will retry")]
     Busy(PathBuf),
+    /// The folder is there but its site.toml is not (moved away, or not
+    /// written yet): only removing the folder removes a site.
+    #[error("{0}: not found; a site folder needs its site.toml")]
+    NoSiteToml(PathBuf),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -68,7 +73,9 @@ struct Read {
 
 /// Ingests `sites_dir/name` as a new version when it changed. `serving` is
 /// the version in memory now, whose bodies are reused; `check` vets the site's
-/// settings against the other sites before anything is written.
+/// settings against the other sites before anything is written. What the
+/// scan had to leave out (symlinks not followed, unreadable folders and
+/// files) is put in `skipped`, one line each.
 pub fn ingest_site(
     store: &Store,
     sites_dir: &Path,
@@ -76,11 +83,15 @@ pub fn ingest_site(
     serving: Option<&SiteVersion>,
     compressed: &Compressed,
     check: impl Fn(&SiteConfig) -> Result<(), Vec<Diagnostic>>,
+    skipped: &mut Vec<String>,
 ) -> Result<Ingested, IngestError> {
     let dir = sites_dir.join(name);
     let toml_path = dir.join("site.toml");
-    if !dir.is_dir() || !toml_path.exists() {
+    if !dir.is_dir() {
         return Ok(Ingested::Removed);
+    }
+    if !toml_path.exists() {
+        return Err(IngestError::NoSiteToml(toml_path));
     }
     let site_toml = std::fs::read_to_string(&toml_path).map_err(|source| IngestError::Io {
         path: toml_path.clone(),
@@ -96,7 +107,7 @@ pub fn ingest_site(
             path: public.clone(),
             source,
         })?;
-        walk(&root, &public, "", &mut found);
+        walk(&mut vec![root], &public, "", &mut found, skipped);
     }
     found.sort_by(|a, b| a.rel.cmp(&b.rel));
 
@@ -135,7 +146,7 @@ pub fn ingest_site(
     if !to_read.is_empty() {
         tracing::info!(site = name, files = to_read.len(), "reading changed files");
     }
-    let read = read_all(&to_read, compressed)?;
+    let read = read_all(&to_read, compressed, skipped)?;
 
     let mut files = Vec::with_capacity(found.len());
     let mut scans = Vec::with_capacity(found.len());
@@ -285,20 +296,32 @@ fn stored_encodings(store: &Store, hash: &str) -> Result<(bool, bool), StoreErro
     Ok((has(Encoding::Gzip)?, has(Encoding::Brotli)?))
 }
 
-/// Lists the servable files under `dir`. Dotfiles are skipped (except
-/// `.well-known`), and so are symlinks that lead outside `root`.
-fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Found>) {
+/// Lists the servable files under `dir`, whose real path and those of the
+/// folders above it up to public/ are `folders` (public/ first). Dotfiles
+/// are skipped (except `.well-known`), and so are symlinks that lead
+/// outside public/ or to a folder above them (a loop).
+fn walk(
+    folders: &mut Vec<PathBuf>,
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<Found>,
+    skipped: &mut Vec<String>,
+) {
+    fn skip(skipped: &mut Vec<String>, path: &Path, why: &str) {
+        tracing::warn!(path = %path.display(), "{why}");
+        skipped.push(format!("{}: {why}", path.display()));
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot list folder; skipping it");
+            skip(skipped, dir, &format!("cannot list folder ({e}); skipping it"));
             return;
         }
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else {
-            tracing::warn!(path = %entry.path().display(), "file name is not UTF-8; skipping it");
+            skip(skipped, &entry.path(), "file name is not UTF-8; skipping it");
             continue;
         };
         if name.starts_with('.') && name != ".well-known" {
@@ -308,21 +331,37 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Found>) {
         let Ok(mut meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
-        if meta.file_type().is_symlink() {
+        let here = folders.last().expect("public/ is always there").join(name);
+        let real = if meta.file_type().is_symlink() {
             match path.canonicalize() {
-                Ok(target) if target.starts_with(root) => match std::fs::metadata(&target) {
-                    Ok(m) => meta = m,
-                    Err(_) => continue,
-                },
-                _ => {
-                    tracing::warn!(path = %path.display(), "symlink leads outside the site; not followed");
+                Ok(target) if folders.contains(&target) => {
+                    skip(skipped, &path, "symlink loops back to a folder above it; not followed");
+                    continue;
+                }
+                Ok(target) if target.starts_with(&folders[0]) => {
+                    match std::fs::metadata(&target) {
+                        Ok(m) => meta = m,
+                        Err(_) => continue,
+                    }
+                    target
+                }
+                Ok(_) => {
+                    skip(skipped, &path, "symlink leads outside the site; not followed");
+                    continue;
+                }
+                Err(e) => {
+                    skip(skipped, &path, &format!("symlink leads nowhere ({e}); not followed"));
                     continue;
                 }
             }
-        }
+        } else {
+            here
+        };
         let rel = format!("{prefix}{name}");
         if meta.is_dir() {
-            walk(root, &path, &format!("{rel}/"), out);
+            folders.push(real);
+            walk(folders, &path, &format!("{rel}/"), out, skipped);
+            folders.pop();
         } else if meta.is_file() {
             out.push(Found {
                 rel,
@@ -346,6 +385,7 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
 fn read_all(
     files: &[&Found],
     compressed: &Compressed,
+    skipped: &mut Vec<String>,
 ) -> Result<HashMap<String, std::io::Result<Read>>, IngestError> {
     // `None`: not read, because another file was found busy.
     let busy = AtomicBool::new(false);
@@ -366,6 +406,7 @@ fn read_all(
             None => {}
             Some(Err(e)) => {
                 tracing::warn!(path = %f.abs.display(), error = %e, "cannot read file; the rest of the site is still served");
+                skipped.push(format!("{}: cannot read file ({e})", f.abs.display()));
                 read.insert(f.rel.clone(), Err(e));
             }
             Some(Ok(Some(r))) => {
@@ -438,7 +479,8 @@ mod tests {
         for n in 0..=KEPT_VERSIONS {
             std::fs::write(public.join("page.html"), page(n)).unwrap();
             let ingested =
-                ingest_site(&store, &sites, "s", None, &Compressed::new(), |_| Ok(())).unwrap();
+                ingest_site(&store, &sites, "s", None, &Compressed::new(), |_| Ok(()), &mut Vec::new())
+                    .unwrap();
             assert!(matches!(ingested, Ingested::Changed(_)));
         }
         assert_eq!(store.versions("s").unwrap().len(), KEPT_VERSIONS);
