@@ -143,9 +143,7 @@ pub async fn handle_as<B>(
         match sites.resolve(host) {
             // Until the first scan ends, a host no loaded site claims may be
             // a site not loaded yet: neither the default site nor a 404.
-            _ if !app.live.ready() && sites.claimant(host).is_none() => {
-                (respond::starting(), None)
-            }
+            _ if !app.live.ready() && sites.claimant(host).is_none() => (respond::starting(), None),
             None => (
                 respond::plain(
                     StatusCode::NOT_FOUND,

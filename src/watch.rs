@@ -5,11 +5,17 @@
 //! is still open for writing (modified but not yet closed), so a file being
 //! written in slow chunks is taken only when its writer closes it. Rules
 //! files are treated the same way.
+//!
+//! Each folder is watched on its own and symlinks are never followed: a
+//! folder that cannot be watched leaves the others watched, and a symlink
+//! to another site or outside the root adds no watch there (ingest does not
+//! follow such links either).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::{mpsc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
@@ -37,31 +43,114 @@ enum Changed {
     Rules,
 }
 
-/// Watches `root`'s sites/ and rules/; returns the watcher, which stops
-/// when dropped.
-pub fn watch_root(live: Arc<Live>, root: &Path) -> notify::Result<notify::RecommendedWatcher> {
+/// The folders watched, each without recursion.
+pub struct Folders {
+    watcher: notify::RecommendedWatcher,
+    watched: BTreeSet<PathBuf>,
+}
+
+impl Folders {
+    /// Watches `dir` and the folders under it, not following symlinks. A
+    /// folder that cannot be watched is logged and skipped (ingest reports
+    /// it in /status when it cannot be read either).
+    fn add(&mut self, dir: &Path) {
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(dir) = todo.pop() {
+            if !self.watched.contains(&dir) {
+                if let Err(e) = self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder; its changes are seen at the next scan");
+                    continue;
+                }
+                self.watched.insert(dir.clone());
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            todo.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+
+    /// Stops watching `dir` and the folders under it (moved or deleted).
+    fn remove(&mut self, dir: &Path) {
+        let gone: Vec<PathBuf> = self
+            .watched
+            .range(dir.to_path_buf()..)
+            .take_while(|p| p.starts_with(dir))
+            .cloned()
+            .collect();
+        for d in gone {
+            let _ = self.watcher.unwatch(&d);
+            self.watched.remove(&d);
+        }
+    }
+
+    /// Follows folders created, moved or deleted.
+    fn follow(&mut self, event: &Event) {
+        match (&event.kind, event.paths.as_slice()) {
+            (EventKind::Create(CreateKind::Folder), [dir]) => self.add(dir),
+            (EventKind::Remove(_), [path])
+            | (EventKind::Modify(ModifyKind::Name(RenameMode::From)), [path]) => self.remove(path),
+            (EventKind::Modify(ModifyKind::Name(RenameMode::To)), [path]) => {
+                if is_folder(path) {
+                    self.add(path)
+                }
+            }
+            (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), [from, to]) => {
+                self.remove(from);
+                if is_folder(to) {
+                    self.add(to)
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A folder, not a symlink to one.
+fn is_folder(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
+
+/// Watches `root`'s sites/ and rules/ until the returned value is dropped.
+pub fn watch_root(live: Arc<Live>, root: &Path) -> notify::Result<Arc<Mutex<Folders>>> {
     let (tx, rx) = mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |event| {
+    let watcher = notify::recommended_watcher(move |event| {
         let _ = tx.send(event);
     })?;
+    let mut folders = Folders {
+        watcher,
+        watched: BTreeSet::new(),
+    };
     let mut dirs = Vec::new();
     for name in ["sites", "rules"] {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).map_err(notify::Error::io)?;
-        watcher.watch(&dir, RecursiveMode::Recursive)?;
-        dirs.push(dir.canonicalize().map_err(notify::Error::io)?);
+        let dir = dir.canonicalize().map_err(notify::Error::io)?;
+        // The top folders must be watched; anything below may fail alone.
+        folders.watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        folders.watched.insert(dir.clone());
+        folders.add(&dir);
+        dirs.push(dir);
     }
     let rules_dir = dirs.pop().expect("two folders");
     let sites_dir = dirs.pop().expect("two folders");
+    let folders = Arc::new(Mutex::new(folders));
+    let following = Arc::downgrade(&folders);
     std::thread::Builder::new()
         .name("watch".into())
-        .spawn(move || debounce(live, &sites_dir, &rules_dir, rx))
+        .spawn(move || debounce(live, following, &sites_dir, &rules_dir, rx))
         .map_err(notify::Error::io)?;
-    Ok(watcher)
+    Ok(folders)
 }
 
 fn debounce(
     live: Arc<Live>,
+    folders: Weak<Mutex<Folders>>,
     sites_dir: &Path,
     rules_dir: &Path,
     rx: mpsc::Receiver<notify::Result<Event>>,
@@ -74,7 +163,12 @@ fn debounce(
             QUIET / 3
         };
         match rx.recv_timeout(wait) {
-            Ok(Ok(event)) => note(&mut pending, sites_dir, rules_dir, &event),
+            Ok(Ok(event)) => {
+                if let Some(folders) = folders.upgrade() {
+                    folders.lock().unwrap().follow(&event);
+                }
+                note(&mut pending, sites_dir, rules_dir, &event)
+            }
             Ok(Err(e)) => {
                 // Lost events (queue overflow): rescan everything.
                 tracing::warn!(error = %e, "file watch error; rescanning all sites");
@@ -147,6 +241,7 @@ fn note(
         let p = pending.entry(changed).or_default();
         p.last_event = Some(now);
         match event.kind {
+            EventKind::Create(CreateKind::File) if !may_be_written(path) => {}
             EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => {
                 p.open_writes.insert(path.clone(), now);
             }
@@ -158,6 +253,13 @@ fn note(
             _ => {}
         }
     }
+}
+
+/// Whether a file just created may still be open for writing: a symlink, a
+/// new hard link or a special file is never closed after a write, so waiting
+/// for that would stall its site.
+fn may_be_written(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.nlink() == 1)
 }
 
 /// `sites/<site>/...` -> `<site>`.

@@ -207,24 +207,28 @@ fn an_unreadable_file_is_logged_and_the_rest_served() {
     root.write("sites/main/public/locked.html", "locked");
     let locked = root.join("sites/main/public/locked.html");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
-    // Root reads anything, so run the server as nobody to make the lock real.
-    let cmd = if running_as_root() {
-        for entry in walk(root.path()) {
-            if entry != locked {
-                std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).unwrap();
-            }
-        }
-        let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_outpost"));
-        c
-    } else {
-        common::outpost()
-    };
+    let cmd = unprivileged(&root, &[&locked]);
     let s = Server::start_with(root.path(), cmd);
     assert_eq!(s.get("main.localhost", "/").text(), "version one");
     assert_eq!(s.get("main.localhost", "/locked.html").status, 404);
     s.wait_for_log("cannot read file", Duration::from_secs(5));
+}
+
+/// The outpost command, run as nobody when the tests run as root (who reads
+/// anything), owning everything under `root` but `locked`.
+fn unprivileged(root: &Root, locked: &[&std::path::Path]) -> std::process::Command {
+    if !running_as_root() {
+        return common::outpost();
+    }
+    for entry in walk(root.path()) {
+        if !locked.contains(&entry.as_path()) {
+            std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).unwrap();
+        }
+    }
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_outpost"));
+    c
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -258,7 +262,9 @@ fn prose(seed: u64, words: usize) -> String {
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
     let mut out = String::with_capacity(words * 7);
     for _ in 0..words {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let len = 2 + (x >> 60) as usize % 8;
         out.extend((0..len).map(|i| (b'a' + ((x >> (i * 5)) % 12) as u8) as char));
         out.push(' ');
@@ -293,7 +299,10 @@ fn a_site_not_loaded_yet_answers_503_until_the_first_scan_ends() {
             break;
         }
         // Loaded already, or asked to come back.
-        for (r, loaded) in [(&page, "other one".to_string()), (&missing, prose(39, 16_000))] {
+        for (r, loaded) in [
+            (&page, "other one".to_string()),
+            (&missing, prose(39, 16_000)),
+        ] {
             if r.status == 503 {
                 assert_eq!(r.header("Retry-After"), Some("1"));
                 before_ready += 1;
@@ -323,7 +332,8 @@ fn a_site_whose_site_toml_goes_away_keeps_serving() {
     let aside = root.join("site.toml.aside");
     std::fs::rename(&toml, &aside).unwrap();
     assert!(
-        eventually(Duration::from_secs(5), || site_status(&s, "other")["problem"]
+        eventually(Duration::from_secs(5), || site_status(&s, "other")
+            ["problem"]
             .as_str()
             .is_some_and(|p| p.contains("site.toml: not found"))),
         "{}",
@@ -354,5 +364,110 @@ fn a_site_whose_site_toml_goes_away_keeps_serving() {
         .text()
         == "other two"));
     assert_eq!(s.log_count("cannot forget site"), 0);
-    assert_eq!(s.log_count("already opened"), 0, "{}", s.stderr.lock().unwrap().join("\n"));
+    assert_eq!(
+        s.log_count("already opened"),
+        0,
+        "{}",
+        s.stderr.lock().unwrap().join("\n")
+    );
+}
+
+/// How many inotify watches process `pid` holds.
+fn inotify_watches(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|info| {
+            info.lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count()
+        })
+        .sum()
+}
+
+/// Symlinks never cross sites or the root: a link to another site's folder
+/// does not freeze that site, a link outside the root adds no watch there,
+/// a link to a folder above it is no loop, all three are listed in /status,
+/// and a new symlink goes live like any change instead of stalling its site.
+#[test]
+fn symlinks_cross_no_site_and_stall_nothing() {
+    let root = root();
+    let ln = |target: &std::path::Path, link: &str| {
+        std::os::unix::fs::symlink(target, root.join(link)).unwrap()
+    };
+    // Each site links to the other's folder, so whichever path the watcher
+    // saw last, one of them would lose its events.
+    ln("../../main/public".as_ref(), "sites/other/public/mainlink");
+    ln("../../other/public".as_ref(), "sites/main/public/otherlink");
+    root.write("sites/main/public/sub/a.txt", "a");
+    ln("..".as_ref(), "sites/main/public/sub/loop");
+    let outside = tempfile::tempdir().unwrap();
+    for i in 0..50 {
+        std::fs::create_dir_all(outside.path().join(format!("d{i}"))).unwrap();
+    }
+    ln(outside.path(), "sites/main/public/outside");
+    let s = Server::start(root.path());
+    let watches = inotify_watches(s.pid());
+    assert!(watches < 50, "{watches} inotify watches");
+
+    root.write("sites/main/public/new.html", "new main")
+        .write("sites/other/public/new.html", "new other");
+    for (host, text) in [
+        ("main.localhost", "new main"),
+        ("other.localhost", "new other"),
+    ] {
+        assert!(
+            eventually(Duration::from_secs(5), || s.get(host, "/new").text()
+                == text),
+            "{host} did not publish"
+        );
+    }
+    assert_eq!(s.get("other.localhost", "/mainlink/new").status, 404);
+    assert_eq!(s.get("main.localhost", "/sub/loop/index.html").status, 404);
+    let skipped = site_status(&s, "main")["skipped"].to_string();
+    for why in [
+        "otherlink: symlink leads outside the site",
+        "outside: symlink leads outside the site",
+        "loop: symlink loops back",
+    ] {
+        assert!(skipped.contains(why), "{why} not in {skipped}");
+    }
+
+    ln("index.html".as_ref(), "sites/main/public/alias.html");
+    assert!(eventually(Duration::from_secs(10), || s
+        .get("main.localhost", "/alias.html")
+        .text()
+        == "version one"));
+}
+
+/// An unreadable folder (and file) under public/ stops neither the start
+/// nor the other sites nor its own site's other changes; /status lists both.
+#[test]
+fn an_unreadable_folder_stops_nothing_and_shows_in_status() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = root();
+    root.write("sites/main/public/locked/page.html", "locked")
+        .write("sites/main/public/secret.html", "secret");
+    let folder = root.join("sites/main/public/locked");
+    let file = root.join("sites/main/public/secret.html");
+    for path in [&folder, &file] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let cmd = unprivileged(&root, &[&folder, &file]);
+    let s = Server::start_with(root.path(), cmd);
+    assert_eq!(s.get("other.localhost", "/").text(), "other one");
+    assert_eq!(s.get("main.localhost", "/secret.html").status, 404);
+    let skipped = site_status(&s, "main")["skipped"].to_string();
+    for why in [
+        "locked: cannot list folder",
+        "secret.html: cannot read file",
+    ] {
+        assert!(skipped.contains(why), "{why} not in {skipped}");
+    }
+    root.write("sites/main/public/index.html", "version two");
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("main.localhost", "/")
+        .text()
+        == "version two"));
 }

@@ -314,14 +314,22 @@ fn walk(
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            skip(skipped, dir, &format!("cannot list folder ({e}); skipping it"));
+            skip(
+                skipped,
+                dir,
+                &format!("cannot list folder ({e}); skipping it"),
+            );
             return;
         }
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else {
-            skip(skipped, &entry.path(), "file name is not UTF-8; skipping it");
+            skip(
+                skipped,
+                &entry.path(),
+                "file name is not UTF-8; skipping it",
+            );
             continue;
         };
         if name.starts_with('.') && name != ".well-known" {
@@ -335,7 +343,11 @@ fn walk(
         let real = if meta.file_type().is_symlink() {
             match path.canonicalize() {
                 Ok(target) if folders.contains(&target) => {
-                    skip(skipped, &path, "symlink loops back to a folder above it; not followed");
+                    skip(
+                        skipped,
+                        &path,
+                        "symlink loops back to a folder above it; not followed",
+                    );
                     continue;
                 }
                 Ok(target) if target.starts_with(&folders[0]) => {
@@ -346,11 +358,19 @@ fn walk(
                     target
                 }
                 Ok(_) => {
-                    skip(skipped, &path, "symlink leads outside the site; not followed");
+                    skip(
+                        skipped,
+                        &path,
+                        "symlink leads outside the site; not followed",
+                    );
                     continue;
                 }
                 Err(e) => {
-                    skip(skipped, &path, &format!("symlink leads nowhere ({e}); not followed"));
+                    skip(
+                        skipped,
+                        &path,
+                        &format!("symlink leads nowhere ({e}); not followed"),
+                    );
                     continue;
                 }
             }
@@ -478,9 +498,16 @@ mod tests {
         let page = |n: usize| format!("page {n} {}", "x".repeat(n));
         for n in 0..=KEPT_VERSIONS {
             std::fs::write(public.join("page.html"), page(n)).unwrap();
-            let ingested =
-                ingest_site(&store, &sites, "s", None, &Compressed::new(), |_| Ok(()), &mut Vec::new())
-                    .unwrap();
+            let ingested = ingest_site(
+                &store,
+                &sites,
+                "s",
+                None,
+                &Compressed::new(),
+                |_| Ok(()),
+                &mut Vec::new(),
+            )
+            .unwrap();
             assert!(matches!(ingested, Ingested::Changed(_)));
         }
         assert_eq!(store.versions("s").unwrap().len(), KEPT_VERSIONS);
