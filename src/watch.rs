@@ -1,7 +1,8 @@
 //! Watching sites/ and rules/: file events, a quiet period, then a new
 //! version of the site (or a new generation of rules).
 //!
-//! A site is ingested once no event arrived for [`QUIET`] and no file of it
+//! A site is ingested once no event arrived for [`QUIET`] (or, under
+//! constant writes, [`MAX_WAIT`] after its first change) and no file of it
 //! is still open for writing (modified but not yet closed), so a file being
 //! written in slow chunks is taken only when its writer closes it. Rules
 //! files are treated the same way.
@@ -26,12 +27,16 @@ use crate::store::IngestError;
 
 /// How long a site must be still before it is ingested.
 pub const QUIET: Duration = Duration::from_millis(150);
+/// The longest a change waits for a quiet period: files rewritten more
+/// often than [`QUIET`] still go live.
+pub const MAX_WAIT: Duration = Duration::from_secs(1);
 /// A file open for writing longer than this without any event is taken as
 /// abandoned, so a crashed writer cannot freeze its site.
 const STALLED_WRITE: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct Pending {
+    first_event: Option<Instant>,
     last_event: Option<Instant>,
     open_writes: HashMap<PathBuf, Instant>,
 }
@@ -189,7 +194,8 @@ fn debounce(
                     !stalled
                 });
                 let quiet = p.last_event.is_none_or(|t| now.duration_since(t) >= QUIET);
-                (quiet && p.open_writes.is_empty()).then(|| changed.clone())
+                let waited = p.first_event.is_some_and(|t| now.duration_since(t) >= MAX_WAIT);
+                ((quiet || waited) && p.open_writes.is_empty()).then(|| changed.clone())
             })
             .collect();
         for changed in due {
@@ -239,6 +245,7 @@ fn note(
             }
         };
         let p = pending.entry(changed).or_default();
+        p.first_event.get_or_insert(now);
         p.last_event = Some(now);
         match event.kind {
             EventKind::Create(CreateKind::File) if !may_be_written(path) => {}

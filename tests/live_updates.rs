@@ -471,3 +471,62 @@ fn an_unreadable_folder_stops_nothing_and_shows_in_status() {
         .text()
         == "version two"));
 }
+
+/// A file rewritten more often than the quiet period still goes live, and
+/// keeps going live while the writes last.
+#[test]
+fn constant_writes_still_go_live() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let root = root();
+    let s = Server::start(root.path());
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let path = root.join("sites/main/public/tick.txt");
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                std::fs::write(&path, n.to_string()).unwrap();
+                n += 1;
+                // Well inside the quiet period, so it never comes.
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        })
+    };
+    let tick = || s.get("main.localhost", "/tick.txt");
+    let live = eventually(Duration::from_secs(10), || tick().status == 200);
+    let first = tick().text();
+    let moved = live && eventually(Duration::from_secs(10), || tick().text() != first);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(live, "nothing published while the writes lasted");
+    assert!(
+        moved,
+        "published once, then no more while the writes lasted"
+    );
+}
+
+/// The atomic publish of docs/operations.md: `public` is a symlink to a
+/// release folder inside the site, switched in one rename.
+#[test]
+fn a_release_switched_by_renaming_the_public_link_goes_live_whole() {
+    let root = root();
+    std::fs::remove_dir_all(root.join("sites/main/public")).unwrap();
+    root.write("sites/main/releases/1/index.html", "release one");
+    std::os::unix::fs::symlink("releases/1", root.join("sites/main/public")).unwrap();
+    let s = Server::start(root.path());
+    assert_eq!(s.get("main.localhost", "/").text(), "release one");
+    root.write("sites/main/releases/2/index.html", "release two")
+        .write("sites/main/releases/2/more.html", "more");
+    std::os::unix::fs::symlink("releases/2", root.join("sites/main/public.new")).unwrap();
+    std::fs::rename(
+        root.join("sites/main/public.new"),
+        root.join("sites/main/public"),
+    )
+    .unwrap();
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("main.localhost", "/")
+        .text()
+        == "release two"));
+    assert_eq!(s.get("main.localhost", "/more").text(), "more");
+}
