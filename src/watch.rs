@@ -100,10 +100,8 @@ impl Folders {
             (EventKind::Create(CreateKind::Folder), [dir]) => self.add(dir),
             (EventKind::Remove(_), [path])
             | (EventKind::Modify(ModifyKind::Name(RenameMode::From)), [path]) => self.remove(path),
-            (EventKind::Modify(ModifyKind::Name(RenameMode::To)), [path]) => {
-                if is_folder(path) {
-                    self.add(path)
-                }
+            (EventKind::Modify(ModifyKind::Name(RenameMode::To)), [path]) if is_folder(path) => {
+                self.add(path)
             }
             (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), [from, to]) => {
                 self.remove(from);
