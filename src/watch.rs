@@ -63,7 +63,10 @@ impl Folders {
         while let Some(dir) = todo.pop() {
             if !self.watched.contains(&dir) {
                 if let Err(e) = self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder; its changes are seen at the next scan");
+                    // Gone again already (a temporary folder): nothing to see.
+                    if !matches!(e.kind, notify::ErrorKind::PathNotFound) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder; not watched until its permissions change");
+                    }
                     continue;
                 }
                 self.watched.insert(dir.clone());
@@ -101,6 +104,12 @@ impl Folders {
             (EventKind::Remove(_), [path])
             | (EventKind::Modify(ModifyKind::Name(RenameMode::From)), [path]) => self.remove(path),
             (EventKind::Modify(ModifyKind::Name(RenameMode::To)), [path]) if is_folder(path) => {
+                self.add(path)
+            }
+            // A folder that could not be watched, whose permissions changed.
+            (EventKind::Modify(ModifyKind::Metadata(_)), [path])
+                if !self.watched.contains(path) && is_folder(path) =>
+            {
                 self.add(path)
             }
             (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), [from, to]) => {

@@ -470,6 +470,17 @@ fn an_unreadable_folder_stops_nothing_and_shows_in_status() {
         .get("main.localhost", "/")
         .text()
         == "version two"));
+    // Readable again: served, and followed from then on.
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("main.localhost", "/locked/page.html")
+        .text()
+        == "locked"));
+    root.write("sites/main/public/locked/new.html", "new inside");
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("main.localhost", "/locked/new.html")
+        .text()
+        == "new inside"));
 }
 
 /// A file rewritten more often than the quiet period still goes live, and
