@@ -15,7 +15,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::config::Diagnostic;
 use crate::rules::Rules;
 use crate::site::Sites;
-use crate::store::{ingest_site, Compressed, IngestError, Ingested, Store, StoreError};
+use crate::store::{ingest_site, Compressed, IngestError, Ingested, Notes, Store, StoreError};
 use crate::transform::RenderCache;
 
 pub struct Live {
@@ -229,7 +229,13 @@ impl Live {
     /// Ingests one site folder and switches to the result. On a bad
     /// site.toml the old version keeps serving and the problem is recorded.
     pub fn refresh(&self, name: &str) -> Result<Ingested, IngestError> {
-        self.refresh_with(name, &Compressed::default())
+        self.refresh_holding(name, Vec::new())
+    }
+
+    /// [`Live::refresh`], where the files `held` are still being written:
+    /// each keeps the copy taken before (a new one waits until closed).
+    pub fn refresh_holding(&self, name: &str, held: Vec<PathBuf>) -> Result<Ingested, IngestError> {
+        self.ingest(name, &Compressed::default(), held)
     }
 
     /// [`Live::refresh`], taking compressed copies already made elsewhere.
@@ -237,6 +243,15 @@ impl Live {
         &self,
         name: &str,
         compressed: &Compressed,
+    ) -> Result<Ingested, IngestError> {
+        self.ingest(name, compressed, Vec::new())
+    }
+
+    fn ingest(
+        &self,
+        name: &str,
+        compressed: &Compressed,
+        held: Vec<PathBuf>,
     ) -> Result<Ingested, IngestError> {
         let _one_at_a_time = self.publishing.lock().unwrap();
         // Sites whose folders are gone give up their hosts first, so a
@@ -265,7 +280,10 @@ impl Live {
                 Err(problems)
             }
         };
-        let mut skipped = Vec::new();
+        let mut notes = Notes {
+            held,
+            skipped: Vec::new(),
+        };
         let result = ingest_site(
             &self.store,
             &self.sites_dir,
@@ -273,8 +291,9 @@ impl Live {
             current.get(name).map(|v| v.as_ref()),
             compressed,
             check,
-            &mut skipped,
+            &mut notes,
         );
+        let skipped = notes.skipped;
         if matches!(result, Ok(Ingested::Changed(_) | Ingested::Unchanged)) {
             let mut all = self.skipped.lock().unwrap();
             if skipped.is_empty() {

@@ -190,7 +190,8 @@ fn debounce(
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
         let now = Instant::now();
-        let due: Vec<Changed> = pending
+        // What is due, with the files still being written.
+        let due: Vec<(Changed, Vec<PathBuf>)> = pending
             .iter_mut()
             .filter_map(|(changed, p)| {
                 p.open_writes.retain(|path, since| {
@@ -202,23 +203,32 @@ fn debounce(
                 });
                 let quiet = p.last_event.is_none_or(|t| now.duration_since(t) >= QUIET);
                 let waited = p.first_event.is_some_and(|t| now.duration_since(t) >= MAX_WAIT);
-                ((quiet || waited) && p.open_writes.is_empty()).then(|| changed.clone())
+                let settled = p.open_writes.is_empty();
+                // A site waits no longer than MAX_WAIT for files still being
+                // written: it goes live with them held back. Rules wait.
+                let holds = waited && matches!(changed, Changed::Site(_));
+                ((quiet || waited) && settled || holds)
+                    .then(|| (changed.clone(), p.open_writes.keys().cloned().collect()))
             })
             .collect();
-        for changed in due {
+        for (changed, held) in due {
             let busy = match &changed {
-                Changed::Site(site) => matches!(live.refresh(site), Err(IngestError::Busy(_))),
+                Changed::Site(site) => matches!(
+                    live.refresh_holding(site, held.clone()),
+                    Err(IngestError::Busy(_))
+                ),
                 Changed::Rules => {
                     let _ = live.reload_rules();
                     false
                 }
             };
+            let p = pending.get_mut(&changed).expect("due changes are pending");
             if busy {
                 // Caught mid-write: try again after another quiet period.
-                pending
-                    .get_mut(&changed)
-                    .expect("due changes are pending")
-                    .last_event = Some(now);
+                p.last_event = Some(now);
+            } else if !held.is_empty() {
+                // Taken up again once they are closed, or after MAX_WAIT.
+                p.first_event = Some(now);
             } else {
                 pending.remove(&changed);
             }

@@ -541,3 +541,36 @@ fn a_release_switched_by_renaming_the_public_link_goes_live_whole() {
         == "release two"));
     assert_eq!(s.get("main.localhost", "/more").text(), "more");
 }
+
+/// A file kept open and written to without end holds back only itself: the
+/// site's other changes go live, and the file keeps the copy taken before
+/// it was opened, never a part of what is being written.
+#[test]
+fn a_file_written_without_end_holds_back_only_itself() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let root = root();
+    root.write("sites/main/public/log.txt", "before");
+    let s = Server::start(root.path());
+    let mut log = std::fs::File::create(root.join("sites/main/public/log.txt")).unwrap();
+    log.write_all(b"line\n").unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                log.write_all(b"line\n").unwrap();
+                // Well inside the quiet period, so it never comes.
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        })
+    };
+    root.write("sites/main/public/index.html", "version two");
+    let live = eventually(Duration::from_secs(10), || {
+        s.get("main.localhost", "/").text() == "version two"
+    });
+    let held = s.get("main.localhost", "/log.txt").text();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(live, "the site's other change did not go live");
+    assert_eq!(held, "before");
+}

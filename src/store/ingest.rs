@@ -45,6 +45,17 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+/// What the caller knows of an ingest, and what the ingest left out.
+#[derive(Debug, Default)]
+pub struct Notes {
+    /// Files still open for writing (as the watcher saw them): each keeps
+    /// the copy an earlier ingest took, and a new one waits until closed.
+    pub held: Vec<PathBuf>,
+    /// What the scan had to leave out (symlinks not followed, unreadable
+    /// folders and files), one line each.
+    pub skipped: Vec<String>,
+}
+
 /// What an ingest did.
 #[derive(Debug)]
 pub enum Ingested {
@@ -73,9 +84,8 @@ struct Read {
 
 /// Ingests `sites_dir/name` as a new version when it changed. `serving` is
 /// the version in memory now, whose bodies are reused; `check` vets the site's
-/// settings against the other sites before anything is written. What the
-/// scan had to leave out (symlinks not followed, unreadable folders and
-/// files) is put in `skipped`, one line each.
+/// settings against the other sites before anything is written. `notes`
+/// name the files still being written, and get what the scan left out.
 pub fn ingest_site(
     store: &Store,
     sites_dir: &Path,
@@ -83,7 +93,7 @@ pub fn ingest_site(
     serving: Option<&SiteVersion>,
     compressed: &Compressed,
     check: impl Fn(&SiteConfig) -> Result<(), Vec<Diagnostic>>,
-    skipped: &mut Vec<String>,
+    notes: &mut Notes,
 ) -> Result<Ingested, IngestError> {
     let dir = sites_dir.join(name);
     let toml_path = dir.join("site.toml");
@@ -102,17 +112,26 @@ pub fn ingest_site(
 
     let public = dir.join("public");
     let mut found = Vec::new();
+    let mut held = std::collections::HashSet::new();
     if public.is_dir() {
         let root = public.canonicalize().map_err(|source| IngestError::Io {
             path: public.clone(),
             source,
         })?;
-        walk(&mut vec![root], &public, "", &mut found, skipped);
+        held.extend(
+            notes
+                .held
+                .iter()
+                .filter_map(|p| p.strip_prefix(&root).ok()?.to_str())
+                .map(str::to_string),
+        );
+        walk(&mut vec![root], &public, "", &mut found, &mut notes.skipped);
     }
     found.sort_by(|a, b| a.rel.cmp(&b.rel));
 
     // Which files need reading: new or changed since the last scan, or whose
-    // blob is gone.
+    // blob is gone. A file still being written keeps what was read of it
+    // before (its last scan), whatever it looks like now.
     let known: HashMap<String, Scan> = {
         let tx = store.db()?.begin_read().map_err(StoreError::from)?;
         let mut known = HashMap::new();
@@ -124,8 +143,8 @@ pub fn ingest_site(
                 {
                     if let Ok(scan) = serde_json::from_slice::<Scan>(raw.value()) {
                         let key = blob_key(&scan.hash, Encoding::Identity);
-                        if scan.size == f.size
-                            && scan.mtime_ns == f.mtime_ns
+                        if (held.contains(&f.rel)
+                            || (scan.size == f.size && scan.mtime_ns == f.mtime_ns))
                             && blobs
                                 .get(key.as_slice())
                                 .map_err(StoreError::from)?
@@ -141,48 +160,46 @@ pub fn ingest_site(
     };
     let to_read: Vec<&Found> = found
         .iter()
-        .filter(|f| !known.contains_key(&f.rel))
+        .filter(|f| !known.contains_key(&f.rel) && !held.contains(&f.rel))
         .collect();
     if !to_read.is_empty() {
         tracing::info!(site = name, files = to_read.len(), "reading changed files");
     }
-    let read = read_all(&to_read, compressed, skipped)?;
+    let read = read_all(&to_read, compressed, &mut notes.skipped)?;
 
     let mut files = Vec::with_capacity(found.len());
     let mut scans = Vec::with_capacity(found.len());
     let mut fresh: HashMap<String, &Read> = HashMap::new();
     for f in &found {
-        let (hash, has_gzip, has_br, alternates) = match (known.get(&f.rel), read.get(&f.rel)) {
+        let (scan, has_gzip, has_br) = match (known.get(&f.rel), read.get(&f.rel)) {
             (Some(scan), _) => {
                 let (gz, br) = stored_encodings(store, &scan.hash)?;
-                (scan.hash.clone(), gz, br, scan.alternates.clone())
+                (scan.clone(), gz, br)
             }
             (None, Some(Ok(r))) => {
                 fresh.insert(r.hash.clone(), r);
-                let (gz, br) = (r.bodies[1].is_some(), r.bodies[2].is_some());
-                (r.hash.clone(), gz, br, r.alternates.clone())
+                let scan = Scan {
+                    size: f.size,
+                    mtime_ns: f.mtime_ns,
+                    hash: r.hash.clone(),
+                    alternates: r.alternates.clone(),
+                };
+                (scan, r.bodies[1].is_some(), r.bodies[2].is_some())
             }
-            // Unreadable: logged by read_all; the rest of the site goes on.
+            // Unreadable (logged by read_all), or new and still being
+            // written: the rest of the site goes on.
             (None, _) => continue,
         };
-        scans.push((
-            f.rel.clone(),
-            Scan {
-                size: f.size,
-                mtime_ns: f.mtime_ns,
-                hash: hash.clone(),
-                alternates: alternates.clone(),
-            },
-        ));
         files.push(ManifestFile {
             path: f.rel.clone(),
-            hash,
-            size: f.size,
-            mtime_ms: (f.mtime_ns / 1_000_000) as u64,
+            hash: scan.hash.clone(),
+            size: scan.size,
+            mtime_ms: (scan.mtime_ns / 1_000_000) as u64,
             gzip: has_gzip,
             br: has_br,
-            alternates,
+            alternates: scan.alternates.clone(),
         });
+        scans.push((f.rel.clone(), scan));
     }
     let manifest = Manifest {
         created_unix_ms: super::unix_ms(SystemTime::now()),
@@ -505,7 +522,7 @@ mod tests {
                 None,
                 &Compressed::new(),
                 |_| Ok(()),
-                &mut Vec::new(),
+                &mut Notes::default(),
             )
             .unwrap();
             assert!(matches!(ingested, Ingested::Changed(_)));

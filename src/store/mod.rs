@@ -11,7 +11,7 @@ mod alternates;
 mod ingest;
 mod version;
 
-pub use ingest::{ingest_site, Compressed, IngestError, Ingested};
+pub use ingest::{ingest_site, Compressed, IngestError, Ingested, Notes};
 pub use version::{compressible, Encoding, Lookup, SiteVersion, StoredFile};
 
 use std::path::{Path, PathBuf};
