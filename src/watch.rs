@@ -182,8 +182,14 @@ fn debounce(
                 note(&mut pending, sites_dir, rules_dir, &event)
             }
             Ok(Err(e)) => {
-                // Lost events (queue overflow): rescan everything.
+                // Lost events (queue overflow): rescan everything, and
+                // watch the folders whose creation may have been lost.
                 tracing::warn!(error = %e, "file watch error; rescanning all sites");
+                if let Some(folders) = folders.upgrade() {
+                    let mut folders = folders.lock().unwrap();
+                    folders.add(sites_dir);
+                    folders.add(rules_dir);
+                }
                 live.refresh_all();
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
