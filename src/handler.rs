@@ -133,7 +133,7 @@ pub async fn handle_as<B>(
 
     let mut seen = Seen::default();
     let mut decision = None;
-    let (response, site) = if host.is_none() && req.version() == Version::HTTP_11 {
+    let (mut response, site) = if host.is_none() && req.version() == Version::HTTP_11 {
         // RFC 9112 §3.2: a 1.1 request without Host is malformed.
         (
             respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request: no Host header\n"),
@@ -141,6 +141,9 @@ pub async fn handle_as<B>(
         )
     } else {
         match sites.resolve(host) {
+            // Until the first scan ends, a host no loaded site claims may be
+            // a site not loaded yet: neither the default site nor a 404.
+            _ if !app.live.ready() && sites.claimant(host).is_none() => (respond::starting(), None),
             None => (
                 respond::plain(
                     StatusCode::NOT_FOUND,
@@ -167,6 +170,10 @@ pub async fn handle_as<B>(
         }
     };
 
+    if response.status() == StatusCode::NOT_FOUND && !app.live.ready() {
+        // The page may be new on disk and not scanned yet.
+        response = respond::starting();
+    }
     let bytes = || {
         http_body::Body::size_hint(response.body())
             .exact()

@@ -15,7 +15,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::config::Diagnostic;
 use crate::rules::Rules;
 use crate::site::Sites;
-use crate::store::{ingest_site, Compressed, IngestError, Ingested, Store, StoreError};
+use crate::store::{ingest_site, Compressed, IngestError, Ingested, Notes, Store, StoreError};
 use crate::transform::RenderCache;
 
 pub struct Live {
@@ -31,6 +31,8 @@ pub struct Live {
     sites_dir: PathBuf,
     publishing: Mutex<()>,
     problems: Mutex<BTreeMap<String, String>>,
+    /// What each site's last scan left out (symlinks, unreadable entries).
+    skipped: Mutex<BTreeMap<String, Vec<String>>>,
     ready: AtomicBool,
 }
 
@@ -72,6 +74,7 @@ impl Live {
             sites_dir,
             publishing: Mutex::new(()),
             problems: Mutex::new(BTreeMap::new()),
+            skipped: Mutex::new(BTreeMap::new()),
             ready: AtomicBool::new(false),
         })
     }
@@ -115,7 +118,16 @@ impl Live {
     /// Loads rules/ again. On any problem the rules in force stay, and the
     /// problems are logged and kept for the status page.
     pub fn reload_rules(&self) -> Result<(), crate::rules::LoadError> {
-        let names: Vec<String> = self.sites().iter().map(|v| v.site.clone()).collect();
+        // A site on disk but not loaded yet (a cold start) is still a site
+        // rules may name.
+        let mut names: Vec<String> = self.sites().iter().map(|v| v.site.clone()).collect();
+        names.extend(
+            self.site_folders()
+                .into_iter()
+                .filter(|n| self.sites_dir.join(n).join("site.toml").is_file()),
+        );
+        names.sort();
+        names.dedup();
         match crate::rules::load(&self.root, &names) {
             Ok(rules) => {
                 tracing::info!(
@@ -173,6 +185,11 @@ impl Live {
         self.problems.lock().unwrap().clone()
     }
 
+    /// What each site's last scan left out, if anything.
+    pub fn skipped(&self) -> BTreeMap<String, Vec<String>> {
+        self.skipped.lock().unwrap().clone()
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -195,9 +212,9 @@ impl Live {
         tracing::info!("store made again; every site is in it");
     }
 
-    /// Ingests every site folder, and drops stored sites whose folder is gone.
-    pub fn refresh_all(&self) {
-        let mut names: Vec<String> = std::fs::read_dir(&self.sites_dir)
+    /// The site folders under sites/.
+    fn site_folders(&self) -> Vec<String> {
+        std::fs::read_dir(&self.sites_dir)
             .map(|entries| {
                 entries
                     .flatten()
@@ -209,7 +226,12 @@ impl Live {
             .unwrap_or_else(|e| {
                 tracing::error!(dir = %self.sites_dir.display(), error = %e, "cannot list sites");
                 Vec::new()
-            });
+            })
+    }
+
+    /// Ingests every site folder, and drops stored sites whose folder is gone.
+    pub fn refresh_all(&self) {
+        let mut names = self.site_folders();
         names.extend(self.sites().iter().map(|v| v.site.clone()));
         names.sort();
         names.dedup();
@@ -225,7 +247,13 @@ impl Live {
     /// Ingests one site folder and switches to the result. On a bad
     /// site.toml the old version keeps serving and the problem is recorded.
     pub fn refresh(&self, name: &str) -> Result<Ingested, IngestError> {
-        self.refresh_with(name, &Compressed::default())
+        self.refresh_holding(name, Vec::new())
+    }
+
+    /// [`Live::refresh`], where the files `held` are still being written:
+    /// each keeps the copy taken before (a new one waits until closed).
+    pub fn refresh_holding(&self, name: &str, held: Vec<PathBuf>) -> Result<Ingested, IngestError> {
+        self.ingest(name, &Compressed::default(), held)
     }
 
     /// [`Live::refresh`], taking compressed copies already made elsewhere.
@@ -234,6 +262,15 @@ impl Live {
         name: &str,
         compressed: &Compressed,
     ) -> Result<Ingested, IngestError> {
+        self.ingest(name, compressed, Vec::new())
+    }
+
+    fn ingest(
+        &self,
+        name: &str,
+        compressed: &Compressed,
+        held: Vec<PathBuf>,
+    ) -> Result<Ingested, IngestError> {
         let _one_at_a_time = self.publishing.lock().unwrap();
         // Sites whose folders are gone give up their hosts first, so a
         // renamed folder can take them whatever order the events came in.
@@ -241,7 +278,7 @@ impl Live {
             .sites
             .load()
             .iter()
-            .filter(|v| v.site != name && !self.sites_dir.join(&v.site).join("site.toml").exists())
+            .filter(|v| v.site != name && !self.sites_dir.join(&v.site).is_dir())
             .map(|v| v.site.clone())
             .collect();
         for gone in vanished {
@@ -250,6 +287,7 @@ impl Live {
             if let Err(e) = self.store.remove_site(&gone) {
                 tracing::error!(site = %gone, error = %e, "cannot forget site");
             }
+            self.skipped.lock().unwrap().remove(&gone);
         }
         let current = self.sites.load_full();
         let check = |config: &_| {
@@ -260,6 +298,10 @@ impl Live {
                 Err(problems)
             }
         };
+        let mut notes = Notes {
+            held,
+            skipped: Vec::new(),
+        };
         let result = ingest_site(
             &self.store,
             &self.sites_dir,
@@ -267,7 +309,17 @@ impl Live {
             current.get(name).map(|v| v.as_ref()),
             compressed,
             check,
+            &mut notes,
         );
+        let skipped = notes.skipped;
+        if matches!(result, Ok(Ingested::Changed(_) | Ingested::Unchanged)) {
+            let mut all = self.skipped.lock().unwrap();
+            if skipped.is_empty() {
+                all.remove(name);
+            } else {
+                all.insert(name.to_string(), skipped);
+            }
+        }
         match &result {
             Ok(Ingested::Changed(version)) => {
                 tracing::info!(
@@ -290,15 +342,27 @@ impl Live {
                     tracing::error!(site = name, error = %e, "cannot forget site");
                 }
                 self.problems.lock().unwrap().remove(name);
+                self.skipped.lock().unwrap().remove(name);
             }
             Ok(Ingested::Unchanged) => {
+                if current.get(name).is_none() {
+                    // Stored but not served (dropped earlier): serve it again.
+                    self.serve_stored(name, &current);
+                }
                 self.problems.lock().unwrap().remove(name);
             }
             Err(IngestError::Busy(path)) => {
                 tracing::debug!(site = name, path = %path.display(), "file still being written");
             }
             Err(e) => {
-                tracing::error!(site = name, "{e}; still serving the last good version");
+                if current.get(name).is_some() {
+                    tracing::error!(site = name, "{e}; still serving the last good version");
+                } else if matches!(e, IngestError::NoSiteToml(_)) {
+                    // Most often a folder still being created.
+                    tracing::warn!(site = name, "{e}; not served");
+                } else {
+                    tracing::error!(site = name, "{e}; not served");
+                }
                 self.problems
                     .lock()
                     .unwrap()
@@ -306,6 +370,27 @@ impl Live {
             }
         }
         result
+    }
+
+    /// Serves the version the store says is current for `name`.
+    fn serve_stored(&self, name: &str, current: &Sites) {
+        let number = match self.store.current_versions() {
+            Ok(all) => all.into_iter().find(|(s, _)| s == name).map(|(_, n)| n),
+            Err(e) => {
+                tracing::error!(site = name, error = %e, "cannot read the store");
+                return;
+            }
+        };
+        let Some(number) = number else { return };
+        match self.store.load_version(name, number) {
+            Ok(version) => {
+                tracing::info!(site = name, version = number, "serving stored version");
+                let (sites, _) = current.with(Arc::new(version));
+                self.sites.store(Arc::new(sites));
+                self.rendered.clear();
+            }
+            Err(e) => tracing::error!(site = name, error = %e, "stored version unreadable"),
+        }
     }
 
     /// Switches a site back to its previous kept version, at once.

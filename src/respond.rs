@@ -24,6 +24,19 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     res
 }
 
+/// 503 while the first scan of sites/ runs: the page may be in a site not
+/// loaded yet, so the client is asked to come back rather than told 404.
+pub fn starting() -> Response<Body> {
+    let mut res = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "503 Service Unavailable: starting, sites are still being loaded\n",
+    );
+    let headers = res.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
 /// 405 for methods a static site cannot answer.
 pub fn method_not_allowed() -> Response<Body> {
     let mut res = plain(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");

@@ -98,9 +98,12 @@ impl Sites {
 
     /// The site for a Host header value (any port is ignored).
     pub fn resolve(&self, host: Option<&str>) -> Option<&Arc<SiteVersion>> {
-        let Some(host) = host else {
-            return self.default.as_ref();
-        };
+        self.claimant(host).or(self.default.as_ref())
+    }
+
+    /// The site that names `host` among its hosts (the default site aside).
+    pub fn claimant(&self, host: Option<&str>) -> Option<&Arc<SiteVersion>> {
+        let host = host?;
         let name = strip_port(host).trim_end_matches('.');
         let lookup = |name: &str| {
             self.exact.get(name).or_else(|| {
@@ -112,12 +115,11 @@ impl Sites {
                     .map(|(_, v)| v)
             })
         };
-        let found = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
             lookup(&name.to_ascii_lowercase())
         } else {
             lookup(name)
-        };
-        found.or(self.default.as_ref())
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<SiteVersion>> {

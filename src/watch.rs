@@ -1,15 +1,22 @@
 //! Watching sites/ and rules/: file events, a quiet period, then a new
 //! version of the site (or a new generation of rules).
 //!
-//! A site is ingested once no event arrived for [`QUIET`] and no file of it
+//! A site is ingested once no event arrived for [`QUIET`] (or, under
+//! constant writes, [`MAX_WAIT`] after its first change) and no file of it
 //! is still open for writing (modified but not yet closed), so a file being
 //! written in slow chunks is taken only when its writer closes it. Rules
 //! files are treated the same way.
+//!
+//! Each folder is watched on its own and symlinks are never followed: a
+//! folder that cannot be watched leaves the others watched, and a symlink
+//! to another site or outside the root adds no watch there (ingest does not
+//! follow such links either).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::{mpsc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
@@ -20,12 +27,16 @@ use crate::store::IngestError;
 
 /// How long a site must be still before it is ingested.
 pub const QUIET: Duration = Duration::from_millis(150);
+/// The longest a change waits for a quiet period: files rewritten more
+/// often than [`QUIET`] still go live.
+pub const MAX_WAIT: Duration = Duration::from_secs(1);
 /// A file open for writing longer than this without any event is taken as
 /// abandoned, so a crashed writer cannot freeze its site.
 const STALLED_WRITE: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct Pending {
+    first_event: Option<Instant>,
     last_event: Option<Instant>,
     open_writes: HashMap<PathBuf, Instant>,
 }
@@ -37,31 +48,121 @@ enum Changed {
     Rules,
 }
 
-/// Watches `root`'s sites/ and rules/; returns the watcher, which stops
-/// when dropped.
-pub fn watch_root(live: Arc<Live>, root: &Path) -> notify::Result<notify::RecommendedWatcher> {
+/// The folders watched, each without recursion.
+pub struct Folders {
+    watcher: notify::RecommendedWatcher,
+    watched: BTreeSet<PathBuf>,
+}
+
+impl Folders {
+    /// Watches `dir` and the folders under it, not following symlinks. A
+    /// folder that cannot be watched is logged and skipped (ingest reports
+    /// it in /status when it cannot be read either).
+    fn add(&mut self, dir: &Path) {
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(dir) = todo.pop() {
+            if !self.watched.contains(&dir) {
+                if let Err(e) = self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                    // Gone again already (a temporary folder): nothing to see.
+                    if !matches!(e.kind, notify::ErrorKind::PathNotFound) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch folder; not watched until its permissions change");
+                    }
+                    continue;
+                }
+                self.watched.insert(dir.clone());
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            todo.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+
+    /// Stops watching `dir` and the folders under it (moved or deleted).
+    fn remove(&mut self, dir: &Path) {
+        let gone: Vec<PathBuf> = self
+            .watched
+            .range(dir.to_path_buf()..)
+            .take_while(|p| p.starts_with(dir))
+            .cloned()
+            .collect();
+        for d in gone {
+            let _ = self.watcher.unwatch(&d);
+            self.watched.remove(&d);
+        }
+    }
+
+    /// Follows folders created, moved or deleted.
+    fn follow(&mut self, event: &Event) {
+        match (&event.kind, event.paths.as_slice()) {
+            (EventKind::Create(CreateKind::Folder), [dir]) => self.add(dir),
+            (EventKind::Remove(_), [path])
+            | (EventKind::Modify(ModifyKind::Name(RenameMode::From)), [path]) => self.remove(path),
+            (EventKind::Modify(ModifyKind::Name(RenameMode::To)), [path]) if is_folder(path) => {
+                self.add(path)
+            }
+            // A folder that could not be watched, whose permissions changed.
+            (EventKind::Modify(ModifyKind::Metadata(_)), [path])
+                if !self.watched.contains(path) && is_folder(path) =>
+            {
+                self.add(path)
+            }
+            (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), [from, to]) => {
+                self.remove(from);
+                if is_folder(to) {
+                    self.add(to)
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A folder, not a symlink to one.
+fn is_folder(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+}
+
+/// Watches `root`'s sites/ and rules/ until the returned value is dropped.
+pub fn watch_root(live: Arc<Live>, root: &Path) -> notify::Result<Arc<Mutex<Folders>>> {
     let (tx, rx) = mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |event| {
+    let watcher = notify::recommended_watcher(move |event| {
         let _ = tx.send(event);
     })?;
+    let mut folders = Folders {
+        watcher,
+        watched: BTreeSet::new(),
+    };
     let mut dirs = Vec::new();
     for name in ["sites", "rules"] {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).map_err(notify::Error::io)?;
-        watcher.watch(&dir, RecursiveMode::Recursive)?;
-        dirs.push(dir.canonicalize().map_err(notify::Error::io)?);
+        let dir = dir.canonicalize().map_err(notify::Error::io)?;
+        // The top folders must be watched; anything below may fail alone.
+        folders.watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        folders.watched.insert(dir.clone());
+        folders.add(&dir);
+        dirs.push(dir);
     }
     let rules_dir = dirs.pop().expect("two folders");
     let sites_dir = dirs.pop().expect("two folders");
+    let folders = Arc::new(Mutex::new(folders));
+    let following = Arc::downgrade(&folders);
     std::thread::Builder::new()
         .name("watch".into())
-        .spawn(move || debounce(live, &sites_dir, &rules_dir, rx))
+        .spawn(move || debounce(live, following, &sites_dir, &rules_dir, rx))
         .map_err(notify::Error::io)?;
-    Ok(watcher)
+    Ok(folders)
 }
 
 fn debounce(
     live: Arc<Live>,
+    folders: Weak<Mutex<Folders>>,
     sites_dir: &Path,
     rules_dir: &Path,
     rx: mpsc::Receiver<notify::Result<Event>>,
@@ -74,17 +175,29 @@ fn debounce(
             QUIET / 3
         };
         match rx.recv_timeout(wait) {
-            Ok(Ok(event)) => note(&mut pending, sites_dir, rules_dir, &event),
+            Ok(Ok(event)) => {
+                if let Some(folders) = folders.upgrade() {
+                    folders.lock().unwrap().follow(&event);
+                }
+                note(&mut pending, sites_dir, rules_dir, &event)
+            }
             Ok(Err(e)) => {
-                // Lost events (queue overflow): rescan everything.
+                // Lost events (queue overflow): rescan everything, and
+                // watch the folders whose creation may have been lost.
                 tracing::warn!(error = %e, "file watch error; rescanning all sites");
+                if let Some(folders) = folders.upgrade() {
+                    let mut folders = folders.lock().unwrap();
+                    folders.add(sites_dir);
+                    folders.add(rules_dir);
+                }
                 live.refresh_all();
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
         let now = Instant::now();
-        let due: Vec<Changed> = pending
+        // What is due, with the files still being written.
+        let due: Vec<(Changed, Vec<PathBuf>)> = pending
             .iter_mut()
             .filter_map(|(changed, p)| {
                 p.open_writes.retain(|path, since| {
@@ -95,23 +208,33 @@ fn debounce(
                     !stalled
                 });
                 let quiet = p.last_event.is_none_or(|t| now.duration_since(t) >= QUIET);
-                (quiet && p.open_writes.is_empty()).then(|| changed.clone())
+                let waited = p.first_event.is_some_and(|t| now.duration_since(t) >= MAX_WAIT);
+                let settled = p.open_writes.is_empty();
+                // A site waits no longer than MAX_WAIT for files still being
+                // written: it goes live with them held back. Rules wait.
+                let holds = waited && matches!(changed, Changed::Site(_));
+                ((quiet || waited) && settled || holds)
+                    .then(|| (changed.clone(), p.open_writes.keys().cloned().collect()))
             })
             .collect();
-        for changed in due {
+        for (changed, held) in due {
             let busy = match &changed {
-                Changed::Site(site) => matches!(live.refresh(site), Err(IngestError::Busy(_))),
+                Changed::Site(site) => matches!(
+                    live.refresh_holding(site, held.clone()),
+                    Err(IngestError::Busy(_))
+                ),
                 Changed::Rules => {
                     let _ = live.reload_rules();
                     false
                 }
             };
+            let p = pending.get_mut(&changed).expect("due changes are pending");
             if busy {
                 // Caught mid-write: try again after another quiet period.
-                pending
-                    .get_mut(&changed)
-                    .expect("due changes are pending")
-                    .last_event = Some(now);
+                p.last_event = Some(now);
+            } else if !held.is_empty() {
+                // Taken up again once they are closed, or after MAX_WAIT.
+                p.first_event = Some(now);
             } else {
                 pending.remove(&changed);
             }
@@ -145,8 +268,10 @@ fn note(
             }
         };
         let p = pending.entry(changed).or_default();
+        p.first_event.get_or_insert(now);
         p.last_event = Some(now);
         match event.kind {
+            EventKind::Create(CreateKind::File) if !may_be_written(path) => {}
             EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => {
                 p.open_writes.insert(path.clone(), now);
             }
@@ -158,6 +283,13 @@ fn note(
             _ => {}
         }
     }
+}
+
+/// Whether a file just created may still be open for writing: a symlink, a
+/// new hard link or a special file is never closed after a write, so waiting
+/// for that would stall its site.
+fn may_be_written(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.nlink() == 1)
 }
 
 /// `sites/<site>/...` -> `<site>`.

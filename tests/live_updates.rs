@@ -207,24 +207,28 @@ fn an_unreadable_file_is_logged_and_the_rest_served() {
     root.write("sites/main/public/locked.html", "locked");
     let locked = root.join("sites/main/public/locked.html");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
-    // Root reads anything, so run the server as nobody to make the lock real.
-    let cmd = if running_as_root() {
-        for entry in walk(root.path()) {
-            if entry != locked {
-                std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).unwrap();
-            }
-        }
-        let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_outpost"));
-        c
-    } else {
-        common::outpost()
-    };
+    let cmd = unprivileged(&root, &[&locked]);
     let s = Server::start_with(root.path(), cmd);
     assert_eq!(s.get("main.localhost", "/").text(), "version one");
     assert_eq!(s.get("main.localhost", "/locked.html").status, 404);
     s.wait_for_log("cannot read file", Duration::from_secs(5));
+}
+
+/// The outpost command, run as nobody when the tests run as root (who reads
+/// anything), owning everything under `root` but `locked`.
+fn unprivileged(root: &Root, locked: &[&std::path::Path]) -> std::process::Command {
+    if !running_as_root() {
+        return common::outpost();
+    }
+    for entry in walk(root.path()) {
+        if !locked.contains(&entry.as_path()) {
+            std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).unwrap();
+        }
+    }
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_outpost"));
+    c
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -237,4 +241,336 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// One site's entry in the admin `/status`.
+fn site_status(s: &Server, name: &str) -> serde_json::Value {
+    let status: serde_json::Value =
+        serde_json::from_slice(&s.admin("GET", "/status", &[]).body).unwrap();
+    status["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Text that compresses, but slowly enough that a few megabytes of it keep
+/// a first scan busy for a while.
+fn prose(seed: u64, words: usize) -> String {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut out = String::with_capacity(words * 7);
+    for _ in 0..words {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let len = 2 + (x >> 60) as usize % 8;
+        out.extend((0..len).map(|i| (b'a' + ((x >> (i * 5)) % 12) as u8) as char));
+        out.push(' ');
+    }
+    out
+}
+
+/// A cold start (nothing in the store yet): until the first scan ends, a
+/// site on disk but not loaded yet answers 503 with Retry-After, never a 404
+/// a CDN would keep nor the default site's page, and /ready says 503. Rules
+/// naming such a site load without an error.
+#[test]
+fn a_site_not_loaded_yet_answers_503_until_the_first_scan_ends() {
+    let root = root();
+    for i in 0..40 {
+        root.write(
+            &format!("sites/main/public/page{i}.html"),
+            &prose(i, 16_000),
+        );
+    }
+    root.write(
+        "rules/10-block.toml",
+        "[[rule]]\nname = \"block-kp\"\nsites = [\"other\"]\nwhen = { country = \"KP\" }\naction = \"block\"\n",
+    );
+    let s = Server::spawn(root.path(), &mut common::outpost());
+    let mut before_ready = 0;
+    loop {
+        let page = s.get("other.localhost", "/");
+        let missing = s.get("main.localhost", "/page39.html");
+        // Still not ready after both answers: both came before the scan ended.
+        if s.admin("GET", "/ready", &[]).status == 200 {
+            break;
+        }
+        // Loaded already, or asked to come back.
+        for (r, loaded) in [
+            (&page, "other one".to_string()),
+            (&missing, prose(39, 16_000)),
+        ] {
+            if r.status == 503 {
+                assert_eq!(r.header("Retry-After"), Some("1"));
+                before_ready += 1;
+            } else {
+                assert_eq!(r.status, 200);
+                assert!(r.text() == loaded, "a page of another site was served");
+            }
+        }
+    }
+    assert!(before_ready > 0, "the first scan ended before any request");
+    assert_eq!(s.get("other.localhost", "/").text(), "other one");
+    s.wait_for_log("sites scanned", Duration::from_secs(60));
+    let log = s.stderr.lock().unwrap().join("\n");
+    assert!(!log.contains(" ERROR ") && !log.contains(" WARN "), "{log}");
+    assert_eq!(site_status(&s, "other")["problem"], serde_json::Value::Null);
+}
+
+/// Moving a site's site.toml away (an editor saving by rename, a checkout)
+/// keeps the site serving its last good version, with the problem in
+/// /status; putting it back clears it. Removing the whole folder removes the
+/// site, and putting it back serves it again. The store never errs.
+#[test]
+fn a_site_whose_site_toml_goes_away_keeps_serving() {
+    let root = root();
+    let s = Server::start(root.path());
+    let toml = root.join("sites/other/site.toml");
+    let aside = root.join("site.toml.aside");
+    std::fs::rename(&toml, &aside).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || site_status(&s, "other")
+            ["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("site.toml: not found"))),
+        "{}",
+        s.stderr.lock().unwrap().join("\n")
+    );
+    assert_eq!(s.get("other.localhost", "/").text(), "other one");
+    std::fs::rename(&aside, &toml).unwrap();
+    assert!(eventually(Duration::from_secs(5), || site_status(
+        &s, "other"
+    )["problem"]
+        .is_null()));
+    root.write("sites/other/public/index.html", "other two");
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("other.localhost", "/")
+        .text()
+        == "other two"));
+
+    let folder_aside = root.join("other.aside");
+    std::fs::rename(root.join("sites/other"), &folder_aside).unwrap();
+    // Its host falls to the default site.
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("other.localhost", "/")
+        .text()
+        == "version one"));
+    std::fs::rename(&folder_aside, root.join("sites/other")).unwrap();
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("other.localhost", "/")
+        .text()
+        == "other two"));
+    assert_eq!(s.log_count("cannot forget site"), 0);
+    assert_eq!(
+        s.log_count("already opened"),
+        0,
+        "{}",
+        s.stderr.lock().unwrap().join("\n")
+    );
+}
+
+/// How many inotify watches process `pid` holds.
+fn inotify_watches(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|info| {
+            info.lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count()
+        })
+        .sum()
+}
+
+/// Symlinks never cross sites or the root: a link to another site's folder
+/// does not freeze that site, a link outside the root adds no watch there,
+/// a link to a folder above it is no loop, all three are listed in /status,
+/// and a new symlink goes live like any change instead of stalling its site.
+#[test]
+fn symlinks_cross_no_site_and_stall_nothing() {
+    let root = root();
+    let ln = |target: &std::path::Path, link: &str| {
+        std::os::unix::fs::symlink(target, root.join(link)).unwrap()
+    };
+    // Each site links to the other's folder, so whichever path the watcher
+    // saw last, one of them would lose its events.
+    ln("../../main/public".as_ref(), "sites/other/public/mainlink");
+    ln("../../other/public".as_ref(), "sites/main/public/otherlink");
+    root.write("sites/main/public/sub/a.txt", "a");
+    ln("..".as_ref(), "sites/main/public/sub/loop");
+    let outside = tempfile::tempdir().unwrap();
+    for i in 0..50 {
+        std::fs::create_dir_all(outside.path().join(format!("d{i}"))).unwrap();
+    }
+    ln(outside.path(), "sites/main/public/outside");
+    let s = Server::start(root.path());
+    let watches = inotify_watches(s.pid());
+    assert!(watches < 50, "{watches} inotify watches");
+
+    root.write("sites/main/public/new.html", "new main")
+        .write("sites/other/public/new.html", "new other");
+    for (host, text) in [
+        ("main.localhost", "new main"),
+        ("other.localhost", "new other"),
+    ] {
+        assert!(
+            eventually(Duration::from_secs(5), || s.get(host, "/new").text()
+                == text),
+            "{host} did not publish"
+        );
+    }
+    assert_eq!(s.get("other.localhost", "/mainlink/new").status, 404);
+    assert_eq!(s.get("main.localhost", "/sub/loop/index.html").status, 404);
+    let skipped = site_status(&s, "main")["skipped"].to_string();
+    for why in [
+        "otherlink: symlink leads outside the site",
+        "outside: symlink leads outside the site",
+        "loop: symlink loops back",
+    ] {
+        assert!(skipped.contains(why), "{why} not in {skipped}");
+    }
+
+    ln("index.html".as_ref(), "sites/main/public/alias.html");
+    assert!(eventually(Duration::from_secs(10), || s
+        .get("main.localhost", "/alias.html")
+        .text()
+        == "version one"));
+}
+
+/// An unreadable folder (and file) under public/ stops neither the start
+/// nor the other sites nor its own site's other changes; /status lists both.
+#[test]
+fn an_unreadable_folder_stops_nothing_and_shows_in_status() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = root();
+    root.write("sites/main/public/locked/page.html", "locked")
+        .write("sites/main/public/secret.html", "secret");
+    let folder = root.join("sites/main/public/locked");
+    let file = root.join("sites/main/public/secret.html");
+    for path in [&folder, &file] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    let cmd = unprivileged(&root, &[&folder, &file]);
+    let s = Server::start_with(root.path(), cmd);
+    assert_eq!(s.get("other.localhost", "/").text(), "other one");
+    assert_eq!(s.get("main.localhost", "/secret.html").status, 404);
+    let skipped = site_status(&s, "main")["skipped"].to_string();
+    for why in [
+        "locked: cannot list folder",
+        "secret.html: cannot read file",
+    ] {
+        assert!(skipped.contains(why), "{why} not in {skipped}");
+    }
+    root.write("sites/main/public/index.html", "version two");
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("main.localhost", "/")
+        .text()
+        == "version two"));
+    // Readable again: served, and followed from then on.
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("main.localhost", "/locked/page.html")
+        .text()
+        == "locked"));
+    root.write("sites/main/public/locked/new.html", "new inside");
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("main.localhost", "/locked/new.html")
+        .text()
+        == "new inside"));
+}
+
+/// A file rewritten more often than the quiet period still goes live, and
+/// keeps going live while the writes last.
+#[test]
+fn constant_writes_still_go_live() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let root = root();
+    let s = Server::start(root.path());
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let path = root.join("sites/main/public/tick.txt");
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                std::fs::write(&path, n.to_string()).unwrap();
+                n += 1;
+                // Well inside the quiet period, so it never comes.
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        })
+    };
+    let tick = || s.get("main.localhost", "/tick.txt");
+    let live = eventually(Duration::from_secs(10), || tick().status == 200);
+    let first = tick().text();
+    let moved = live && eventually(Duration::from_secs(10), || tick().text() != first);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(live, "nothing published while the writes lasted");
+    assert!(
+        moved,
+        "published once, then no more while the writes lasted"
+    );
+}
+
+/// The atomic publish of docs/operations.md: `public` is a symlink to a
+/// release folder inside the site, switched in one rename.
+#[test]
+fn a_release_switched_by_renaming_the_public_link_goes_live_whole() {
+    let root = root();
+    std::fs::remove_dir_all(root.join("sites/main/public")).unwrap();
+    root.write("sites/main/releases/1/index.html", "release one");
+    std::os::unix::fs::symlink("releases/1", root.join("sites/main/public")).unwrap();
+    let s = Server::start(root.path());
+    assert_eq!(s.get("main.localhost", "/").text(), "release one");
+    root.write("sites/main/releases/2/index.html", "release two")
+        .write("sites/main/releases/2/more.html", "more");
+    std::os::unix::fs::symlink("releases/2", root.join("sites/main/public.new")).unwrap();
+    std::fs::rename(
+        root.join("sites/main/public.new"),
+        root.join("sites/main/public"),
+    )
+    .unwrap();
+    assert!(eventually(Duration::from_secs(5), || s
+        .get("main.localhost", "/")
+        .text()
+        == "release two"));
+    assert_eq!(s.get("main.localhost", "/more").text(), "more");
+}
+
+/// A file kept open and written to without end holds back only itself: the
+/// site's other changes go live, and the file keeps the copy taken before
+/// it was opened, never a part of what is being written.
+#[test]
+fn a_file_written_without_end_holds_back_only_itself() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let root = root();
+    root.write("sites/main/public/log.txt", "before");
+    let s = Server::start(root.path());
+    let mut log = std::fs::File::create(root.join("sites/main/public/log.txt")).unwrap();
+    log.write_all(b"line\n").unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                log.write_all(b"line\n").unwrap();
+                // Well inside the quiet period, so it never comes.
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        })
+    };
+    root.write("sites/main/public/index.html", "version two");
+    let live = eventually(Duration::from_secs(10), || {
+        s.get("main.localhost", "/").text() == "version two"
+    });
+    let held = s.get("main.localhost", "/log.txt").text();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(live, "the site's other change did not go live");
+    assert_eq!(held, "before");
 }

@@ -582,11 +582,9 @@ fn a_running_server_keeps_its_last_good_rules() {
             "{what}"
         );
         // Forget the logged failure before the next round.
+        let loaded = s.log_count("rules loaded");
         std::fs::remove_file(root.join("rules/zz-bad.toml")).unwrap();
-        s.wait_for_log_count(
-            "rules loaded",
-            2 + BAD_RULES.iter().position(|b| b.0 == *what).unwrap(),
-        );
+        s.wait_for_log_count("rules loaded", loaded + 1);
     }
     // A good change is taken.
     root.write(
@@ -665,8 +663,9 @@ fn responses_that_could_differ_by_visitor_are_private() {
         Some("private"),
         "the offer reads the country there too"
     );
+    let loaded = s.log_count("rules loaded");
     root.write("rules/a.toml", "[[rule]]\nname = \"ie\"\nwhen = { path = \"/about.html\", country = \"IE\" }\naction = \"headers\"\nset = { X-Ie = \"1\" }\n");
-    s.wait_for_log_count("rules loaded", 2);
+    s.wait_for_log_count("rules loaded", loaded + 1);
     assert_eq!(
         get(&s, "/about.html", &[("CF-IPCountry", "GB")]).header("cache-control"),
         Some("private")

@@ -116,8 +116,15 @@ async fn status(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
     let app = &admin.app;
     let live = &app.live;
     let problems = live.problems();
+    let skipped = live.skipped();
     let mut sites: Vec<_> = live.sites_full().iter().cloned().collect();
     sites.sort_by(|a, b| a.site.cmp(&b.site));
+    // Folders with a problem and nothing served are listed too.
+    let unserved = problems
+        .iter()
+        .filter(|(name, _)| !sites.iter().any(|v| &v.site == *name))
+        .map(|(name, problem)| json!({ "name": name, "version": null, "problem": problem }))
+        .collect::<Vec<_>>();
     let sites: Vec<_> = sites
         .iter()
         .map(|v| {
@@ -129,8 +136,10 @@ async fn status(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
                 "locale": v.config.locale,
                 "hosts": v.config.hosts.iter().map(|(h, _)| h.display()).collect::<Vec<_>>(),
                 "problem": problems.get(&v.site),
+                "skipped": skipped.get(&v.site).cloned().unwrap_or_default(),
             })
         })
+        .chain(unserved)
         .collect();
     let rules = live.rules_full();
     let f = &app.fragments.stats;

@@ -3,7 +3,8 @@
 //! Files whose size and modification time match the last scan are not read
 //! again. A file that changes while it is read is "busy": the whole ingest is
 //! abandoned and retried later, so a half-written file is never stored.
-//! Symlinks are followed only when they stay inside the site's public/.
+//! Symlinks are followed only when they stay inside the site's public/ and
+//! do not loop back to a folder above them; whatever is skipped is reported.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,10 @@ pub enum IngestError {
     Config(Vec<Diagnostic>),
     #[error("{0}: still being written; will retry")]
     Busy(PathBuf),
+    /// The folder is there but its site.toml is not (moved away, or not
+    /// written yet): only removing the folder removes a site.
+    #[error("{0}: not found; a site folder needs its site.toml")]
+    NoSiteToml(PathBuf),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -38,6 +43,17 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What the caller knows of an ingest, and what the ingest left out.
+#[derive(Debug, Default)]
+pub struct Notes {
+    /// Files still open for writing (as the watcher saw them): each keeps
+    /// the copy an earlier ingest took, and a new one waits until closed.
+    pub held: Vec<PathBuf>,
+    /// What the scan had to leave out (symlinks not followed, unreadable
+    /// folders and files), one line each.
+    pub skipped: Vec<String>,
 }
 
 /// What an ingest did.
@@ -68,7 +84,8 @@ struct Read {
 
 /// Ingests `sites_dir/name` as a new version when it changed. `serving` is
 /// the version in memory now, whose bodies are reused; `check` vets the site's
-/// settings against the other sites before anything is written.
+/// settings against the other sites before anything is written. `notes`
+/// name the files still being written, and get what the scan left out.
 pub fn ingest_site(
     store: &Store,
     sites_dir: &Path,
@@ -76,11 +93,15 @@ pub fn ingest_site(
     serving: Option<&SiteVersion>,
     compressed: &Compressed,
     check: impl Fn(&SiteConfig) -> Result<(), Vec<Diagnostic>>,
+    notes: &mut Notes,
 ) -> Result<Ingested, IngestError> {
     let dir = sites_dir.join(name);
     let toml_path = dir.join("site.toml");
-    if !dir.is_dir() || !toml_path.exists() {
+    if !dir.is_dir() {
         return Ok(Ingested::Removed);
+    }
+    if !toml_path.exists() {
+        return Err(IngestError::NoSiteToml(toml_path));
     }
     let site_toml = std::fs::read_to_string(&toml_path).map_err(|source| IngestError::Io {
         path: toml_path.clone(),
@@ -91,17 +112,26 @@ pub fn ingest_site(
 
     let public = dir.join("public");
     let mut found = Vec::new();
+    let mut held = std::collections::HashSet::new();
     if public.is_dir() {
         let root = public.canonicalize().map_err(|source| IngestError::Io {
             path: public.clone(),
             source,
         })?;
-        walk(&root, &public, "", &mut found);
+        held.extend(
+            notes
+                .held
+                .iter()
+                .filter_map(|p| p.strip_prefix(&root).ok()?.to_str())
+                .map(str::to_string),
+        );
+        walk(&mut vec![root], &public, "", &mut found, &mut notes.skipped);
     }
     found.sort_by(|a, b| a.rel.cmp(&b.rel));
 
     // Which files need reading: new or changed since the last scan, or whose
-    // blob is gone.
+    // blob is gone. A file still being written keeps what was read of it
+    // before (its last scan), whatever it looks like now.
     let known: HashMap<String, Scan> = {
         let tx = store.db()?.begin_read().map_err(StoreError::from)?;
         let mut known = HashMap::new();
@@ -113,8 +143,8 @@ pub fn ingest_site(
                 {
                     if let Ok(scan) = serde_json::from_slice::<Scan>(raw.value()) {
                         let key = blob_key(&scan.hash, Encoding::Identity);
-                        if scan.size == f.size
-                            && scan.mtime_ns == f.mtime_ns
+                        if (held.contains(&f.rel)
+                            || (scan.size == f.size && scan.mtime_ns == f.mtime_ns))
                             && blobs
                                 .get(key.as_slice())
                                 .map_err(StoreError::from)?
@@ -130,48 +160,46 @@ pub fn ingest_site(
     };
     let to_read: Vec<&Found> = found
         .iter()
-        .filter(|f| !known.contains_key(&f.rel))
+        .filter(|f| !known.contains_key(&f.rel) && !held.contains(&f.rel))
         .collect();
     if !to_read.is_empty() {
         tracing::info!(site = name, files = to_read.len(), "reading changed files");
     }
-    let read = read_all(&to_read, compressed)?;
+    let read = read_all(&to_read, compressed, &mut notes.skipped)?;
 
     let mut files = Vec::with_capacity(found.len());
     let mut scans = Vec::with_capacity(found.len());
     let mut fresh: HashMap<String, &Read> = HashMap::new();
     for f in &found {
-        let (hash, has_gzip, has_br, alternates) = match (known.get(&f.rel), read.get(&f.rel)) {
+        let (scan, has_gzip, has_br) = match (known.get(&f.rel), read.get(&f.rel)) {
             (Some(scan), _) => {
                 let (gz, br) = stored_encodings(store, &scan.hash)?;
-                (scan.hash.clone(), gz, br, scan.alternates.clone())
+                (scan.clone(), gz, br)
             }
             (None, Some(Ok(r))) => {
                 fresh.insert(r.hash.clone(), r);
-                let (gz, br) = (r.bodies[1].is_some(), r.bodies[2].is_some());
-                (r.hash.clone(), gz, br, r.alternates.clone())
+                let scan = Scan {
+                    size: f.size,
+                    mtime_ns: f.mtime_ns,
+                    hash: r.hash.clone(),
+                    alternates: r.alternates.clone(),
+                };
+                (scan, r.bodies[1].is_some(), r.bodies[2].is_some())
             }
-            // Unreadable: logged by read_all; the rest of the site goes on.
+            // Unreadable (logged by read_all), or new and still being
+            // written: the rest of the site goes on.
             (None, _) => continue,
         };
-        scans.push((
-            f.rel.clone(),
-            Scan {
-                size: f.size,
-                mtime_ns: f.mtime_ns,
-                hash: hash.clone(),
-                alternates: alternates.clone(),
-            },
-        ));
         files.push(ManifestFile {
             path: f.rel.clone(),
-            hash,
-            size: f.size,
-            mtime_ms: (f.mtime_ns / 1_000_000) as u64,
+            hash: scan.hash.clone(),
+            size: scan.size,
+            mtime_ms: (scan.mtime_ns / 1_000_000) as u64,
             gzip: has_gzip,
             br: has_br,
-            alternates,
+            alternates: scan.alternates.clone(),
         });
+        scans.push((f.rel.clone(), scan));
     }
     let manifest = Manifest {
         created_unix_ms: super::unix_ms(SystemTime::now()),
@@ -285,20 +313,40 @@ fn stored_encodings(store: &Store, hash: &str) -> Result<(bool, bool), StoreErro
     Ok((has(Encoding::Gzip)?, has(Encoding::Brotli)?))
 }
 
-/// Lists the servable files under `dir`. Dotfiles are skipped (except
-/// `.well-known`), and so are symlinks that lead outside `root`.
-fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Found>) {
+/// Lists the servable files under `dir`, whose real path and those of the
+/// folders above it up to public/ are `folders` (public/ first). Dotfiles
+/// are skipped (except `.well-known`), and so are symlinks that lead
+/// outside public/ or to a folder above them (a loop).
+fn walk(
+    folders: &mut Vec<PathBuf>,
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<Found>,
+    skipped: &mut Vec<String>,
+) {
+    fn skip(skipped: &mut Vec<String>, path: &Path, why: &str) {
+        tracing::warn!(path = %path.display(), "{why}");
+        skipped.push(format!("{}: {why}", path.display()));
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot list folder; skipping it");
+            skip(
+                skipped,
+                dir,
+                &format!("cannot list folder ({e}); skipping it"),
+            );
             return;
         }
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else {
-            tracing::warn!(path = %entry.path().display(), "file name is not UTF-8; skipping it");
+            skip(
+                skipped,
+                &entry.path(),
+                "file name is not UTF-8; skipping it",
+            );
             continue;
         };
         if name.starts_with('.') && name != ".well-known" {
@@ -308,21 +356,49 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Found>) {
         let Ok(mut meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
-        if meta.file_type().is_symlink() {
+        let here = folders.last().expect("public/ is always there").join(name);
+        let real = if meta.file_type().is_symlink() {
             match path.canonicalize() {
-                Ok(target) if target.starts_with(root) => match std::fs::metadata(&target) {
-                    Ok(m) => meta = m,
-                    Err(_) => continue,
-                },
-                _ => {
-                    tracing::warn!(path = %path.display(), "symlink leads outside the site; not followed");
+                Ok(target) if folders.contains(&target) => {
+                    skip(
+                        skipped,
+                        &path,
+                        "symlink loops back to a folder above it; not followed",
+                    );
+                    continue;
+                }
+                Ok(target) if target.starts_with(&folders[0]) => {
+                    match std::fs::metadata(&target) {
+                        Ok(m) => meta = m,
+                        Err(_) => continue,
+                    }
+                    target
+                }
+                Ok(_) => {
+                    skip(
+                        skipped,
+                        &path,
+                        "symlink leads outside the site; not followed",
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    skip(
+                        skipped,
+                        &path,
+                        &format!("symlink leads nowhere ({e}); not followed"),
+                    );
                     continue;
                 }
             }
-        }
+        } else {
+            here
+        };
         let rel = format!("{prefix}{name}");
         if meta.is_dir() {
-            walk(root, &path, &format!("{rel}/"), out);
+            folders.push(real);
+            walk(folders, &path, &format!("{rel}/"), out, skipped);
+            folders.pop();
         } else if meta.is_file() {
             out.push(Found {
                 rel,
@@ -346,6 +422,7 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
 fn read_all(
     files: &[&Found],
     compressed: &Compressed,
+    skipped: &mut Vec<String>,
 ) -> Result<HashMap<String, std::io::Result<Read>>, IngestError> {
     // `None`: not read, because another file was found busy.
     let busy = AtomicBool::new(false);
@@ -366,6 +443,7 @@ fn read_all(
             None => {}
             Some(Err(e)) => {
                 tracing::warn!(path = %f.abs.display(), error = %e, "cannot read file; the rest of the site is still served");
+                skipped.push(format!("{}: cannot read file ({e})", f.abs.display()));
                 read.insert(f.rel.clone(), Err(e));
             }
             Some(Ok(Some(r))) => {
@@ -437,8 +515,16 @@ mod tests {
         let page = |n: usize| format!("page {n} {}", "x".repeat(n));
         for n in 0..=KEPT_VERSIONS {
             std::fs::write(public.join("page.html"), page(n)).unwrap();
-            let ingested =
-                ingest_site(&store, &sites, "s", None, &Compressed::new(), |_| Ok(())).unwrap();
+            let ingested = ingest_site(
+                &store,
+                &sites,
+                "s",
+                None,
+                &Compressed::new(),
+                |_| Ok(()),
+                &mut Notes::default(),
+            )
+            .unwrap();
             assert!(matches!(ingested, Ingested::Changed(_)));
         }
         assert_eq!(store.versions("s").unwrap().len(), KEPT_VERSIONS);

@@ -11,7 +11,7 @@ mod alternates;
 mod ingest;
 mod version;
 
-pub use ingest::{ingest_site, Compressed, IngestError, Ingested};
+pub use ingest::{ingest_site, Compressed, IngestError, Ingested, Notes};
 pub use version::{compressible, Encoding, Lookup, SiteVersion, StoredFile};
 
 use std::path::{Path, PathBuf};
@@ -376,12 +376,12 @@ impl Store {
         let tx = self.db()?.begin_write()?;
         {
             tx.open_table(CURRENT)?.remove(site)?;
-            let mut versions = tx.open_table(VERSIONS)?;
-            versions.retain_in((site, 0)..=(site, u64::MAX), |_, _| false)?;
-            let mut scans = tx.open_table(SCANS)?;
-            scans.retain(|(s, _), _| s != site)?;
-            collect_garbage(&tx)?;
+            tx.open_table(VERSIONS)?
+                .retain_in((site, 0)..=(site, u64::MAX), |_, _| false)?;
+            tx.open_table(SCANS)?.retain(|(s, _), _| s != site)?;
         }
+        // After the tables above are closed: it opens `versions` again.
+        collect_garbage(&tx)?;
         tx.commit()?;
         Ok(())
     }
