@@ -383,16 +383,27 @@ async fn serve<B>(input: &Input<'_, B>, seen: &mut Seen) -> (Response<Body>, Opt
 /// visitors a GET or HEAD drew into one: an exposure when the page went out
 /// showing the variant as written, else not applied. `shown`, when the page
 /// went out: whether the variant file was served, and which edits matched.
+/// When it did not (a redirect, a block, a gate, a missing page), the draw
+/// is not kept: the visitor saw nothing of the experiment, and is drawn and
+/// counted on the page.
 fn settle_variants(
     app: &App,
     method: &Method,
     decision: &mut Decision,
     shown: Option<(bool, &[bool])>,
 ) {
-    let file = shown.and_then(|(served, _)| served.then(|| decision.serve.clone()).flatten());
+    let Some((served, matched)) = shown else {
+        for a in &decision.variants {
+            if let Some(keep) = &a.keep {
+                decision.cookies.retain(|c| c != keep);
+            }
+        }
+        return;
+    };
+    let file = served.then(|| decision.serve.clone()).flatten();
     let count = method == Method::GET || method == Method::HEAD;
     for a in &mut decision.variants {
-        a.applied = shown.is_some_and(|(_, matched)| a.applied_in(file.as_deref(), matched));
+        a.applied = a.applied_in(file.as_deref(), matched);
         if count && a.drawn {
             app.experiments.expose(a, a.applied);
         }

@@ -500,3 +500,37 @@ fn stats_warns_when_the_draws_do_not_follow_the_weights() {
     assert_eq!(hero["sample_ratio_mismatch"], true);
     assert!(hero["sample_ratio_p"].as_f64().unwrap() < 0.001);
 }
+
+#[test]
+fn a_draw_is_kept_only_where_the_page_went_out() {
+    let root = root();
+    root.write(
+        "rules/exp.toml",
+        r#"
+[[rule]]
+name = "everywhere"
+when = { path = "/**" }
+action = "variant"
+experiment = "all"
+variants = [{ name = "only", transforms = [{ selector = "h1", set_text = "Hi" }] }]
+"#,
+    );
+    let s = Server::start(root.path());
+    // The trailing-slash redirect and a missing page show nothing of the
+    // experiment: no cookie is kept, nothing is counted.
+    for path in ["/signup", "/missing.html"] {
+        let r = s.get("main.localhost", path);
+        assert!(r.status == 308 || r.status == 404, "{path}: {}", r.status);
+        assert_eq!(cookie_of(&r, "outpost_exp_all"), None, "{path}");
+    }
+    let live = status_experiments(&s);
+    assert_eq!(figures(&live, "all", "only")["exposures"], 0);
+    assert_eq!(figures(&live, "all", "only")["not_applied"], 0);
+    // The page itself keeps the draw and counts it.
+    let r = s.get("main.localhost", "/");
+    assert_eq!(cookie_of(&r, "outpost_exp_all"), Some("only"));
+    assert!(r.text().contains("Hi"));
+    let live = status_experiments(&s);
+    assert_eq!(figures(&live, "all", "only")["exposures"], 1);
+    assert_eq!(figures(&live, "all", "only")["not_applied"], 0);
+}

@@ -70,6 +70,9 @@ pub struct Assignment {
     /// Set once the response is made: the page went out showing the
     /// variant as written (see [`Assignment::applied_in`]).
     pub applied: bool,
+    /// The Set-Cookie that keeps a new draw, for the response to take back
+    /// when the page did not go out.
+    pub keep: Option<HeaderValue>,
 }
 
 impl Assignment {
@@ -82,6 +85,7 @@ impl Assignment {
             edits: 0..0,
             serve: None,
             applied: false,
+            keep: None,
         }
     }
 
@@ -126,6 +130,11 @@ impl Experiment {
                 (v, true)
             }
         };
+        let keep = if drawn {
+            variant.set_cookie.clone()
+        } else {
+            None
+        };
         let first = decision.edits.len();
         for (n, t) in variant.transforms.iter().enumerate() {
             decision.edits.push(Edit {
@@ -145,6 +154,7 @@ impl Experiment {
             edits: first..decision.edits.len(),
             serve: variant.serve.clone(),
             applied: false,
+            keep,
         });
         Applied::Fired
     }
