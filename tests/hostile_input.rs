@@ -86,3 +86,51 @@ fn odd_hosts() {
     assert!(matches!(r.status, 200 | 400), "{}", r.status);
     assert_eq!(s.get("main.localhost", "/").text(), "home");
 }
+
+/// A visitor sends its own X-Forwarded-For (or CF-IPCountry) line and a
+/// trusted proxy appends another: the proxy's word decides, never the
+/// visitor's, so a geo-block cannot be dodged with a second line.
+#[test]
+fn every_forwarded_line_counts() {
+    let root = root();
+    let db = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/geo/GeoIP2-Country-Test.mmdb");
+    root.write("rules/templates/country.html", "<b id=c>{{ request.country }}</b>")
+        .write(
+            "rules/country.toml",
+            "[[rule]]\nname = \"show-country\"\naction = \"inject\"\ntemplate = \"country.html\"\nselector = \"body\"\n",
+        )
+        .write("sites/main/public/index.html", "<html><body>home</body></html>")
+        .write(
+            "outpost.toml",
+            &format!("admin_listen = \"127.0.0.1:0\"\ngeoip = {:?}\n", db.display()),
+        );
+    let s = Server::start(root.path());
+    let country = |lines: &str| {
+        let r = raw(
+            s.addr,
+            format!("GET / HTTP/1.1\r\nHost: main.localhost\r\n{lines}Connection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        let body = r.text();
+        let start = body.find("<b id=c>").expect("country shown") + 8;
+        body[start..start + 2].to_string()
+    };
+    // GB is the visitor's claim, SE what the proxy saw.
+    let gb = "81.2.69.142";
+    let se = "89.160.20.112";
+    assert_eq!(country(&format!("X-Forwarded-For: {se}\r\n")), "SE");
+    assert_eq!(
+        country(&format!(
+            "X-Forwarded-For: {gb}\r\nX-Forwarded-For: {se}\r\n"
+        )),
+        "SE"
+    );
+    assert_eq!(
+        country(&format!(
+            "X-Forwarded-For: {gb}\r\nX-Forwarded-For: {se}, 127.0.0.1\r\n"
+        )),
+        "SE"
+    );
+    assert_eq!(country("CF-IPCountry: GB\r\nCF-IPCountry: SE\r\n"), "SE");
+}
