@@ -15,7 +15,7 @@ use super::{parse_toml, Diagnostic};
 struct RawSettings {
     listen: Option<Spanned<String>>,
     admin_listen: Option<Spanned<String>>,
-    admin_token: Option<String>,
+    admin_token: Option<Spanned<String>>,
     geoip: Option<PathBuf>,
     trusted_proxies: Option<Vec<Spanned<String>>>,
     store: Option<PathBuf>,
@@ -155,7 +155,23 @@ impl Settings {
                 std::time::Duration::from_secs(15)
             }),
         };
-        let admin_token = raw.admin_token.filter(|t| !t.is_empty());
+        // `""` is documented as unset. Other blanks would be a token no
+        // client can send: header values lose their surrounding whitespace.
+        let admin_token = raw.admin_token.as_ref().and_then(|t| {
+            let token = t.get_ref();
+            if token.is_empty() {
+                return None;
+            }
+            let problem = if token.trim().is_empty() {
+                "`admin_token` is only whitespace: use a long random string, or remove the key to refuse mutations"
+            } else if token.trim() != token {
+                "`admin_token` starts or ends with whitespace, which no client can send"
+            } else {
+                return Some(token.clone());
+            };
+            errors.push(Diagnostic::at(&file, &source, t.span().start, problem.to_string()));
+            None
+        });
         if admin_token.is_none() && !admin_listen.ip().is_loopback() {
             let at = raw.admin_listen.as_ref().map_or(0, |v| v.span().start);
             errors.push(Diagnostic::at(
@@ -224,6 +240,26 @@ mod tests {
             errs[0].message.contains("did you mean `listen`"),
             "{}",
             errs[0]
+        );
+    }
+
+    #[test]
+    fn a_blank_admin_token_is_refused_where_it_is_written() {
+        for token in ["\" \"", "\"\\t \"", "\" s3cret\"", "\"s3cret \""] {
+            let errs = load(&format!(
+                "listen = \"127.0.0.1:1\"\nadmin_token = {token}\n"
+            ))
+            .unwrap_err();
+            assert_eq!((errs[0].line, errs[0].col), (2, 15), "{token}");
+            assert!(errs[0].message.contains("admin_token"), "{}", errs[0]);
+        }
+        assert_eq!(load("admin_token = \"\"\n").unwrap().admin_token, None);
+        assert_eq!(
+            load("admin_token = \"s3cret\"\n")
+                .unwrap()
+                .admin_token
+                .as_deref(),
+            Some("s3cret")
         );
     }
 
