@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -138,16 +138,16 @@ pub async fn run(
 
 /// `308` to the same URL over HTTPS.
 fn to_https<B>(req: &Request<B>, port: u16) -> Response<Body> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
+    let host = match crate::context::request_host(req.uri(), req.headers()) {
+        Ok(host) => host.unwrap_or(""),
+        Err(e) => return respond::plain(StatusCode::BAD_REQUEST, e.answer()),
+    };
+    // The port, checked valid, is the plain one: drop it.
     let name = host
         .rsplit_once(':')
         .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
         .map_or(host, |(n, _)| n);
-    if name.is_empty() || name.contains(['/', '@', '\\']) {
+    if name.is_empty() {
         return respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request\n");
     }
     let port = if port == 443 {

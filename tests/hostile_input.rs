@@ -134,3 +134,54 @@ fn every_forwarded_line_counts() {
     );
     assert_eq!(country("CF-IPCountry: GB\r\nCF-IPCountry: SE\r\n"), "SE");
 }
+
+/// RFC 9112 §3.2: two Host lines are refused; an absolute-form target
+/// names the host, not the Host line; a port that is no port is refused
+/// rather than copied into a redirect's Location.
+#[test]
+fn host_is_one_valid_authority() {
+    let root = root();
+    root.site("other", &["other.localhost"], false)
+        .write("sites/other/public/index.html", "other home")
+        .write(
+            "rules/to-other.toml",
+            "[[rule]]\nname = \"to-other\"\nwhen = { path = \"/go\" }\naction = \"redirect\"\nto_site = \"other\"\n",
+        );
+    let s = Server::start(root.path());
+    let send = |head: &str| {
+        raw(
+            s.addr,
+            format!("{head}Connection: close\r\n\r\n").as_bytes(),
+        )
+    };
+
+    for hosts in [
+        "Host: main.localhost\r\nHost: other.localhost\r\n",
+        "Host: main.localhost\r\nHost: main.localhost\r\n",
+    ] {
+        let r = send(&format!("GET / HTTP/1.1\r\n{hosts}"));
+        assert_eq!(r.status, 400, "{hosts}");
+    }
+
+    let r = send("GET http://other.localhost/ HTTP/1.1\r\nHost: main.localhost\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "other home"));
+    let r = send("GET http://main.localhost/ HTTP/1.1\r\nHost: other.localhost\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "home"));
+
+    // A valid port is kept in the redirect, as the visitor used it.
+    let r = send("GET /go HTTP/1.1\r\nHost: main.localhost:8080\r\n");
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(r.header("location"), Some("http://other.localhost:8080/go"));
+    for host in [
+        "main.localhost:99999",
+        "main.localhost:abc",
+        "main.localhost:0",
+    ] {
+        for path in ["/go", "/a", "/"] {
+            let r = send(&format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n"));
+            assert_eq!(r.status, 400, "{host}{path}: {:?}", r.header("location"));
+            assert_eq!(r.header("location"), None);
+        }
+    }
+    assert_eq!(s.get("main.localhost", "/").text(), "home");
+}

@@ -5,11 +5,13 @@
 mod client;
 mod cookies;
 pub mod geo;
+mod host;
 mod language;
 mod path;
 
 pub use client::{client_address, is_trusted};
 pub use geo::{Country, Geo};
+pub use host::{request_host, HostError};
 pub use path::{PathError, SitePath, MAX_PATH};
 
 use std::borrow::Cow;
