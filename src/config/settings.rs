@@ -26,6 +26,7 @@ struct RawSettings {
     tls: Option<RawTls>,
     header_timeout: Option<Spanned<String>>,
     max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +78,8 @@ pub struct Settings {
     pub header_timeout: std::time::Duration,
     /// Open connections at most, over all listeners.
     pub max_connections: usize,
+    /// Open connections at most from one address (trusted proxies aside).
+    pub max_connections_per_client: usize,
 }
 
 /// Command-line values that win over the file.
@@ -204,6 +207,7 @@ impl Settings {
             tls,
             header_timeout,
             max_connections: raw.max_connections.unwrap_or(16_384).max(1),
+            max_connections_per_client: raw.max_connections_per_client.unwrap_or(256).max(1),
         })
     }
 }
