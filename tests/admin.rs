@@ -120,6 +120,9 @@ fn the_bearer_scheme_is_case_insensitive() {
 fn a_blank_admin_token_is_refused_at_start() {
     for token in [" ", "\t", "   "] {
         let root = root(Some(token));
+        // check first: a serve that accepts the token would run on.
+        let out = run_on(root.path(), &["check"]);
+        assert!(!out.status.success(), "check accepted {token:?}");
         let out = run_on(root.path(), &["serve", "--listen", "127.0.0.1:0"]);
         assert!(!out.status.success(), "{token:?} accepted");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -127,8 +130,6 @@ fn a_blank_admin_token_is_refused_at_start() {
             err.contains("outpost.toml:2:15: `admin_token` is only whitespace"),
             "{err}"
         );
-        let out = run_on(root.path(), &["check"]);
-        assert!(!out.status.success(), "check accepted {token:?}");
     }
 }
 
