@@ -18,6 +18,21 @@ use std::time::{Duration, Instant};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::{watch, Notify};
 
+/// Connections closed at once for the per-client cap, for the metrics.
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+/// Connections asked to close to make room, for the metrics.
+static SHED: AtomicU64 = AtomicU64::new(0);
+
+/// Connections refused by the per-client cap since start.
+pub fn refused() -> u64 {
+    REFUSED.load(Ordering::Relaxed)
+}
+
+/// Idle connections closed to make room since start.
+pub fn shed() -> u64 {
+    SHED.load(Ordering::Relaxed)
+}
+
 /// Every open connection of the public listeners.
 pub struct Connections {
     max: usize,
@@ -90,6 +105,7 @@ impl Connections {
         let mut open = self.open.lock().expect("connection table poisoned");
         let held = open.by_client.get(&client).copied().unwrap_or(0);
         if capped && held >= self.per_client {
+            REFUSED.fetch_add(1, Ordering::Relaxed);
             return Some(Admit::Refuse);
         }
         if open.by_id.len() >= self.max {
@@ -123,6 +139,7 @@ impl Connections {
         if let Some(slot) = idlest {
             slot.shed.store(true, Ordering::Relaxed);
             slot.close.notify_one();
+            SHED.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -254,6 +254,11 @@ fn silent_connections_do_not_starve_others() {
     let mut silent: Vec<TcpStream> = (0..4).map(|_| connect(&s)).collect();
     assert_eq!(s.get("main.localhost", "/").text(), "home");
     assert!(closed_by_server(&mut silent[0]), "the oldest made room");
+    let metrics = s.admin("GET", "/metrics", &[]).text();
+    assert!(
+        metrics.contains("outpost_connections_shed_total 1\n"),
+        "{metrics}"
+    );
     // The others were left alone and can still ask.
     assert_eq!(exchange(&mut silent[1]), "home");
     assert_eq!(s.get("main.localhost", "/").text(), "home");
@@ -288,6 +293,11 @@ fn one_client_holds_at_most_its_share() {
     assert!(
         closed_by_server(&mut extra),
         "a third connection is refused"
+    );
+    let metrics = s.admin("GET", "/metrics", &[]).text();
+    assert!(
+        metrics.contains("outpost_connections_refused_total 1\n"),
+        "{metrics}"
     );
     assert_eq!(exchange(&mut held[1]), "home");
     drop(held.remove(0));

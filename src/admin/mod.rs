@@ -181,6 +181,21 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
         &[],
         crate::zero_copy::sent_bytes(),
     );
+    for (name, help, n) in [
+        (
+            "outpost_connections_refused_total",
+            "Connections closed at once: their address held max_connections_per_client.",
+            crate::connections::refused(),
+        ),
+        (
+            "outpost_connections_shed_total",
+            "Idle connections closed to make room at max_connections.",
+            crate::connections::shed(),
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        sample(&mut out, name, &[], n);
+    }
     let live = &app.live;
     let gauge = "gauge";
     family(
