@@ -89,6 +89,7 @@ impl Connections {
     /// (after asking the connection idle longest to close). `capped` is
     /// false for trusted proxies, whose connections carry many clients.
     pub async fn admit(self: &Arc<Self>, client: IpAddr, capped: bool) -> Admit {
+        let client = network(client);
         let mut waiting: Option<Waiting<'_>> = None;
         loop {
             let mut room = pin!(self.room.notified());
@@ -163,6 +164,16 @@ impl Connections {
 
     fn now(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+/// What the per-client cap counts by: an IPv4 address, or an IPv6 /64,
+/// the least a site or home is given, so one cannot use its many
+/// addresses as many clients.
+fn network(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !(u64::MAX as u128)).into()),
+        v4 => v4,
     }
 }
 
@@ -296,7 +307,26 @@ mod tests {
     use super::*;
 
     fn admit(c: &Arc<Connections>, ip: &str, capped: bool) -> Option<Admit> {
-        c.try_admit(ip.parse().unwrap(), capped)
+        c.try_admit(network(ip.parse().unwrap()), capped)
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_64() {
+        let c = Connections::new(10, 2);
+        let _a = admit(&c, "2001:db8:1:2::1", true);
+        let _b = admit(&c, "2001:db8:1:2:ffff::9", true);
+        assert!(matches!(
+            admit(&c, "2001:db8:1:2::77", true),
+            Some(Admit::Refuse)
+        ));
+        assert!(matches!(
+            admit(&c, "2001:db8:1:3::1", true),
+            Some(Admit::Serve(_))
+        ));
+        // A mapped IPv4 address is that address.
+        let _mapped = admit(&c, "::ffff:192.0.2.1", true);
+        let _plain = admit(&c, "192.0.2.1", true);
+        assert!(matches!(admit(&c, "192.0.2.1", true), Some(Admit::Refuse)));
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub async fn run(
         // At the connection limit, the connection idle longest makes room;
         // until it has, new connections wait.
         let conn = tokio::select! {
-            admitted = limits.connections.admit(client.ip().to_canonical(), capped) => match admitted {
+            admitted = limits.connections.admit(client.ip(), capped) => match admitted {
                 Admit::Serve(conn) => conn,
                 Admit::Refuse => continue,
             },
