@@ -4,18 +4,21 @@
 //! byte, mid TLS or HTTP/2 preface, idle on HTTP/2), and at the overall cap
 //! the connection idle longest is closed to make room for a new one.
 //!
-//! A request costs two atomic counts and a clock read; the lock is taken
-//! only when a connection opens or closes.
+//! A request costs a few atomic operations and a clock read; the lock is
+//! taken only when a connection opens or closes.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::io::{self, IoSlice};
 use std::net::IpAddr;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, Notify};
 
 /// Connections closed at once for the per-client cap, for the metrics.
@@ -59,8 +62,12 @@ struct Slot {
     owner: Arc<Connections>,
     /// Requests being answered.
     busy: AtomicUsize,
-    /// When it last went idle (or opened), in nanoseconds since `epoch`.
+    /// When it opened, last finished a request or last sent response
+    /// bytes, in nanoseconds since `epoch`.
     idle_since: AtomicU64,
+    /// Its last write waited for the client to take bytes: a response is
+    /// going out.
+    sending: AtomicBool,
     /// Asked to close to make room; set once.
     shed: AtomicBool,
     close: Notify,
@@ -120,6 +127,7 @@ impl Connections {
             owner: self.clone(),
             busy: AtomicUsize::new(0),
             idle_since: AtomicU64::new(self.now()),
+            sending: AtomicBool::new(false),
             shed: AtomicBool::new(false),
             close: Notify::new(),
         });
@@ -135,7 +143,11 @@ impl Connections {
         let idlest = open
             .by_id
             .values()
-            .filter(|s| s.busy.load(Ordering::Relaxed) == 0 && !s.shed.load(Ordering::Relaxed))
+            .filter(|s| {
+                s.busy.load(Ordering::Relaxed) == 0
+                    && !s.sending.load(Ordering::Relaxed)
+                    && !s.shed.load(Ordering::Relaxed)
+            })
             .min_by_key(|s| s.idle_since.load(Ordering::Relaxed));
         if let Some(slot) = idlest {
             slot.shed.store(true, Ordering::Relaxed);
@@ -197,6 +209,14 @@ impl Drop for Waiting<'_> {
 pub struct Connection(Arc<Slot>);
 
 impl Connection {
+    /// The connection's socket, noting when response bytes go out.
+    pub fn watch<T>(&self, io: T) -> Watched<T> {
+        Watched {
+            io,
+            slot: self.0.clone(),
+        }
+    }
+
     /// What the connection's service marks its requests with.
     pub fn requests(&self) -> Requests {
         Requests(self.0.clone())
@@ -210,7 +230,8 @@ impl Connection {
     /// Drives `conn` to its end. It is shut down gracefully (requests in
     /// flight finish, an idle connection closes at once) when it is shed,
     /// when `shutdown` flips, or when it has had no request in flight for
-    /// `idle`.
+    /// `idle`. It is cut when nothing moved for `idle` while its client took
+    /// no response bytes, or while it was closing.
     pub async fn serve<C: GracefulConnection>(
         &self,
         conn: C,
@@ -219,29 +240,34 @@ impl Connection {
     ) {
         let mut conn = pin!(conn);
         let slot = &self.0;
-        let mut open = !*shutdown.borrow_and_update();
-        if !open {
+        let mut closing = *shutdown.borrow_and_update();
+        if closing {
             conn.as_mut().graceful_shutdown();
         }
         loop {
             let busy = slot.busy.load(Ordering::Relaxed) > 0;
-            let idle_since = slot.idle_since.load(Ordering::Relaxed);
+            let since = slot.idle_since.load(Ordering::Relaxed);
             let check = if busy {
                 Instant::now() + idle
             } else {
-                slot.owner.epoch + Duration::from_nanos(idle_since) + idle
+                slot.owner.epoch + Duration::from_nanos(since) + idle
             };
-            tokio::select! {
+            let close = tokio::select! {
                 _ = conn.as_mut() => return,
-                _ = slot.close.notified(), if open => open = false,
-                _ = shutdown.changed(), if open => open = false,
-                _ = tokio::time::sleep_until(check.into()), if open => {
-                    // Closed only if it stayed idle all that time.
-                    open = slot.busy.load(Ordering::Relaxed) > 0
-                        || slot.idle_since.load(Ordering::Relaxed) != idle_since;
+                _ = slot.close.notified(), if !closing => true,
+                _ = shutdown.changed(), if !closing => true,
+                _ = tokio::time::sleep_until(check.into()) => {
+                    let quiet = !busy
+                        && slot.busy.load(Ordering::Relaxed) == 0
+                        && slot.idle_since.load(Ordering::Relaxed) == since;
+                    if quiet && (closing || slot.sending.load(Ordering::Relaxed)) {
+                        return;
+                    }
+                    quiet
                 }
-            }
-            if !open {
+            };
+            if close && !closing {
+                closing = true;
                 conn.as_mut().graceful_shutdown();
             }
         }
@@ -271,6 +297,75 @@ impl Drop for Connection {
         }
         drop(open);
         owner.room.notify_waiters();
+    }
+}
+
+/// A connection's socket. A response still going out (a large file to a
+/// slow reader) keeps its connection from looking idle after the request
+/// itself is done, for as long as the client takes bytes.
+pub struct Watched<T> {
+    io: T,
+    slot: Arc<Slot>,
+}
+
+impl<T> Watched<T> {
+    /// Notes a write: one that waits marks a response going out, and the
+    /// next that moves bytes counts as activity. A write that does not
+    /// wait (any small response) costs one load.
+    fn wrote(&self, result: &Poll<io::Result<usize>>) {
+        let slot = &self.slot;
+        match result {
+            Poll::Pending => slot.sending.store(true, Ordering::Relaxed),
+            Poll::Ready(Ok(n)) if *n > 0 && slot.sending.load(Ordering::Relaxed) => {
+                slot.sending.store(false, Ordering::Relaxed);
+                slot.idle_since.store(slot.owner.now(), Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(&result);
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(&result);
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

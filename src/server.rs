@@ -55,13 +55,9 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_HEAD);
-    // A closing HTTP/2 connection waits for the client's answer to a ping:
-    // one that never answers is cut after the same time.
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(limits.header_timeout)
-        .keep_alive_timeout(limits.header_timeout)
         .max_header_list_size(MAX_HEAD as u32);
     loop {
         let (stream, client) = tokio::select! {
@@ -107,7 +103,7 @@ pub async fn run(
             None => {
                 let builder = builder.clone();
                 tokio::spawn(async move {
-                    let stream = TokioIo::new(zero_copy::Stream::new(stream));
+                    let stream = TokioIo::new(conn.watch(zero_copy::Stream::new(stream)));
                     let http = builder.serve_connection_with_upgrades(stream, service);
                     conn.serve(http, header_timeout, shutdown).await;
                 });
@@ -121,8 +117,8 @@ pub async fn run(
                     let Some(Ok(Ok(stream))) = conn.unless_shed(handshake).await else {
                         return;
                     };
-                    let http =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let stream = TokioIo::new(conn.watch(stream));
+                    let http = builder.serve_connection_with_upgrades(stream, service);
                     conn.serve(http, header_timeout, shutdown).await;
                 });
             }

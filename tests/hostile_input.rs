@@ -231,6 +231,16 @@ fn exchange(c: &mut TcpStream) -> String {
     String::from_utf8(body).unwrap()
 }
 
+/// Whether a new connection gets its request answered (rather than
+/// closed unanswered).
+fn served(s: &Server) -> bool {
+    let mut c = connect(s);
+    let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: main.localhost\r\nConnection: close\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    got.starts_with(b"HTTP/1.1 200")
+}
+
 /// Whether the server closed the connection, reading (and dropping)
 /// anything it still sent, such as an HTTP/2 GOAWAY.
 fn closed_by_server(c: &mut TcpStream) -> bool {
@@ -302,14 +312,7 @@ fn one_client_holds_at_most_its_share() {
     assert_eq!(exchange(&mut held[1]), "home");
     drop(held.remove(0));
     assert!(
-        eventually(Duration::from_secs(30), || {
-            let mut c = connect(&s);
-            let _ =
-                c.write_all(b"GET / HTTP/1.1\r\nHost: main.localhost\r\nConnection: close\r\n\r\n");
-            let mut got = Vec::new();
-            let _ = c.read_to_end(&mut got);
-            got.starts_with(b"HTTP/1.1 200")
-        }),
+        eventually(Duration::from_secs(60), || served(&s)),
         "a freed slot serves again"
     );
 }
@@ -342,4 +345,24 @@ fn connections_without_a_request_close_at_header_timeout() {
         );
     }
     assert_eq!(s.get("main.localhost", "/").text(), "home");
+}
+
+/// A client that asks for a large file and takes none of it is cut after
+/// `header_timeout`, instead of holding its slot for ever.
+#[test]
+fn a_client_that_takes_no_bytes_is_cut() {
+    let root =
+        limited("max_connections_per_client = 1\ntrusted_proxies = []\nheader_timeout = \"1s\"\n");
+    // Larger than what the kernel buffers on both sides of a loopback socket.
+    root.write_bytes("sites/main/public/big.bin", &vec![7u8; 16 << 20]);
+    let s = Server::start(root.path());
+    let mut stalled = connect(&s);
+    stalled
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: main.localhost\r\n\r\n")
+        .unwrap();
+    // While it holds its address's one slot, others from there are refused.
+    assert!(
+        eventually(Duration::from_secs(60), || served(&s)),
+        "the stalled client still holds its slot"
+    );
 }
