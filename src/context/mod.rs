@@ -74,8 +74,7 @@ impl<'r> RequestContext<'r> {
         // Every line counts (RFC 9110 §5.3); one line, the common case, is
         // walked without looking the header up again.
         let client = match read.forwarded_for {
-            Some(_) if !trusted_peer => peer,
-            Some(_) if read.forwarded_fors > 1 => client_address(
+            Some(_) if trusted_peer && read.forwarded_fors > 1 => client_address(
                 peer,
                 headers
                     .get_all(X_FORWARDED_FOR)
