@@ -13,7 +13,7 @@ use ipnet::IpNet;
 
 use crate::access_log::{self, AccessLog, Entry};
 use crate::compress;
-use crate::context::{Country, Geo, Network, PathError, RequestContext, SitePath};
+use crate::context::{request_host, Country, Geo, Network, PathError, RequestContext, SitePath};
 use crate::experiments::Experiments;
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -125,22 +125,18 @@ pub async fn handle_as<B>(
     let started = Instant::now();
     let sites = app.live.sites_full();
     let rules = app.live.rules_full();
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host());
+    let host = request_host(req.uri(), req.headers());
 
     let mut seen = Seen::default();
     let mut decision = None;
-    let (mut response, site) = if host.is_none() && req.version() == Version::HTTP_11 {
+    let (mut response, site) = match host {
+        Err(e) => (respond::plain(StatusCode::BAD_REQUEST, e.answer()), None),
         // RFC 9112 §3.2: a 1.1 request without Host is malformed.
-        (
+        Ok(None) if req.version() == Version::HTTP_11 => (
             respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request: no Host header\n"),
             None,
-        )
-    } else {
-        match sites.resolve(host) {
+        ),
+        Ok(host) => match sites.resolve(host) {
             // Until the first scan ends, a host no loaded site claims may be
             // a site not loaded yet: neither the default site nor a 404.
             _ if !app.live.ready() && sites.claimant(host).is_none() => (respond::starting(), None),
@@ -167,7 +163,7 @@ pub async fn handle_as<B>(
                 decision = d;
                 (res, Some(site))
             }
-        }
+        },
     };
 
     if response.status() == StatusCode::NOT_FOUND && !app.live.ready() {

@@ -21,7 +21,8 @@
 //! Around the request path: [`config`] turns the user's files into checked
 //! values, [`live`] holds what is served and swaps it atomically, [`watch`]
 //! turns file changes into new versions, [`fleet`] moves versions between
-//! boxes, and [`server`] runs the listeners.
+//! boxes, and [`server`] runs the listeners, with [`connections`] keeping
+//! any one client from holding them all.
 
 #![deny(unsafe_code)]
 
@@ -30,6 +31,7 @@ pub mod admin;
 pub mod check;
 pub mod compress;
 pub mod config;
+pub mod connections;
 pub mod context;
 pub mod demo_upstream;
 pub mod experiments;

@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{header, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
+use crate::connections::{Admit, Connections};
 use crate::handler::{self, App};
 use crate::respond::{self, Body};
 use crate::zero_copy;
@@ -34,9 +35,9 @@ pub enum Role {
 #[derive(Clone)]
 pub struct Limits {
     /// Closes a connection that has not sent a whole request head in this
-    /// time, including keep-alive connections idle that long.
+    /// time, including connections idle that long.
     pub header_timeout: Duration,
-    pub connections: Arc<Semaphore>,
+    pub connections: Arc<Connections>,
 }
 
 /// Serves `listener` until `shutdown` flips, then drains in-flight requests.
@@ -58,13 +59,7 @@ pub async fn run(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEAD as u32);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        // At the connection limit, new connections wait in the backlog.
-        let permit = tokio::select! {
-            p = limits.connections.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            _ = shutdown.changed() => break,
-        };
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -77,14 +72,27 @@ pub async fn run(
             },
             _ = shutdown.changed() => break,
         };
+        // Behind a trusted proxy one address carries many clients.
+        let capped = !crate::context::is_trusted(client.ip(), &app.trusted_proxies);
+        // At the connection limit, the connection idle longest makes room;
+        // until it has, new connections wait.
+        let conn = tokio::select! {
+            admitted = limits.connections.admit(client.ip(), capped) => match admitted {
+                Admit::Serve(conn) => conn,
+                Admit::Refuse => continue,
+            },
+            _ = shutdown.changed() => break,
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        // A client that never sends a byte would hold its slot forever:
-        // hyper's head timeout starts with the first byte.
         let header_timeout = limits.header_timeout;
+        let shutdown = shutdown.clone();
+        let requests = conn.requests();
         let service = service_fn(move |req: Request<hyper::body::Incoming>| {
             let app = app.clone();
+            let busy = requests.start();
             async move {
+                let _busy = busy;
                 Ok::<_, Infallible>(match role {
                     Role::Serve => handler::handle(&app, &req, client).await,
                     Role::RedirectToHttps(port) => to_https(&req, port),
@@ -94,41 +102,30 @@ pub async fn run(
         match &tls {
             None => {
                 let builder = builder.clone();
-                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    if tokio::time::timeout(header_timeout, stream.readable())
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    let stream = TokioIo::new(zero_copy::Stream::new(stream));
-                    let conn = builder.serve_connection_with_upgrades(stream, service);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                    drop(permit);
+                    let stream = TokioIo::new(conn.watch(zero_copy::Stream::new(stream)));
+                    let http = builder.serve_connection_with_upgrades(stream, service);
+                    conn.serve(http, header_timeout, shutdown).await;
                 });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let builder = builder.clone();
-                let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     // The handshake gets the same time as a request head.
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(header_timeout, acceptor.accept(stream)).await
-                    else {
+                    let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
+                    let Some(Ok(Ok(stream))) = conn.unless_shed(handshake).await else {
                         return;
                     };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                    drop(permit);
+                    let stream = TokioIo::new(conn.watch(stream));
+                    let http = builder.serve_connection_with_upgrades(stream, service);
+                    conn.serve(http, header_timeout, shutdown).await;
                 });
             }
         }
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
+    if tokio::time::timeout(DRAIN, limits.connections.drained())
         .await
         .is_err()
     {
@@ -138,16 +135,16 @@ pub async fn run(
 
 /// `308` to the same URL over HTTPS.
 fn to_https<B>(req: &Request<B>, port: u16) -> Response<Body> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
+    let host = match crate::context::request_host(req.uri(), req.headers()) {
+        Ok(host) => host.unwrap_or(""),
+        Err(e) => return respond::plain(StatusCode::BAD_REQUEST, e.answer()),
+    };
+    // The port, checked valid, is the plain one: drop it.
     let name = host
         .rsplit_once(':')
         .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
         .map_or(host, |(n, _)| n);
-    if name.is_empty() || name.contains(['/', '@', '\\']) {
+    if name.is_empty() {
         return respond::plain(StatusCode::BAD_REQUEST, "400 Bad Request\n");
     }
     let port = if port == 443 {
@@ -293,7 +290,10 @@ pub async fn serve(
     });
     let limits = Limits {
         header_timeout: settings.header_timeout,
-        connections: Arc::new(Semaphore::new(settings.max_connections)),
+        connections: Connections::new(
+            settings.max_connections,
+            settings.max_connections_per_client,
+        ),
     };
     let mut servers = tokio::task::JoinSet::new();
     let mut _cert_watcher = None;

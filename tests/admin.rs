@@ -103,6 +103,38 @@ fn mutations_need_the_token() {
 }
 
 #[test]
+fn the_bearer_scheme_is_case_insensitive() {
+    let root = root(Some("s3cret"));
+    let s = Server::start(root.path());
+    for scheme in ["bearer", "BEARER", "Bearer "] {
+        let auth = format!("{scheme} s3cret");
+        let r = s.admin("POST", "/purge", &[("Authorization", &auth)]);
+        assert_eq!(r.status, 200, "{auth}: {}", r.text());
+    }
+    for auth in ["Basic s3cret", "Bearers3cret", "bearer  wrong"] {
+        let r = s.admin("POST", "/purge", &[("Authorization", auth)]);
+        assert_eq!(r.status, 401, "{auth}");
+    }
+}
+
+#[test]
+fn a_blank_admin_token_is_refused_at_start() {
+    for token in [" ", "\t", "   "] {
+        let root = root(Some(token));
+        // check first: a serve that accepts the token would run on.
+        let out = run_on(root.path(), &["check"]);
+        assert!(!out.status.success(), "check accepted {token:?}");
+        let out = run_on(root.path(), &["serve", "--listen", "127.0.0.1:0"]);
+        assert!(!out.status.success(), "{token:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("outpost.toml:2:15: `admin_token` is only whitespace"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn without_a_token_mutations_are_refused() {
     let root = root(None);
     let s = Server::start(root.path());

@@ -64,7 +64,7 @@ fn refusal(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer)
         .unwrap_or("");
     if token_matches(given, token) {
         None
@@ -78,6 +78,15 @@ fn refusal(admin: &Admin, headers: &HeaderMap) -> Option<Response> {
                 .into_response(),
         )
     }
+}
+
+/// The credentials of an `Authorization: Bearer ...` value. The scheme is
+/// case-insensitive and may be followed by several spaces (RFC 9110 §11.4).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim_start_matches(' '))
 }
 
 /// Compares digests, so neither the content nor the length of the token
@@ -182,6 +191,21 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
         &[],
         crate::zero_copy::sent_bytes(),
     );
+    for (name, help, n) in [
+        (
+            "outpost_connections_refused_total",
+            "Connections closed at once: their address held max_connections_per_client.",
+            crate::connections::refused(),
+        ),
+        (
+            "outpost_connections_shed_total",
+            "Idle connections closed to make room at max_connections.",
+            crate::connections::shed(),
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        sample(&mut out, name, &[], n);
+    }
     let live = &app.live;
     let gauge = "gauge";
     family(
@@ -294,8 +318,18 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::token_matches;
+    use super::{bearer, token_matches};
     use std::time::Instant;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k"] {
+            assert_eq!(bearer(value), Some("t0k"), "{value}");
+        }
+        for value in ["Basic t0k", "Bearert0k", "t0k", "Bearer", "Bearer-x t0k"] {
+            assert_eq!(bearer(value), None, "{value}");
+        }
+    }
 
     #[test]
     fn only_the_token_matches() {

@@ -15,7 +15,7 @@ use super::{parse_toml, Diagnostic, Origin};
 struct RawSettings {
     listen: Option<Spanned<String>>,
     admin_listen: Option<Spanned<String>>,
-    admin_token: Option<String>,
+    admin_token: Option<Spanned<String>>,
     geoip: Option<Spanned<PathBuf>>,
     trusted_proxies: Option<Vec<Spanned<String>>>,
     store: Option<PathBuf>,
@@ -26,6 +26,7 @@ struct RawSettings {
     tls: Option<RawTls>,
     header_timeout: Option<Spanned<String>>,
     max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +80,8 @@ pub struct Settings {
     pub header_timeout: std::time::Duration,
     /// Open connections at most, over all listeners.
     pub max_connections: usize,
+    /// Open connections at most from one address (trusted proxies aside).
+    pub max_connections_per_client: usize,
 }
 
 /// Command-line values that win over the file.
@@ -157,7 +160,23 @@ impl Settings {
                 std::time::Duration::from_secs(15)
             }),
         };
-        let admin_token = raw.admin_token.filter(|t| !t.is_empty());
+        // `""` is documented as unset. Other blanks would be a token no
+        // client can send: header values lose their surrounding whitespace.
+        let admin_token = raw.admin_token.as_ref().and_then(|t| {
+            let token = t.get_ref();
+            if token.is_empty() {
+                return None;
+            }
+            let problem = if token.trim().is_empty() {
+                "`admin_token` is only whitespace: use a long random string, or remove the key to refuse mutations"
+            } else if token.trim() != token {
+                "`admin_token` starts or ends with whitespace, which no client can send"
+            } else {
+                return Some(token.clone());
+            };
+            errors.push(Diagnostic::at(&file, &source, t.span().start, problem.to_string()));
+            None
+        });
         if admin_token.is_none() && !admin_listen.ip().is_loopback() {
             let at = raw.admin_listen.as_ref().map_or(0, |v| v.span().start);
             errors.push(Diagnostic::at(
@@ -199,6 +218,7 @@ impl Settings {
             tls,
             header_timeout,
             max_connections: raw.max_connections.unwrap_or(16_384).max(1),
+            max_connections_per_client: raw.max_connections_per_client.unwrap_or(256).max(1),
         })
     }
 }
@@ -235,6 +255,26 @@ mod tests {
             errs[0].message.contains("did you mean `listen`"),
             "{}",
             errs[0]
+        );
+    }
+
+    #[test]
+    fn a_blank_admin_token_is_refused_where_it_is_written() {
+        for token in ["\" \"", "\"\\t \"", "\" s3cret\"", "\"s3cret \""] {
+            let errs = load(&format!(
+                "listen = \"127.0.0.1:1\"\nadmin_token = {token}\n"
+            ))
+            .unwrap_err();
+            assert_eq!((errs[0].line, errs[0].col), (2, 15), "{token}");
+            assert!(errs[0].message.contains("admin_token"), "{}", errs[0]);
+        }
+        assert_eq!(load("admin_token = \"\"\n").unwrap().admin_token, None);
+        assert_eq!(
+            load("admin_token = \"s3cret\"\n")
+                .unwrap()
+                .admin_token
+                .as_deref(),
+            Some("s3cret")
         );
     }
 

@@ -1,5 +1,6 @@
 //! The client's address: the TCP peer, or, when the peer is a trusted proxy,
-//! the right-most untrusted address of X-Forwarded-For.
+//! the right-most untrusted address of X-Forwarded-For (all its header lines
+//! as one list, RFC 9110 §5.3).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -15,17 +16,24 @@ pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
 
 /// The visitor's address. Walks X-Forwarded-For from the right past trusted
 /// proxies; a malformed entry stops the walk at the last address known good.
-pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+/// `lines` are the header's lines in the order received: a proxy appends its
+/// own line, so a visitor's line comes first and must not decide.
+pub fn client_address<'a>(
+    peer: IpAddr,
+    lines: impl DoubleEndedIterator<Item = &'a [u8]>,
+    trusted: &[IpNet],
+) -> IpAddr {
     let peer = peer.to_canonical();
     if !is_trusted(peer, trusted) {
         return peer;
     }
-    let Some(chain) = forwarded_for else {
-        return peer;
-    };
     let mut client = peer;
-    for hop in chain.rsplit(',').take(MAX_HOPS) {
-        let Some(ip) = parse_hop(hop.trim()) else {
+    let hops = lines.rev().flat_map(|line| line.rsplit(|&b| b == b','));
+    for hop in hops.take(MAX_HOPS) {
+        let Some(ip) = std::str::from_utf8(hop.trim_ascii())
+            .ok()
+            .and_then(parse_hop)
+        else {
             break;
         };
         client = ip;
@@ -59,7 +67,12 @@ mod tests {
     }
 
     fn addr(peer: &str, xff: Option<&str>) -> String {
-        client_address(peer.parse().unwrap(), xff, &trusted()).to_string()
+        lines(peer, xff.as_slice())
+    }
+
+    fn lines(peer: &str, lines: &[&str]) -> String {
+        let lines = lines.iter().map(|l| l.as_bytes());
+        client_address(peer.parse().unwrap(), lines, &trusted()).to_string()
     }
 
     #[test]
@@ -94,5 +107,28 @@ mod tests {
             addr("127.0.0.1", Some(&"10.1.1.1,".repeat(5000))),
             "127.0.0.1"
         );
+    }
+
+    #[test]
+    fn every_line_counts_as_one_list() {
+        // The visitor's own line comes first; the proxy appends its own.
+        assert_eq!(
+            lines("127.0.0.1", &["81.2.69.142", "203.0.113.9"]),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            lines("127.0.0.1", &["81.2.69.142", "203.0.113.9, 10.0.0.5"]),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            lines("127.0.0.1", &["1.1.1.1, 81.2.69.142", "10.0.0.5"]),
+            "81.2.69.142"
+        );
+        // A bad line stops the walk as a bad entry does.
+        assert_eq!(
+            lines("127.0.0.1", &["81.2.69.142", "nonsense", "10.0.0.5"]),
+            "10.0.0.5"
+        );
+        assert_eq!(lines("127.0.0.1", &[]), "127.0.0.1");
     }
 }

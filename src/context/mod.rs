@@ -5,11 +5,13 @@
 mod client;
 mod cookies;
 pub mod geo;
+mod host;
 mod language;
 mod path;
 
 pub use client::{client_address, is_trusted};
 pub use geo::{Country, Geo};
+pub use host::{request_host, HostError};
 pub use path::{PathError, SitePath, MAX_PATH};
 
 use std::borrow::Cow;
@@ -69,11 +71,23 @@ impl<'r> RequestContext<'r> {
                 .then(|| value.and_then(|v| v.to_str().ok()))
                 .flatten()
         };
-        let client = client_address(
-            peer,
-            from_proxy(read.forwarded_for),
-            network.trusted_proxies,
-        );
+        // Every line counts (RFC 9110 §5.3); one line, the common case, is
+        // walked without looking the header up again.
+        let client = match read.forwarded_for {
+            Some(_) if trusted_peer && read.forwarded_fors > 1 => client_address(
+                peer,
+                headers
+                    .get_all(X_FORWARDED_FOR)
+                    .iter()
+                    .map(|v| v.as_bytes()),
+                network.trusted_proxies,
+            ),
+            line => client_address(
+                peer,
+                line.map(|v| v.as_bytes()).into_iter(),
+                network.trusted_proxies,
+            ),
+        };
         let country = country
             .or_else(|| from_proxy(read.country).and_then(Country::parse))
             .or_else(|| network.geo.country(client))
@@ -126,10 +140,14 @@ impl<'r> RequestContext<'r> {
 
 /// The headers the context reads, found in one pass over the request's
 /// headers: looking each up by name would hash five names per request.
-/// The first of each counts, as with `HeaderMap::get`.
+/// The first of each counts, as with `HeaderMap::get`, except the one-value
+/// headers a proxy sets: a proxy that adds its line after the visitor's
+/// means the last.
 #[derive(Default)]
 struct Read<'r> {
     forwarded_for: Option<&'r HeaderValue>,
+    /// How many X-Forwarded-For lines there are.
+    forwarded_fors: usize,
     forwarded_proto: Option<&'r HeaderValue>,
     country: Option<&'r HeaderValue>,
     accept_language: Option<&'r HeaderValue>,
@@ -148,11 +166,14 @@ impl<'r> From<&'r HeaderMap> for Read<'r> {
             } else if name == header::ACCEPT_LANGUAGE {
                 &mut read.accept_language
             } else if name == X_FORWARDED_FOR {
+                read.forwarded_fors += 1;
                 &mut read.forwarded_for
             } else if name == CF_IPCOUNTRY {
-                &mut read.country
+                read.country = Some(value);
+                continue;
             } else if name == X_FORWARDED_PROTO {
-                &mut read.forwarded_proto
+                read.forwarded_proto = Some(value);
+                continue;
             } else {
                 continue;
             };
