@@ -4,9 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-/// The Markdown files a reader of a clone gets.
+/// The Markdown files a reader of a clone gets, and the demo's settings
+/// (the first file a new user opens).
 fn documents(root: &Path) -> Vec<PathBuf> {
     let mut files = vec![
+        root.join("outpost.toml"),
         root.join("README.md"),
         root.join("deploy/README.md"),
         root.join("benches/README.md"),
