@@ -2,17 +2,17 @@
 //! and templates, then the rule cases, as `file:line:col: message` lines;
 //! and warnings about what loads but likely does nothing.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use lol_html::{ElementContentHandlers, HtmlRewriter, Selector, Settings as Rewriter};
+use lol_html::Selector;
 
 use crate::config::{Diagnostic, Overrides, Settings};
 use crate::rules::{Rule, Rules, TemplateExtra};
 use crate::site::Sites;
 use crate::store::{Manifest, SiteVersion};
+use crate::transform::{Edit, Op, Place};
 
 /// What `check` found.
 #[derive(Debug, Default)]
@@ -213,7 +213,7 @@ fn unmatched_selectors(root: &Path, rules: &Rules, sites: &[String]) -> Vec<Diag
         let Ok(selectors) = rule
             .selectors
             .iter()
-            .map(|s| s.text.parse::<Selector>())
+            .map(|s| s.text.parse::<Selector>().map(Arc::new))
             .collect::<Result<Vec<_>, _>>()
         else {
             continue;
@@ -295,32 +295,21 @@ fn html_pages(public: &Path) -> Vec<(Vec<String>, PathBuf)> {
     pages
 }
 
-/// Which of `selectors` match an element of `html`.
-fn matching(html: &[u8], selectors: &[Selector]) -> Vec<bool> {
-    let found: Vec<std::cell::Cell<bool>> = selectors.iter().map(|_| Default::default()).collect();
-    let handlers = selectors
+/// Which of `selectors` match an element of `html`, found as serving finds
+/// them: each probes the page with an edit that inserts nothing.
+fn matching(html: &[u8], selectors: &[Arc<Selector>]) -> Vec<bool> {
+    let probes: Vec<Edit> = selectors
         .iter()
-        .zip(&found)
-        .map(|(selector, seen)| {
-            (
-                Cow::Borrowed(selector),
-                ElementContentHandlers::default().element(
-                    move |_: &mut lol_html::html_content::Element<'_, '_>| {
-                        seen.set(true);
-                        Ok(())
-                    },
-                ),
-            )
+        .enumerate()
+        .map(|(i, selector)| Edit {
+            slot: (0, i),
+            place: Place::Selector(selector.clone()),
+            op: Op::Before("".into()),
         })
         .collect();
-    let settings = Rewriter {
-        element_content_handlers: handlers,
-        ..Rewriter::new()
-    };
-    let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
     // A page lol_html cannot parse matches nothing, as when serving it.
-    let _ = rewriter.write(html).and_then(|()| rewriter.end());
-    found.into_iter().map(std::cell::Cell::into_inner).collect()
+    crate::transform::apply(html, &probes)
+        .map_or_else(|| vec![false; selectors.len()], |r| r.matched)
 }
 
 #[cfg(test)]
@@ -348,9 +337,9 @@ mod tests {
 
     #[test]
     fn selectors_match_elements_anywhere_in_the_page() {
-        let selectors: Vec<Selector> = ["main h1", "a.cta", "#nope"]
+        let selectors: Vec<Arc<Selector>> = ["main h1", "a.cta", "#nope"]
             .iter()
-            .map(|s| s.parse().unwrap())
+            .map(|s| Arc::new(s.parse().unwrap()))
             .collect();
         let html =
             b"<html><body><main><div><h1>x</h1></div></main><a class=\"cta b\">y</a></body></html>";

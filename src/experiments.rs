@@ -43,8 +43,8 @@ pub struct VariantReport {
     pub weight: Option<u32>,
     /// Visitors drawn into the variant and shown it as written.
     pub exposures: u64,
-    /// Visitors drawn into the variant who were not shown it (a transform
-    /// matched nothing, its file was missing, the page was not served).
+    /// Visitors drawn into the variant whose page went out without it (a
+    /// transform matched nothing, its file was missing).
     #[serde(default)]
     pub not_applied: u64,
     pub conversions: u64,
@@ -53,6 +53,13 @@ pub struct VariantReport {
     /// too little data.
     pub z: Option<f64>,
     pub p_value: Option<f64>,
+}
+
+impl VariantReport {
+    /// Visitors drawn into the variant: exposures plus not applied.
+    fn drawn(&self) -> u64 {
+        self.exposures + self.not_applied
+    }
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -229,17 +236,17 @@ fn warnings(variants: &[VariantReport], mismatch: Option<f64>) -> Vec<String> {
         out.push(format!(
             "sample-ratio mismatch: visitors drawn {} for weights {} (chi-square p = {p:.1e}); \
              the split is not the weights' doing, so the figures cannot be trusted",
-            split(&|v| (v.exposures + v.not_applied).to_string()),
+            split(&|v| v.drawn().to_string()),
             split(&|v| v.weight.unwrap_or(0).to_string()),
         ));
     }
     for v in variants.iter().filter(|v| v.not_applied > 0) {
         out.push(format!(
             "variant `{}` was not applied to {} of the {} visitors drawn into it \
-             (a transform matched nothing, its file was missing, or the page was not served)",
+             (a transform matched nothing, or its file was missing)",
             v.variant,
             v.not_applied,
-            v.exposures + v.not_applied,
+            v.drawn(),
         ));
     }
     out
@@ -265,10 +272,9 @@ fn blank(name: &str, weight: Option<u32>) -> VariantReport {
 /// rule no longer has are left out; draws into a weight-0 variant cannot
 /// come from these weights, so they give p = 0.
 pub fn sample_ratio_p(variants: &[VariantReport]) -> Option<f64> {
-    let drawn = |v: &VariantReport| v.exposures + v.not_applied;
     let weighted: Vec<(u32, u64)> = variants
         .iter()
-        .filter_map(|v| v.weight.map(|w| (w, drawn(v))))
+        .filter_map(|v| v.weight.map(|w| (w, v.drawn())))
         .collect();
     if weighted.iter().any(|&(w, n)| w == 0 && n > 0) {
         return Some(0.0);

@@ -210,11 +210,14 @@ fn debounce(
                 let quiet = p.last_event.is_none_or(|t| now.duration_since(t) >= QUIET);
                 let waited = p.first_event.is_some_and(|t| now.duration_since(t) >= MAX_WAIT);
                 let settled = p.open_writes.is_empty();
-                // A site waits no longer than MAX_WAIT for files still being
-                // written: it goes live with them held back. Rules wait.
-                let holds = waited && matches!(changed, Changed::Site(_));
-                ((quiet || waited) && settled || holds)
-                    .then(|| (changed.clone(), p.open_writes.keys().cloned().collect()))
+                let due = match changed {
+                    // A site waits no longer than MAX_WAIT: it goes live
+                    // with the files still being written held back.
+                    Changed::Site(_) => quiet && settled || waited,
+                    // Rules wait for their files to be closed.
+                    Changed::Rules => (quiet || waited) && settled,
+                };
+                due.then(|| (changed.clone(), p.open_writes.keys().cloned().collect()))
             })
             .collect();
         for (changed, held) in due {

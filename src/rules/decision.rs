@@ -6,7 +6,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::fragment::Needed;
 use super::variant::Assignment;
-use super::{Action, Rules};
+use super::{Action, Rule, Rules};
 use crate::context::RequestContext;
 use crate::site::Sites;
 use crate::store::{SiteVersion, StoredFile};
@@ -206,24 +206,7 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
                         Verdict::Skipped("it changes HTML pages only, and this is not one".into())
                     } else {
                         decision.private |= reads_visitor;
-                        let applied = match &rule.action {
-                            Action::Redirect(a) => a.apply(request, &mut decision),
-                            Action::Block(a) => a.apply(&mut decision),
-                            Action::OfferLocal(a) => {
-                                a.apply(index, request, &mut render, &mut decision)
-                            }
-                            Action::Preview(a) => {
-                                a.apply(index, &rule.name, request, &mut decision)
-                            }
-                            Action::Inject(a) => a.apply(index, &mut render, &mut decision),
-                            Action::Headers(a) => a.apply(&mut decision),
-                            Action::Variant(a) => a.apply(index, request, &mut decision),
-                            Action::Goal(a) => a.apply(request, &mut decision),
-                            Action::Fragment(a) => {
-                                a.apply(index, &rule.name, request, &mut decision)
-                            }
-                        };
-                        match applied {
+                        match apply(rule, index, request, &mut render, &mut decision) {
                             Applied::Fired => {
                                 decision.fired.push(rule.name.clone());
                                 Verdict::Fired
@@ -247,4 +230,25 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
         decision.private = private_if_missing;
     }
     decision
+}
+
+/// Runs the action of a rule that matched.
+fn apply(
+    rule: &Rule,
+    index: usize,
+    request: &Request<'_>,
+    render: &mut Render<'_>,
+    decision: &mut Decision,
+) -> Applied {
+    match &rule.action {
+        Action::Redirect(a) => a.apply(request, decision),
+        Action::Block(a) => a.apply(decision),
+        Action::OfferLocal(a) => a.apply(index, request, render, decision),
+        Action::Preview(a) => a.apply(index, &rule.name, request, decision),
+        Action::Inject(a) => a.apply(index, render, decision),
+        Action::Headers(a) => a.apply(decision),
+        Action::Variant(a) => a.apply(index, request, decision),
+        Action::Goal(a) => a.apply(request, decision),
+        Action::Fragment(a) => a.apply(index, &rule.name, request, decision),
+    }
 }

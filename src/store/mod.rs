@@ -545,7 +545,8 @@ fn current_versions(db: &Database) -> Result<Vec<(String, u64)>, StoreError> {
     Ok(out)
 }
 
-/// Copies every table of `from` into `to`, in one transaction.
+/// Copies every table of `from` into `to`, in one transaction (a table added
+/// to the store must be added here too).
 fn copy_store(from: &Database, to: &Database) -> Result<(), StoreError> {
     fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
         from: &redb::ReadTransaction,
@@ -569,6 +570,7 @@ fn copy_store(from: &Database, to: &Database) -> Result<(), StoreError> {
     copy(&read, &write, VERSIONS)?;
     copy(&read, &write, CURRENT)?;
     copy(&read, &write, EXPERIMENTS)?;
+    copy(&read, &write, NOT_APPLIED)?;
     copy(&read, &write, FRAGMENTS)?;
     write.commit()?;
     Ok(())
@@ -710,5 +712,22 @@ mod tests {
         assert_eq!(store.experiments().unwrap(), vec![row(0)]);
         store.save_experiments(&[row(3)]).unwrap();
         assert_eq!(store.experiments().unwrap(), vec![row(3)]);
+    }
+
+    #[test]
+    fn a_copied_store_keeps_every_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = Store::open(&dir.path().join("from.redb")).unwrap();
+        let row = ExperimentRow {
+            experiment: "hero".into(),
+            variant: "bold".into(),
+            exposures: 7,
+            conversions: 2,
+            not_applied: 3,
+        };
+        from.save_experiments(std::slice::from_ref(&row)).unwrap();
+        let to = Store::open(&dir.path().join("to.redb")).unwrap();
+        copy_store(&from.db().unwrap(), &to.db().unwrap()).unwrap();
+        assert_eq!(to.experiments().unwrap(), vec![row]);
     }
 }
