@@ -21,7 +21,7 @@ use crate::respond::{self, Body};
 use crate::rules::fragment::{Needed, OnError};
 use crate::rules::{self, Decision, Outcome, Rules};
 use crate::site::Sites;
-use crate::store::{Lookup, SiteVersion, StoredFile};
+use crate::store::{Damaged, Encoding, Lookup, SiteVersion, StoredFile};
 use crate::transform::{self, Edit, Fragments, Got, Op, Place, RenderKey, Rendered, Rewritten};
 
 /// What the pipeline needs, shared by every connection.
@@ -57,10 +57,11 @@ impl App {
             .fragments()
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|(url, at, json)| {
-                let data = serde_json::from_slice(&json).ok()?;
-                let fetched_at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
-                Some((url, transform::Fetched { data, fetched_at }))
+            .filter_map(|row| {
+                let data = serde_json::from_slice(&row.json).ok()?;
+                let fetched_at =
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(row.fetched_unix_ms);
+                Some((row.url, transform::Fetched { data, fetched_at }))
             })
             .collect();
         let keeper = live.clone();
@@ -169,6 +170,9 @@ pub async fn handle_as<B>(
     if response.status() == StatusCode::NOT_FOUND && !app.live.ready() {
         // The page may be new on disk and not scanned yet.
         response = respond::starting();
+    }
+    if let Some(damaged) = response.extensions_mut().remove::<Damaged>() {
+        app.live.repair(damaged);
     }
     let bytes = || {
         http_body::Body::size_hint(response.body())
@@ -506,7 +510,9 @@ async fn fill_fragments(
 
 /// Applies the decision's edits to a page, compressing the result once.
 fn render(file: &Arc<StoredFile>, edits: &[transform::Edit]) -> Rendered {
-    let Some(Rewritten { html, matched }) = transform::apply(file.identity(), edits) else {
+    // A damaged page is left as it is, for `respond` to refuse.
+    let source = file.checked_body(Encoding::Identity).ok();
+    let Some(Rewritten { html, matched }) = source.and_then(|s| transform::apply(s, edits)) else {
         return Rendered {
             page: file.clone(),
             matched: Box::default(),

@@ -15,7 +15,9 @@ use arc_swap::{ArcSwap, Guard};
 use crate::config::Diagnostic;
 use crate::rules::Rules;
 use crate::site::Sites;
-use crate::store::{ingest_site, Compressed, IngestError, Ingested, Notes, Store, StoreError};
+use crate::store::{
+    ingest_site, Compressed, Damaged, IngestError, Ingested, Notes, Store, StoreError,
+};
 use crate::transform::RenderCache;
 
 pub struct Live {
@@ -34,6 +36,8 @@ pub struct Live {
     /// What each site's last scan left out (symlinks, unreadable entries).
     skipped: Mutex<BTreeMap<String, Vec<String>>>,
     ready: AtomicBool,
+    /// Content hashes whose damaged bodies are being read again.
+    repairing: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Live {
@@ -76,6 +80,7 @@ impl Live {
             problems: Mutex::new(BTreeMap::new()),
             skipped: Mutex::new(BTreeMap::new()),
             ready: AtomicBool::new(false),
+            repairing: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -306,7 +311,6 @@ impl Live {
             &self.store,
             &self.sites_dir,
             name,
-            current.get(name).map(|v| v.as_ref()),
             compressed,
             check,
             &mut notes,
@@ -390,6 +394,48 @@ impl Live {
                 self.rendered.clear();
             }
             Err(e) => tracing::error!(site = name, error = %e, "stored version unreadable"),
+        }
+    }
+
+    /// Reads again, in the background, the files whose stored body was found
+    /// damaged, and serves every site that has them from the result.
+    pub fn repair(self: &Arc<Self>, damaged: Damaged) {
+        if !self.repairing.lock().unwrap().insert(damaged.hash.clone()) {
+            return;
+        }
+        tracing::error!(hash = %damaged.hash, "stored body damaged; not sent, and read again from sites/");
+        let live = self.clone();
+        std::thread::spawn(move || {
+            live.restore(&damaged.hash);
+            live.repairing.lock().unwrap().remove(&damaged.hash);
+        });
+    }
+
+    fn restore(&self, hash: &str) {
+        if let Err(e) = self.store.forget_body(hash) {
+            tracing::error!(error = %e, "cannot forget a damaged body");
+            return;
+        }
+        let sites: Vec<String> = self
+            .sites
+            .load()
+            .iter()
+            .filter(|v| v.files().any(|(_, f)| f.hash == hash))
+            .map(|v| v.site.clone())
+            .collect();
+        for site in sites {
+            // The same files, read again: the served version's bodies are
+            // still the damaged ones, so it is loaded again.
+            match self.refresh(&site) {
+                Ok(Ingested::Unchanged) => {
+                    let _one_at_a_time = self.publishing.lock().unwrap();
+                    self.serve_stored(&site, &self.sites.load_full());
+                }
+                Ok(_) => {}
+                // Logged by refresh; the next change of the folder retries.
+                Err(_) => continue,
+            }
+            tracing::info!(site, "damaged file restored from sites/");
         }
     }
 

@@ -9,7 +9,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-use crate::store::{Encoding, StoredFile};
+use crate::store::{Damaged, Encoding, StoredFile};
 
 pub type Body = Full<Bytes>;
 
@@ -34,6 +34,21 @@ pub fn starting() -> Response<Body> {
     let headers = res.headers_mut();
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// 503 for a page whose stored body is damaged: it is being read again
+/// from sites/, and the handler, finding `damaged` in the response, starts
+/// that. Never the damaged bytes with a 200.
+pub fn damaged(damaged: Damaged) -> Response<Body> {
+    let mut res = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "503 Service Unavailable: this file is being restored\n",
+    );
+    let headers = res.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.extensions_mut().insert(damaged);
     res
 }
 
@@ -94,8 +109,10 @@ pub fn file(
     if let Some(ce) = encoding.content_encoding() {
         headers.insert(header::CONTENT_ENCODING, ce);
     }
-    let body = file.body(encoding).unwrap_or(file.identity());
-    let mut body = body.clone();
+    let mut body = match file.checked_body(encoding) {
+        Ok(body) => body.clone(),
+        Err(e) => return damaged(e),
+    };
     *res.status_mut() = status;
 
     if success {

@@ -221,7 +221,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
     let geo = Arc::new(crate::context::Geo::open(settings.geoip.as_deref())?);
-    let store = crate::store::Store::open(&settings.store)?;
+    let store =
+        crate::store::Store::open(&settings.store)?.with_compress_max(settings.compress_max_size);
     let opened = started.elapsed().as_millis() as u64;
     let live = Arc::new(crate::live::Live::from_store(store, settings.root.clone())?);
     tracing::info!(

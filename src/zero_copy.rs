@@ -1,29 +1,28 @@
-//! Large bodies go from memory to the socket without a copy through user
-//! space, as nginx's sendfile does for files on disk.
+//! Large bodies go from the page cache to the socket without a copy through
+//! user space, as nginx's sendfile does.
 //!
-//! A version's bodies of [`LARGE`] bytes or more live in one sealed memory
-//! file (memfd), mapped read-only, and their `Bytes` point into that mapping.
+//! Stored bodies live in pack files (see `store/packs.rs`), each mapped
+//! read-only once with [`map`]; their `Bytes` point into that mapping.
 //! hyper only ever hands its connection byte slices, so the connection
-//! wrapper [`Stream`] asks, for each slice it is given, whether the slice lies
-//! in such a mapping; if so it has the kernel send from the memory file at
-//! the slice's offset (sendfile) instead of copying the bytes in. The seals
-//! forbid any write to the file, so what sendfile sends is exactly the slice.
+//! wrapper [`Stream`] asks, for each slice of [`LARGE`] bytes or more,
+//! whether it lies in such a mapping; if so it has the kernel send from the
+//! file at the slice's offset (sendfile) instead of copying the bytes in.
+//! Packs are written once and never changed, so what sendfile sends is
+//! exactly the slice.
 
-// The crate's one use of unsafe: mapping the memory file.
+// The crate's one use of unsafe: mapping a pack file.
 #![allow(unsafe_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::net::{SendAncillaryBuffer, SendFlags};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
@@ -33,7 +32,7 @@ use tokio::net::TcpStream;
 /// of head and body costs less than a separate send of the head.
 pub const LARGE: usize = 64 * 1024;
 
-/// A mapped memory file: where it starts in our address space, and its fd.
+/// A mapped file: where it ends in our address space, and its fd.
 struct Region {
     end: usize,
     file: Arc<OwnedFd>,
@@ -51,15 +50,14 @@ pub fn sent_bytes() -> u64 {
     SENT.load(Ordering::Relaxed)
 }
 
-/// One sealed memory file, mapped read-only; the owner of the `Bytes` that
-/// point into it.
+/// One file, mapped read-only; the owner of the `Bytes` that point into it.
 struct Mapping {
     ptr: *mut std::ffi::c_void,
     len: usize,
 }
 
-// The mapping is read-only and the file sealed against writes: nothing can
-// change the bytes, so sharing them across threads is sound.
+// The mapping is read-only and nothing in the process writes to a pack once
+// it is mapped, so sharing the bytes across threads is sound.
 unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
@@ -75,63 +73,18 @@ impl Drop for Mapping {
         // Forgotten before unmapping, so no lookup can find an unmapped range.
         // The file closes when the last send from it is done.
         REGIONS.write().unwrap().remove(&(self.ptr as usize));
-        // SAFETY: mapped in `seal` with this length; no `Bytes` points here
+        // SAFETY: mapped in `map` with this length; no `Bytes` points here
         // any more, since they own this mapping.
         let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
     }
 }
 
-/// Moves every body of [`LARGE`] bytes or more into one new sealed memory
-/// file, pointing each `Bytes` at its copy there; equal bodies (one `Bytes`
-/// shared by several files) are stored once. On error the bodies are left
-/// as they were, still servable, only copied on the way out.
-pub fn seal<'a>(bodies: impl IntoIterator<Item = &'a mut Bytes>) -> io::Result<()> {
-    let large: Vec<&mut Bytes> = bodies.into_iter().filter(|b| b.len() >= LARGE).collect();
-    if large.is_empty() {
-        return Ok(());
-    }
-    // A change that brings no new large body (an edited page, say) keeps the
-    // memory file it shares with the version before: no copy, no new file.
-    // It may hold bodies this version dropped, until a version re-seals.
-    let first = source(large[0]).map(|(file, _)| file);
-    if let Some(first) = first {
-        let same = |b: &&mut Bytes| source(b).is_some_and(|(f, _)| Arc::ptr_eq(&f, &first));
-        if large.iter().all(same) {
-            return Ok(());
-        }
-    }
-    // Each body's offset, by its own address and length: clones share one
-    // copy, written once.
-    let mut offsets: HashMap<(usize, usize), u64> = HashMap::new();
-    let mut at = Vec::with_capacity(large.len());
-    let mut first_copies = Vec::new();
-    let mut len = 0u64;
-    for (i, body) in large.iter().enumerate() {
-        let offset = *offsets
-            .entry((body.as_ptr() as usize, body.len()))
-            .or_insert_with(|| {
-                first_copies.push(i);
-                len += body.len() as u64;
-                len - body.len() as u64
-            });
-        at.push(offset);
-    }
-    let fd = rustix::fs::memfd_create(
-        "outpost-bodies",
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )?;
-    let file = File::from(fd);
-    file.set_len(len)?;
-    for i in first_copies {
-        file.write_all_at(large[i], at[i])?;
-    }
-    rustix::fs::fcntl_add_seals(
-        &file,
-        SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
-    )?;
-    let len = usize::try_from(len).map_err(io::Error::other)?;
-    // SAFETY: a fresh read-only shared mapping of a file no one can change
-    // or shrink; `Mapping` unmaps it exactly once.
+/// Maps `file` (of `len` bytes, more than 0) read-only, returning its bytes;
+/// slices of them are sent with sendfile. The file is closed when the last
+/// `Bytes` and the last send from it are gone.
+pub fn map(file: File, len: usize) -> io::Result<Bytes> {
+    // SAFETY: a fresh read-only shared mapping of a pack, which the process
+    // never writes or shrinks once written; `Mapping` unmaps it exactly once.
     let ptr = unsafe {
         rustix::mm::mmap(
             std::ptr::null_mut(),
@@ -149,17 +102,13 @@ pub fn seal<'a>(bodies: impl IntoIterator<Item = &'a mut Bytes>) -> io::Result<(
             file: Arc::new(file.into()),
         },
     );
-    let whole = Bytes::from_owner(Mapping { ptr, len });
-    for (body, at) in large.into_iter().zip(at) {
-        let at = at as usize;
-        *body = whole.slice(at..at + body.len());
-    }
-    Ok(())
+    Ok(Bytes::from_owner(Mapping { ptr, len }))
 }
 
-/// Where a slice lies in a sealed memory file: the file and the offset.
+/// Where a slice lies in a mapped file: the file and the offset.
 fn source(slice: &[u8]) -> Option<(Arc<OwnedFd>, u64)> {
-    // Only large bodies are sealed, and small pages must not pay the lookup.
+    // Small pages must not pay the lookup: one writev of head and body
+    // costs less than a separate send of the head.
     // The short tail a partial send may leave is copied, which costs little.
     if slice.len() < LARGE {
         return None;
@@ -170,7 +119,7 @@ fn source(slice: &[u8]) -> Option<(Arc<OwnedFd>, u64)> {
     (start + slice.len() <= region.end).then(|| (region.file.clone(), (start - base) as u64))
 }
 
-/// A plain TCP connection that sends slices of sealed memory files with
+/// A plain TCP connection that sends slices of mapped files with
 /// sendfile and everything else as usual.
 pub struct Stream {
     tcp: TcpStream,
@@ -224,13 +173,13 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        // Empty slices would make the head before a sealed body look unsent.
+        // Empty slices would make the head before a mapped body look unsent.
         let bufs = &bufs[bufs.iter().take_while(|b| b.is_empty()).count()..];
-        let sealed = bufs
+        let mapped = bufs
             .iter()
             .enumerate()
             .find_map(|(i, b)| source(b).map(|s| (i, s)));
-        match sealed {
+        match mapped {
             None => Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs),
             Some((0, (file, offset))) => {
                 let count = bufs[0].len();
@@ -278,48 +227,34 @@ mod tests {
         (0..len).map(|i| (i * step % 251) as u8).collect()
     }
 
+    /// `data` written to a temporary file and mapped.
+    fn mapped(data: &[u8]) -> Bytes {
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, data).unwrap();
+        map(file, data.len()).unwrap()
+    }
+
     #[test]
-    fn sealing_moves_large_bodies_once_and_leaves_small_ones() {
-        let large = pattern(LARGE + 10, 3);
-        let mut bodies = [
-            large.clone(),
-            large.clone(),
-            pattern(LARGE * 2, 7),
-            pattern(100, 5),
-        ];
-        let small_at = bodies[3].as_ptr();
-        seal(bodies.iter_mut()).unwrap();
-        assert_eq!(bodies[0], large);
-        assert_eq!(bodies[2], pattern(LARGE * 2, 7));
-        assert!(source(&bodies[0]).is_some() && source(&bodies[2]).is_some());
-        assert_eq!(
-            bodies[0].as_ptr(),
-            bodies[1].as_ptr(),
-            "clones share a copy"
-        );
-        assert_eq!(bodies[3].as_ptr(), small_at);
-        assert!(source(&large).is_none());
-        // Sealing what is already sealed in one file keeps it there.
-        let at = bodies[2].as_ptr();
-        seal(bodies.iter_mut()).unwrap();
-        assert_eq!(bodies[2].as_ptr(), at);
-        // With one body new, all move to a new file.
-        let mut more = [bodies[2].clone(), pattern(LARGE, 9)];
-        seal(more.iter_mut()).unwrap();
-        assert_ne!(more[0].as_ptr(), at);
-        assert_eq!(more[0], bodies[2]);
-        // Dropping every body unmaps the file and forgets its region.
-        let start = bodies[2].as_ptr() as usize;
-        drop(bodies);
-        assert!(!REGIONS.read().unwrap().contains_key(&(start - LARGE - 10)));
+    fn large_slices_of_a_mapping_are_found_and_small_ones_are_not() {
+        let data = pattern(LARGE * 3, 3);
+        let whole = mapped(&data);
+        assert_eq!(whole, data);
+        let body = whole.slice(100..100 + LARGE);
+        let (_, offset) = source(&body).expect("a large slice of a mapping");
+        assert_eq!(offset, 100);
+        assert!(source(&whole.slice(..LARGE - 1)).is_none(), "small: copied");
+        assert!(source(&data[..LARGE]).is_none(), "heap bytes: copied");
+        // Dropping every `Bytes` unmaps the file and forgets its region.
+        let start = whole.as_ptr() as usize;
+        drop((whole, body));
+        assert!(!REGIONS.read().unwrap().contains_key(&start));
     }
 
     /// Head and body through a real TCP connection, the body larger than
     /// the socket buffers, so sends are partial and meet a full socket.
     #[tokio::test]
-    async fn a_sealed_body_arrives_whole_after_its_head() {
-        let mut bodies = [pattern(8 << 20, 13)];
-        seal(bodies.iter_mut()).unwrap();
+    async fn a_mapped_body_arrives_whole_after_its_head() {
+        let bodies = [mapped(&pattern(8 << 20, 13))];
         let body = bodies[0].clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

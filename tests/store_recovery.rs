@@ -118,7 +118,7 @@ fn status(s: &Server) -> serde_json::Value {
 }
 
 /// Truncated at several lengths, a block zeroed or garbled where a page is
-/// stored, a garbage header: redb panics on most of these, or would serve
+/// listed, a garbage header: redb panics on most of these, or would read
 /// the damaged bytes. Each start sets the file aside, rebuilds the store
 /// from sites/ and serves the pages as they are on disk.
 #[test]
@@ -140,13 +140,13 @@ fn every_kind_of_store_damage_is_set_aside_and_rebuilt() {
     drop(live);
     let good = std::fs::read(&path).unwrap();
     let len = good.len();
-    // The 4 KiB block holding a page as stored.
+    // The 4 KiB block holding a page's entry in the version's manifest
+    // (bodies are in pack files, beside the store).
     let block_of = |i: usize| {
-        let text = page(i);
-        let needle = &text.as_bytes()[1000..1100];
+        let needle = format!("\"path\":\"p{i}.html\"");
         let at = good
             .windows(needle.len())
-            .position(|w| w == needle)
+            .position(|w| w == needle.as_bytes())
             .unwrap();
         at / 4096 * 4096
     };
@@ -336,4 +336,75 @@ fn a_warm_restart_serves_from_the_store_before_scanning() {
         .get("main.localhost", "/")
         .status
         == 200));
+}
+
+/// The bodies in cache/'s packs, damaged two ways: bytes changed in place
+/// while running (found when first sent: a 503, never the changed bytes
+/// with a 200) and a pack deleted while stopped (found at start). Each time
+/// the files are read again from sites/ and served whole, and the damage is
+/// counted.
+#[test]
+fn damaged_or_missing_packs_are_read_again_from_sites() {
+    let root = Root::new();
+    site(&root);
+    let page: String = (0..4000)
+        .map(|i| format!("{} ", i * 7919 % 10007))
+        .collect();
+    root.write("sites/main/public/page.html", &page);
+    root.write("sites/main/public/other.txt", "other");
+    let s = Server::start(root.path());
+    let packs = root.join("cache/outpost.packs");
+    let pack_files = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&packs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    assert_eq!(pack_files().len(), 1);
+    let pack = pack_files().remove(0);
+    let bytes = std::fs::read(&pack).unwrap();
+    let needle = &page.as_bytes()[100..200];
+    let at = bytes.windows(100).position(|w| w == needle).unwrap();
+    let mut perms = std::fs::metadata(&pack).unwrap().permissions();
+    assert!(perms.readonly(), "packs are read-only once written");
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&pack, perms).unwrap();
+    // Changed in place, as disk damage would: same length.
+    let file = std::fs::OpenOptions::new().write(true).open(&pack).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"XXXXX", at as u64).unwrap();
+    drop(file);
+
+    let identity = [("accept-encoding", "identity")];
+    let first = s.request("GET", "main.localhost", "/page.html", &identity);
+    assert_eq!(first.status, 503, "the damaged body is not sent");
+    assert_eq!(first.header("retry-after"), Some("1"));
+    assert!(eventually(Duration::from_secs(10), || {
+        let r = s.request("GET", "main.localhost", "/page.html", &identity);
+        r.status == 200 && r.text() == page
+    }));
+    s.wait_for_log("stored body damaged", Duration::from_secs(1));
+    let metrics = s.admin("GET", "/metrics", &[]).text();
+    assert!(
+        metrics.contains("outpost_store_damaged_bodies_total 1"),
+        "{metrics}"
+    );
+    drop(s);
+
+    // Every pack deleted while stopped: found at start, read again.
+    for pack in pack_files() {
+        std::fs::remove_file(pack).unwrap();
+    }
+    let s = Server::start(root.path());
+    s.wait_for_log("stored bodies missing from cache/", Duration::from_secs(5));
+    assert!(eventually(Duration::from_secs(10), || {
+        s.get("main.localhost", "/page.html").text() == page
+            && s.get("main.localhost", "/other.txt").text() == "other"
+    }));
+    let metrics = s.admin("GET", "/metrics", &[]).text();
+    assert!(
+        !metrics.contains("outpost_store_damaged_bodies_total 0"),
+        "{metrics}"
+    );
+    assert!(!pack_files().is_empty());
 }

@@ -193,6 +193,11 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
     );
     for (name, help, n) in [
         (
+            "outpost_store_damaged_bodies_total",
+            "Stored bodies found missing or not matching their digest, and read again from sites/.",
+            crate::store::damaged_total(),
+        ),
+        (
             "outpost_connections_refused_total",
             "Connections closed at once: their address held max_connections_per_client.",
             crate::connections::refused(),

@@ -11,7 +11,7 @@ mod site;
 
 pub use diagnostic::{closest, Diagnostic};
 pub use offer_text::{OfferText, Text};
-pub use settings::{AccessLogTarget, Overrides, Settings, TlsSettings};
+pub use settings::{AccessLogTarget, Overrides, Settings, TlsSettings, DEFAULT_COMPRESS_MAX};
 pub use site::{path_glob, HeaderRule, HostPattern, PathGlobs, SiteConfig};
 
 use std::path::Path;

@@ -10,6 +10,11 @@ use toml::Spanned;
 
 use super::{parse_toml, Diagnostic, Origin};
 
+/// Files above this many bytes are stored uncompressed unless configured:
+/// the work and memory a compressor needs grow with the file, and large
+/// files are mostly media that do not shrink.
+pub const DEFAULT_COMPRESS_MAX: u64 = 16 << 20;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
@@ -27,6 +32,7 @@ struct RawSettings {
     header_timeout: Option<Spanned<String>>,
     max_connections: Option<usize>,
     max_connections_per_client: Option<usize>,
+    compress_max_size: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +88,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// Open connections at most from one address (trusted proxies aside).
     pub max_connections_per_client: usize,
+    /// Files larger than this are stored as they are, not compressed.
+    pub compress_max_size: u64,
 }
 
 /// Command-line values that win over the file.
@@ -160,6 +168,21 @@ impl Settings {
                 std::time::Duration::from_secs(15)
             }),
         };
+        let compress_max_size = match &raw.compress_max_size {
+            None => DEFAULT_COMPRESS_MAX,
+            Some(v) => match v.get_ref().parse::<bytesize::ByteSize>() {
+                Ok(size) => size.as_u64(),
+                Err(e) => {
+                    errors.push(Diagnostic::at(
+                        &file,
+                        &source,
+                        v.span().start,
+                        format!("`{}` is not a size like 16MiB: {e}", v.get_ref()),
+                    ));
+                    DEFAULT_COMPRESS_MAX
+                }
+            },
+        };
         // `""` is documented as unset. Other blanks would be a token no
         // client can send: header values lose their surrounding whitespace.
         let admin_token = raw.admin_token.as_ref().and_then(|t| {
@@ -219,6 +242,7 @@ impl Settings {
             header_timeout,
             max_connections: raw.max_connections.unwrap_or(16_384).max(1),
             max_connections_per_client: raw.max_connections_per_client.unwrap_or(256).max(1),
+            compress_max_size,
         })
     }
 }

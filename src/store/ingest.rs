@@ -1,23 +1,28 @@
-//! Ingest: reads a site folder into a new version of that site.
+//! Ingest: reads a site folder into a new version of that site, in four
+//! steps: scan the folder, diff it against the last scan, read what changed
+//! (into a new pack, file by file, on every core) and commit.
 //!
 //! Files whose size and modification time match the last scan are not read
 //! again. A file that changes while it is read is "busy": the whole ingest is
 //! abandoned and retried later, so a half-written file is never stored.
 //! Symlinks are followed only when they stay inside the site's public/ and
 //! do not loop back to a folder above them; whatever is skipped is reported.
+//! Memory stays bounded whatever the site's size: a file is held only while
+//! it is compressed, and one above the store's compression limit is hashed
+//! and copied by the kernel without being held at all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::{
-    blob_key, collect_garbage, forget_blobs, Encoding, Manifest, ManifestFile, Scan, SiteVersion,
-    Store, StoreError, BLOBS, CURRENT, KEPT_VERSIONS, SCANS, VERSIONS,
-};
+use super::packs::PackWriter;
+use super::schema::{BlobRow, Scan};
+use super::{Encoding, Manifest, ManifestFile, SiteVersion, Store, StoreError, Update};
 use crate::compress;
 use crate::config::{Diagnostic, SiteConfig};
 
@@ -41,6 +46,10 @@ pub enum IngestError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Writing the new bodies failed (a full disk, say): the version before
+    /// stays.
+    #[error("cannot write to the cache: {0}")]
+    Cache(std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -68,6 +77,7 @@ pub enum Ingested {
     Removed,
 }
 
+/// A file the scan found.
 struct Found {
     rel: String,
     abs: PathBuf,
@@ -75,30 +85,75 @@ struct Found {
     mtime_ns: u128,
 }
 
-/// A file read in this ingest, with the blobs it still needs stored.
+/// The site folder as the scan found it.
+struct Scanned {
+    site_toml: String,
+    /// Sorted by path.
+    found: Vec<Found>,
+    /// Paths (relative to public/) of files still being written.
+    held: HashSet<String>,
+}
+
+/// A file read in this ingest.
 struct Read {
     hash: String,
-    bodies: [Option<Bytes>; 3],
+    /// The encodings stored for this content, before or by this ingest.
+    stored: [bool; 3],
+    /// The bodies this ingest added to its pack.
+    rows: Vec<(Encoding, BlobRow)>,
     alternates: Vec<(String, String)>,
 }
 
-/// Ingests `sites_dir/name` as a new version when it changed. `serving` is
-/// the version in memory now, whose bodies are reused; `check` vets the site's
-/// settings against the other sites before anything is written. `notes`
-/// name the files still being written, and get what the scan left out.
+/// Why a file was not read.
+enum Failure {
+    /// The file changed while it was read.
+    Busy,
+    /// The file cannot be read: the rest of the site goes on without it.
+    Source(std::io::Error),
+    /// The cache cannot take it: the ingest stops.
+    Cache(IngestError),
+}
+
+/// Ingests `sites_dir/name` as a new version when it changed. `check` vets
+/// the site's settings against the other sites before anything is written;
+/// `notes` name the files still being written, and get what the scan left
+/// out.
 pub fn ingest_site(
     store: &Store,
     sites_dir: &Path,
     name: &str,
-    serving: Option<&SiteVersion>,
     compressed: &Compressed,
     check: impl Fn(&SiteConfig) -> Result<(), Vec<Diagnostic>>,
     notes: &mut Notes,
 ) -> Result<Ingested, IngestError> {
+    let Some(scanned) = scan(sites_dir, name, check, notes)? else {
+        return Ok(Ingested::Removed);
+    };
+    let known = diff(store, name, &scanned)?;
+    let to_read: Vec<&Found> = scanned
+        .found
+        .iter()
+        .filter(|f| !known.contains_key(&f.rel) && !scanned.held.contains(&f.rel))
+        .collect();
+    if !to_read.is_empty() {
+        tracing::info!(site = name, files = to_read.len(), "reading changed files");
+    }
+    let pack = store.pack_writer();
+    let read = read_all(store, &pack, &to_read, compressed, &mut notes.skipped)?;
+    commit(store, name, &scanned, &known, read, &pack)
+}
+
+/// Step 1: the site's settings, vetted, and the files under public/.
+fn scan(
+    sites_dir: &Path,
+    name: &str,
+    check: impl Fn(&SiteConfig) -> Result<(), Vec<Diagnostic>>,
+    notes: &mut Notes,
+) -> Result<Option<Scanned>, IngestError> {
     let dir = sites_dir.join(name);
     let toml_path = dir.join("site.toml");
     if !dir.is_dir() {
-        return Ok(Ingested::Removed);
+        return Ok(None);
     }
     if !toml_path.exists() {
         return Err(IngestError::NoSiteToml(toml_path));
@@ -112,7 +167,7 @@ pub fn ingest_site(
 
     let public = dir.join("public");
     let mut found = Vec::new();
-    let mut held = std::collections::HashSet::new();
+    let mut held = HashSet::new();
     if public.is_dir() {
         let root = public.canonicalize().map_err(|source| IngestError::Io {
             path: public.clone(),
@@ -128,189 +183,103 @@ pub fn ingest_site(
         walk(&mut vec![root], &public, "", &mut found, &mut notes.skipped);
     }
     found.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(Some(Scanned {
+        site_toml,
+        found,
+        held,
+    }))
+}
 
-    // Which files need reading: new or changed since the last scan, or whose
-    // blob is gone. A file still being written keeps what was read of it
-    // before (its last scan), whatever it looks like now.
-    let known: HashMap<String, Scan> = {
-        let tx = store.db()?.begin_read().map_err(StoreError::from)?;
-        let mut known = HashMap::new();
-        if let (Ok(scans), Ok(blobs)) = (tx.open_table(SCANS), tx.open_table(BLOBS)) {
-            for f in &found {
-                if let Some(raw) = scans
-                    .get((name, f.rel.as_str()))
-                    .map_err(StoreError::from)?
-                {
-                    if let Ok(scan) = serde_json::from_slice::<Scan>(raw.value()) {
-                        let key = blob_key(&scan.hash, Encoding::Identity);
-                        if (held.contains(&f.rel)
-                            || (scan.size == f.size && scan.mtime_ns == f.mtime_ns))
-                            && blobs
-                                .get(key.as_slice())
-                                .map_err(StoreError::from)?
-                                .is_some()
-                        {
-                            known.insert(f.rel.clone(), scan);
-                        }
-                    }
-                }
-            }
+/// Step 2: the files that need no reading, with what the last scan saw of
+/// them: unchanged since, with their body still stored. A file still being
+/// written keeps what was read of it before, whatever it looks like now.
+fn diff(
+    store: &Store,
+    name: &str,
+    scanned: &Scanned,
+) -> Result<HashMap<String, (Scan, [bool; 3])>, IngestError> {
+    let mut known = store.known_files(name)?;
+    let found: HashMap<&str, &Found> = scanned.found.iter().map(|f| (f.rel.as_str(), f)).collect();
+    known.retain(|rel, (scan, _)| {
+        found.get(rel.as_str()).is_some_and(|f| {
+            scanned.held.contains(rel) || (scan.size == f.size && scan.mtime_ns == f.mtime_ns)
+        })
+    });
+    Ok(known)
+}
+
+/// Step 4: the new version (or only new scans, when the files are the
+/// same), written in one transaction after the pack is on disk.
+fn commit(
+    store: &Store,
+    name: &str,
+    scanned: &Scanned,
+    known: &HashMap<String, (Scan, [bool; 3])>,
+    read: HashMap<String, Read>,
+    pack: &PackWriter<'_>,
+) -> Result<Ingested, IngestError> {
+    // Which encodings each content has, whichever file's read stored them.
+    let mut stored: HashMap<&str, [bool; 3]> = HashMap::new();
+    for r in read.values() {
+        let have = stored.entry(&r.hash).or_insert(r.stored);
+        for (enc, _) in &r.rows {
+            have[*enc as usize] = true;
         }
-        known
-    };
-    let to_read: Vec<&Found> = found
-        .iter()
-        .filter(|f| !known.contains_key(&f.rel) && !held.contains(&f.rel))
-        .collect();
-    if !to_read.is_empty() {
-        tracing::info!(site = name, files = to_read.len(), "reading changed files");
     }
-    let read = read_all(&to_read, compressed, &mut notes.skipped)?;
-
-    let mut files = Vec::with_capacity(found.len());
-    let mut scans = Vec::with_capacity(found.len());
-    let mut fresh: HashMap<String, &Read> = HashMap::new();
-    for f in &found {
-        let (scan, has_gzip, has_br) = match (known.get(&f.rel), read.get(&f.rel)) {
-            (Some(scan), _) => {
-                let (gz, br) = stored_encodings(store, &scan.hash)?;
-                (scan.clone(), gz, br)
-            }
-            (None, Some(Ok(r))) => {
-                fresh.insert(r.hash.clone(), r);
+    let mut update = Update::default();
+    let mut files = Vec::with_capacity(scanned.found.len());
+    for f in &scanned.found {
+        let (scan, has) = match (known.get(&f.rel), read.get(&f.rel)) {
+            (Some((scan, has)), _) => (scan.clone(), *has),
+            (None, Some(r)) => {
                 let scan = Scan {
                     size: f.size,
                     mtime_ns: f.mtime_ns,
                     hash: r.hash.clone(),
                     alternates: r.alternates.clone(),
                 };
-                (scan, r.bodies[1].is_some(), r.bodies[2].is_some())
+                (scan, stored[r.hash.as_str()])
             }
             // Unreadable (logged by read_all), or new and still being
             // written: the rest of the site goes on.
-            (None, _) => continue,
+            (None, None) => continue,
         };
         files.push(ManifestFile {
             path: f.rel.clone(),
             hash: scan.hash.clone(),
             size: scan.size,
             mtime_ms: (scan.mtime_ns / 1_000_000) as u64,
-            gzip: has_gzip,
-            br: has_br,
+            gzip: has[Encoding::Gzip as usize],
+            br: has[Encoding::Brotli as usize],
             alternates: scan.alternates.clone(),
         });
-        scans.push((f.rel.clone(), scan));
+        update.scans.push((f.rel.clone(), scan));
+    }
+    for r in read.into_values() {
+        for (enc, row) in r.rows {
+            update.blobs.push((r.hash.clone(), enc, row));
+        }
     }
     let manifest = Manifest {
         created_unix_ms: super::unix_ms(SystemTime::now()),
-        site_toml,
+        site_toml: scanned.site_toml.clone(),
         files,
     };
-
-    let kept = store.versions(name)?;
-    let newest = match kept.last() {
-        Some(n) => Some((*n, store.manifest(name, *n)?)),
-        None => None,
-    };
-    let unchanged = newest
-        .as_ref()
+    let unchanged = store
+        .newest(name)?
         .is_some_and(|(_, m)| m.site_toml == manifest.site_toml && m.files == manifest.files);
-
     // Nothing read and nothing changed: the scans stored are these.
-    if unchanged && to_read.is_empty() {
+    if unchanged && update.blobs.is_empty() && update.scans.len() == known.len() {
         return Ok(Ingested::Unchanged);
     }
-    let tx = store.db()?.begin_write().map_err(StoreError::from)?;
-    let number = newest.as_ref().map_or(1, |(n, _)| n + 1);
-    // The hashes of the versions this one pushes out, to forget if unused.
-    let mut dropped = std::collections::HashSet::new();
-    let mut unreadable_dropped = false;
-    {
-        let mut scan_table = tx.open_table(SCANS).map_err(StoreError::from)?;
-        scan_table
-            .retain(|(s, _), _| s != name)
-            .map_err(StoreError::from)?;
-        for (rel, scan) in &scans {
-            let raw = serde_json::to_vec(scan).expect("scans serialize");
-            scan_table
-                .insert((name, rel.as_str()), raw.as_slice())
-                .map_err(StoreError::from)?;
-        }
-        if !unchanged {
-            let mut blobs = tx.open_table(BLOBS).map_err(StoreError::from)?;
-            for r in fresh.values() {
-                for enc in Encoding::ALL {
-                    if let Some(body) = &r.bodies[enc as usize] {
-                        blobs
-                            .insert(blob_key(&r.hash, enc).as_slice(), body.as_ref())
-                            .map_err(StoreError::from)?;
-                    }
-                }
-            }
-            let mut versions = tx.open_table(VERSIONS).map_err(StoreError::from)?;
-            let raw = serde_json::to_vec(&manifest).expect("manifests serialize");
-            versions
-                .insert((name, number), raw.as_slice())
-                .map_err(StoreError::from)?;
-            let mut all = kept.clone();
-            all.push(number);
-            for old in all.iter().take(all.len().saturating_sub(KEPT_VERSIONS)) {
-                if let Some(raw) = versions.remove((name, *old)).map_err(StoreError::from)? {
-                    match serde_json::from_slice::<Manifest>(raw.value()) {
-                        Ok(m) => dropped.extend(m.files.into_iter().map(|f| f.hash)),
-                        Err(_) => unreadable_dropped = true,
-                    }
-                }
-            }
-            tx.open_table(CURRENT)
-                .map_err(StoreError::from)?
-                .insert(name, number)
-                .map_err(StoreError::from)?;
-        }
+    update.manifest = (!unchanged).then_some(manifest);
+    pack.finish().map_err(IngestError::Cache)?;
+    match store.write_version(name, update)? {
+        Some(number) => Ok(Ingested::Changed(Arc::new(
+            store.load_version(name, number)?,
+        ))),
+        None => Ok(Ingested::Unchanged),
     }
-    if unreadable_dropped {
-        collect_garbage(&tx)?;
-    } else {
-        forget_blobs(&tx, dropped)?;
-    }
-    tx.commit().map_err(StoreError::from)?;
-    if unchanged {
-        return Ok(Ingested::Unchanged);
-    }
-
-    // Bodies for the new version: fresh reads, then what is served now, then
-    // the store.
-    let mut serving_bodies: HashMap<&str, &super::StoredFile> = HashMap::new();
-    if let Some(v) = serving {
-        for (_, f) in v.files() {
-            serving_bodies.insert(f.hash.as_str(), f.as_ref());
-        }
-    }
-    let tx = store.db()?.begin_read().map_err(StoreError::from)?;
-    let blobs = tx.open_table(BLOBS).map_err(StoreError::from)?;
-    let version = SiteVersion::from_manifest(name, number, &manifest, |hash, enc| {
-        if let Some(body) = fresh.get(hash).and_then(|r| r.bodies[enc as usize].clone()) {
-            return Ok(body);
-        }
-        if let Some(body) = serving_bodies.get(hash).and_then(|f| f.body(enc)) {
-            return Ok(body.clone());
-        }
-        match blobs.get(blob_key(hash, enc).as_slice())? {
-            Some(v) => Ok(Bytes::copy_from_slice(v.value())),
-            None => Err(StoreError::Damaged(format!("{name}: blob {hash} missing"))),
-        }
-    })?;
-    Ok(Ingested::Changed(Arc::new(version)))
-}
-
-/// Which compressed copies the store has for a blob.
-fn stored_encodings(store: &Store, hash: &str) -> Result<(bool, bool), StoreError> {
-    let tx = store.db()?.begin_read()?;
-    let blobs = tx.open_table(BLOBS)?;
-    let has = |enc| -> Result<bool, StoreError> {
-        Ok(blobs.get(blob_key(hash, enc).as_slice())?.is_some())
-    };
-    Ok((has(Encoding::Gzip)?, has(Encoding::Brotli)?))
 }
 
 /// Lists the servable files under `dir`, whose real path and those of the
@@ -417,21 +386,27 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-/// Reads, hashes and compresses files on every core. A file still being
-/// written stops the ingest: the watcher retries once it settles.
+/// Step 3: reads, hashes and compresses files on every core, into `pack`.
+/// A file still being written stops the ingest: the watcher retries once it
+/// settles.
 fn read_all(
+    store: &Store,
+    pack: &PackWriter<'_>,
     files: &[&Found],
     compressed: &Compressed,
     skipped: &mut Vec<String>,
-) -> Result<HashMap<String, std::io::Result<Read>>, IngestError> {
-    // `None`: not read, because another file was found busy.
+) -> Result<HashMap<String, Read>, IngestError> {
     let busy = AtomicBool::new(false);
+    // Contents some thread of this ingest stores: the same bytes under two
+    // names are written once.
+    let claimed = Mutex::new(HashSet::new());
+    // `None`: not read, because another file was found busy.
     let results = crate::parallel::map(files, |f| {
         if busy.load(Ordering::Relaxed) {
             return None;
         }
-        let r = read_one(f, compressed);
-        if matches!(r, Ok(None)) {
+        let r = read_one(store, pack, f, compressed, &claimed);
+        if matches!(r, Err(Failure::Busy)) {
             busy.store(true, Ordering::Relaxed);
         }
         Some(r)
@@ -439,68 +414,134 @@ fn read_all(
     let mut read = HashMap::with_capacity(files.len());
     for (f, r) in files.iter().zip(results) {
         match r {
-            Some(Ok(None)) => return Err(IngestError::Busy(f.abs.clone())),
             None => {}
-            Some(Err(e)) => {
+            Some(Ok(r)) => {
+                read.insert(f.rel.clone(), r);
+            }
+            Some(Err(Failure::Busy)) => return Err(IngestError::Busy(f.abs.clone())),
+            Some(Err(Failure::Cache(e))) => return Err(e),
+            Some(Err(Failure::Source(e))) => {
                 tracing::warn!(path = %f.abs.display(), error = %e, "cannot read file; the rest of the site is still served");
                 skipped.push(format!("{}: cannot read file ({e})", f.abs.display()));
-                read.insert(f.rel.clone(), Err(e));
-            }
-            Some(Ok(Some(r))) => {
-                read.insert(f.rel.clone(), Ok(r));
             }
         }
     }
     Ok(read)
 }
 
-/// Reads one file; `None` when it changed while being read.
-fn read_one(f: &Found, compressed: &Compressed) -> std::io::Result<Option<Read>> {
-    let data = std::fs::read(&f.abs)?;
-    let after = std::fs::metadata(&f.abs)?;
-    if after.len() != f.size || data.len() as u64 != f.size || mtime_ns(&after) != f.mtime_ns {
-        return Ok(None);
-    }
-    let hash = super::content_hash(&data);
-    let (gzip, br) = match compressed.get(&hash) {
-        Some(copies) => copies.clone(),
-        None => compress::for_storage(&f.rel, &data),
-    };
-    let alternates = if f.rel.ends_with(".html") || f.rel.ends_with(".htm") {
-        super::alternates::hreflang_links(&data)
+/// Reads one file into `pack`, unless its content is stored already.
+fn read_one(
+    store: &Store,
+    pack: &PackWriter<'_>,
+    f: &Found,
+    compressed: &Compressed,
+    claimed: &Mutex<HashSet<String>>,
+) -> Result<Read, Failure> {
+    let mut file = File::open(&f.abs).map_err(Failure::Source)?;
+    let streamed = f.size > store.compress_max();
+    // Small enough to compress: held while it is. Larger: only hashed here,
+    // and copied below by the kernel.
+    let data = if streamed {
+        None
     } else {
-        Vec::new()
+        let mut data = Vec::with_capacity(f.size as usize);
+        std::io::Read::read_to_end(&mut file, &mut data).map_err(Failure::Source)?;
+        Some(data)
     };
-    Ok(Some(Read {
+    let hash = match &data {
+        Some(data) => blake3::hash(data),
+        None => {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update_reader(&mut file).map_err(Failure::Source)?;
+            hasher.finalize()
+        }
+    };
+    let digest = *hash.as_bytes();
+    let hash = hash.to_hex().to_string();
+    let mut stored = store.stored(&hash).map_err(|e| Failure::Cache(e.into()))?;
+    let mut rows = Vec::new();
+    if !stored[Encoding::Identity as usize] && claimed.lock().unwrap().insert(hash.clone()) {
+        let placed = match &data {
+            Some(data) => pack.append(data),
+            None => pack.append_file(&mut file, f.size),
+        }
+        .map_err(|e| Failure::Cache(IngestError::Cache(e)))?;
+        let row = BlobRow {
+            pack: placed.pack,
+            offset: placed.offset,
+            len: f.size,
+            digest,
+        };
+        rows.push((Encoding::Identity, row));
+        let (gzip, br) = match (&data, compressed.get(&hash)) {
+            (None, _) => (None, None),
+            (Some(_), Some(copies)) => copies.clone(),
+            (Some(data), None) => compress::for_storage(&f.rel, data),
+        };
+        for (enc, body) in [(Encoding::Gzip, gzip), (Encoding::Brotli, br)] {
+            let Some(body) = body else { continue };
+            let placed = pack
+                .append(&body)
+                .map_err(|e| Failure::Cache(IngestError::Cache(e)))?;
+            let row = BlobRow {
+                pack: placed.pack,
+                offset: placed.offset,
+                len: body.len() as u64,
+                digest: *blake3::hash(&body).as_bytes(),
+            };
+            rows.push((enc, row));
+            stored[enc as usize] = true;
+        }
+    }
+    let after = std::fs::metadata(&f.abs).map_err(Failure::Source)?;
+    let len = data.as_ref().map_or(f.size, |d| d.len() as u64);
+    if after.len() != f.size || len != f.size || mtime_ns(&after) != f.mtime_ns {
+        return Err(Failure::Busy);
+    }
+    let alternates = match &data {
+        Some(data) if f.rel.ends_with(".html") || f.rel.ends_with(".htm") => {
+            super::alternates::hreflang_links(data)
+        }
+        _ => Vec::new(),
+    };
+    Ok(Read {
         hash,
-        bodies: [Some(Bytes::from(data)), gzip, br],
+        stored,
+        rows,
         alternates,
-    }))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::KEPT_VERSIONS;
 
-    fn blob_count(store: &Store, text: &str) -> usize {
-        let tx = store.db().unwrap().begin_read().unwrap();
-        let blobs = tx.open_table(BLOBS).unwrap();
-        let hash = super::super::content_hash(text.as_bytes());
-        Encoding::ALL
-            .iter()
-            .filter(|enc| {
-                blobs
-                    .get(blob_key(&hash, **enc).as_slice())
-                    .unwrap()
-                    .is_some()
-            })
-            .count()
+    fn stored_count(store: &Store, text: &str) -> usize {
+        let hash = crate::store::content_hash(text.as_bytes());
+        store.stored(&hash).unwrap().iter().filter(|s| **s).count()
     }
 
-    /// A version pushed out of the kept five takes its blobs with it,
-    /// except those a kept version still uses.
+    fn ingest(store: &Store, sites: &Path) -> Ingested {
+        ingest_site(
+            store,
+            sites,
+            "s",
+            &Compressed::new(),
+            |_| Ok(()),
+            &mut Notes::default(),
+        )
+        .unwrap()
+    }
+
+    fn packs(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("store.packs")).map_or(0, |d| d.count())
+    }
+
+    /// A version pushed out of the kept five takes its bodies (and the
+    /// packs only they used) with it, except those a kept version still uses.
     #[test]
-    fn blobs_go_with_the_last_version_that_used_them() {
+    fn bodies_go_with_the_last_version_that_used_them() {
         let dir = tempfile::tempdir().unwrap();
         let sites = dir.path().join("sites");
         let public = sites.join("s").join("public");
@@ -515,21 +556,51 @@ mod tests {
         let page = |n: usize| format!("page {n} {}", "x".repeat(n));
         for n in 0..=KEPT_VERSIONS {
             std::fs::write(public.join("page.html"), page(n)).unwrap();
-            let ingested = ingest_site(
-                &store,
-                &sites,
-                "s",
-                None,
-                &Compressed::new(),
-                |_| Ok(()),
-                &mut Notes::default(),
-            )
-            .unwrap();
-            assert!(matches!(ingested, Ingested::Changed(_)));
+            assert!(matches!(ingest(&store, &sites), Ingested::Changed(_)));
         }
         assert_eq!(store.versions("s").unwrap().len(), KEPT_VERSIONS);
-        assert_eq!(blob_count(&store, &page(0)), 0, "pushed out");
-        assert_eq!(blob_count(&store, &page(1)), 1, "kept");
-        assert_eq!(blob_count(&store, "in every version"), 1, "shared");
+        assert_eq!(stored_count(&store, &page(0)), 0, "pushed out");
+        assert_eq!(stored_count(&store, &page(1)), 1, "kept");
+        assert_eq!(stored_count(&store, "in every version"), 1, "shared");
+        // The first pack held only page 0 and kept.txt; kept.txt keeps it.
+        assert_eq!(packs(dir.path()), KEPT_VERSIONS + 1);
+
+        // Touched, same bytes: a new version (its Last-Modified moved) that
+        // writes no new pack, and the next scan reads nothing.
+        std::fs::write(public.join("page.html"), page(KEPT_VERSIONS)).unwrap();
+        assert!(matches!(ingest(&store, &sites), Ingested::Changed(_)));
+        assert!(packs(dir.path()) <= KEPT_VERSIONS + 1);
+        assert!(matches!(ingest(&store, &sites), Ingested::Unchanged));
+    }
+
+    /// A file above the compression limit is copied into the pack as it is,
+    /// and served whole.
+    #[test]
+    fn a_file_above_the_limit_is_stored_uncompressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sites = dir.path().join("sites");
+        let public = sites.join("s").join("public");
+        std::fs::create_dir_all(&public).unwrap();
+        std::fs::write(
+            sites.join("s").join("site.toml"),
+            "hosts = [\"s\"]\nlocale = \"en-GB\"\n",
+        )
+        .unwrap();
+        let text = "compressible text ".repeat(10_000);
+        std::fs::write(public.join("big.txt"), &text).unwrap();
+        std::fs::write(public.join("small.txt"), &text[..50_000]).unwrap();
+        let store = Store::open(&dir.path().join("store.redb"))
+            .unwrap()
+            .with_compress_max(100_000);
+        let Ingested::Changed(version) = ingest(&store, &sites) else {
+            panic!("a first version");
+        };
+        let big = version.file("big.txt").unwrap();
+        assert!(!big.compressed());
+        assert_eq!(
+            big.checked_body(Encoding::Identity).unwrap(),
+            text.as_bytes()
+        );
+        assert!(version.file("small.txt").unwrap().compressed());
     }
 }

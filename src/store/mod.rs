@@ -1,25 +1,39 @@
-//! The embedded store (redb): every site's files, its last versions, and which
-//! version each site serves.
+//! The embedded store (redb) and the pack files beside it: every site's
+//! files, its last versions, and which version each site serves.
 //!
-//! A version is one site.toml plus a manifest of files pointing at content
-//! blobs by hash; it is written in one transaction, so a crash mid-ingest
-//! leaves the previous version whole. Blobs are shared between versions and
-//! deleted once no kept version needs them. Serving never touches redb: the
-//! served versions live in memory as [`SiteVersion`]s (see `version.rs`).
+//! A version is one site.toml plus a manifest of files pointing at bodies by
+//! content hash. The bodies live in pack files (`packs.rs`), outside the heap;
+//! redb keeps the index (`schema.rs`). A version is written in one
+//! transaction after its pack is on disk, so a crash mid-ingest leaves the
+//! previous version whole. Bodies are shared between versions and deleted
+//! once no kept version needs them. Serving never touches redb: the served
+//! versions are in memory as [`SiteVersion`]s whose bodies are slices of the
+//! mapped packs (see `version.rs`).
 
 mod alternates;
 mod ingest;
+mod packs;
+mod schema;
 mod version;
 
 pub use ingest::{ingest_site, Compressed, IngestError, Ingested, Notes};
-pub use version::{compressible, Encoding, Lookup, SiteVersion, StoredFile};
+pub use packs::damaged_total;
+pub use schema::{ExperimentRow, FragmentRow, Manifest, ManifestFile};
+pub use version::{compressible, Damaged, Encoding, Lookup, SiteVersion, StoredFile};
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use packs::{PackWriter, Packs};
+use schema::{
+    blob_key, decode, encode, BlobRow, Scan, BLOBS, CURRENT, EXPERIMENTS, FRAGMENTS, LEGACY_BLOBS,
+    NOT_APPLIED, SCANS, VERSIONS,
+};
 
 /// The name content is stored under: its BLAKE3 hash in hex. A fleet names
 /// files the same way, so a box matches what it fetched to what it ingests.
@@ -31,33 +45,6 @@ pub fn content_hash(data: &[u8]) -> String {
 pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Content by `hash ++ [encoding]`.
-const BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blobs");
-/// What ingest last saw of a file, so an unchanged one is not read again.
-const SCANS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("scans");
-/// A site's manifests by version number.
-const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
-/// The version each site serves.
-const CURRENT: TableDefinition<&str, u64> = TableDefinition::new("current");
-/// Experiment counts: (experiment, variant) -> (exposures, conversions).
-const EXPERIMENTS: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("experiments");
-/// (experiment, variant) -> visitors drawn into a variant that was not
-/// applied. A table of its own, so stores from before it load as 0.
-const NOT_APPLIED: TableDefinition<(&str, &str), u64> = TableDefinition::new("not_applied");
-/// The last good copy of each fragment source: url -> (fetched at, ms since
-/// the epoch; JSON).
-const FRAGMENTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("fragments");
-
-/// One variant's saved counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExperimentRow {
-    pub experiment: String,
-    pub variant: String,
-    pub exposures: u64,
-    pub conversions: u64,
-    pub not_applied: u64,
 }
 
 /// How many versions of each site are kept for rollback.
@@ -101,36 +88,15 @@ from_redb!(
     redb::CommitError
 );
 
-/// One version's record: the site's settings and its files.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub created_unix_ms: u64,
-    pub site_toml: String,
-    pub files: Vec<ManifestFile>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestFile {
-    /// Relative to public/, with `/` separators.
-    pub path: String,
-    pub hash: String,
-    pub size: u64,
-    pub mtime_ms: u64,
-    pub gzip: bool,
-    pub br: bool,
-    /// hreflang alternates of an HTML page.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub alternates: Vec<(String, String)>,
-}
-
-/// What ingest saw of a file last time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Scan {
-    size: u64,
-    mtime_ns: u128,
-    hash: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    alternates: Vec<(String, String)>,
+/// What one ingest writes: see [`Store::write_version`].
+#[derive(Debug, Default)]
+pub struct Update {
+    /// Every file of the site the scan found and kept, by path.
+    pub scans: Vec<(String, Scan)>,
+    /// The bodies this ingest added to its pack.
+    pub blobs: Vec<(String, Encoding, BlobRow)>,
+    /// The new version, when the site changed.
+    pub manifest: Option<Manifest>,
 }
 
 /// The store, opened once per process, and closed at shutdown so that the
@@ -142,6 +108,9 @@ pub struct Store {
     /// another one, the store was deleted or replaced under the process.
     file: Mutex<Option<(u64, u64)>>,
     health: Mutex<Health>,
+    packs: Packs,
+    /// Files above this size are stored as they are, not compressed.
+    compress_max: u64,
 }
 
 /// How the store fares, for the status page.
@@ -164,7 +133,76 @@ impl Store {
         if let Some(why) = rebuilt {
             store.note_rebuilt(why);
         }
+        store.forget_legacy_bodies()?;
+        store.check_packs()?;
         Ok(store)
+    }
+
+    /// A store from a release that kept bodies in redb: its versions point
+    /// at bodies no pack holds, so they are forgotten and every site is
+    /// ingested again into packs (the counts and fragment copies stay).
+    fn forget_legacy_bodies(&self) -> Result<(), StoreError> {
+        let tx = self.db()?.begin_write()?;
+        if !tx.delete_table(LEGACY_BLOBS)? {
+            return Ok(());
+        }
+        tracing::info!(store = %self.path.display(), "store from an older release: its bodies move to pack files as sites are ingested again");
+        tx.delete_table(SCANS)?;
+        tx.delete_table(VERSIONS)?;
+        tx.delete_table(CURRENT)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The start-up check of the packs: rows whose pack is missing or too
+    /// short (disk damage, someone editing cache/) are forgotten, with the
+    /// scans naming them, so ingest reads those files again from sites/;
+    /// packs no row needs are deleted.
+    fn check_packs(&self) -> Result<(), StoreError> {
+        let sizes = self.packs.sizes();
+        let tx = self.db()?.begin_write()?;
+        let mut lost = HashSet::new();
+        {
+            let mut blobs = tx.open_table(BLOBS)?;
+            blobs.retain(|(hash, _), row| {
+                let whole = sizes
+                    .get(&row.pack)
+                    .is_some_and(|size| row.offset.saturating_add(row.len) <= *size);
+                if !whole {
+                    lost.insert(hash.to_string());
+                }
+                whole
+            })?;
+            for hash in &lost {
+                for enc in Encoding::ALL {
+                    blobs.remove(blob_key(hash, enc))?;
+                }
+            }
+            if !lost.is_empty() {
+                tx.open_table(SCANS)?.retain(|_, raw| {
+                    decode::<Scan>(raw, "scan").is_ok_and(|s| !lost.contains(&s.hash))
+                })?;
+            }
+        }
+        let live = referenced_packs(&tx)?;
+        tx.commit()?;
+        if !lost.is_empty() {
+            packs::note_damage(lost.len() as u64);
+            tracing::warn!(store = %self.path.display(), bodies = lost.len(), "stored bodies missing from cache/; their files are read again from sites/");
+        }
+        self.packs.sweep(&live);
+        Ok(())
+    }
+
+    /// Files above `bytes` are stored as they are, not compressed: the
+    /// work and the memory a compressor needs grow with the file.
+    pub fn with_compress_max(mut self, bytes: u64) -> Store {
+        self.compress_max = bytes;
+        self
+    }
+
+    pub fn compress_max(&self) -> u64 {
+        self.compress_max
     }
 
     /// Opens a store that must already exist, without repairing or
@@ -188,6 +226,8 @@ impl Store {
             path: path.to_path_buf(),
             file: Mutex::new(file_id(path).ok()),
             health: Mutex::new(Health::default()),
+            packs: Packs::new(path.with_extension("packs")),
+            compress_max: crate::config::DEFAULT_COMPRESS_MAX,
         }
     }
 
@@ -265,6 +305,9 @@ impl Store {
         });
         match made {
             Ok((db, copied)) => {
+                if let Err(e) = self.packs.restore_missing() {
+                    tracing::error!(store = %self.path.display(), error = %e, "cannot write back deleted pack files; the next start ingests again what they held");
+                }
                 *self.file.lock().unwrap() = file_id(&self.path).ok();
                 self.db.store(Some(Arc::new(db)));
                 self.note_rebuilt(if copied {
@@ -319,23 +362,149 @@ impl Store {
         let raw = table
             .get((site, number))?
             .ok_or_else(|| StoreError::Damaged(format!("{site} version {number} missing")))?;
-        serde_json::from_slice(raw.value())
-            .map_err(|e| StoreError::Damaged(format!("{site} version {number}: {e}")))
+        decode(raw.value(), &format!("{site} version {number}"))
     }
 
-    /// Loads a kept version into memory, ready to serve.
+    /// A site's newest kept version and its manifest.
+    pub fn newest(&self, site: &str) -> Result<Option<(u64, Manifest)>, StoreError> {
+        match self.versions(site)?.last() {
+            Some(n) => Ok(Some((*n, self.manifest(site, *n)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Loads a kept version, ready to serve: its bodies are slices of the
+    /// mapped packs, so this reads the index, not the bytes.
     pub fn load_version(&self, site: &str, number: u64) -> Result<SiteVersion, StoreError> {
         let manifest = self.manifest(site, number)?;
         let tx = self.db()?.begin_read()?;
         let blobs = tx.open_table(BLOBS)?;
         SiteVersion::from_manifest(site, number, &manifest, |hash, enc| {
-            let key = blob_key(hash, enc);
-            match blobs.get(key.as_slice()) {
-                Ok(Some(v)) => Ok(bytes::Bytes::copy_from_slice(v.value())),
-                Ok(None) => Err(StoreError::Damaged(format!("{site}: blob {hash} missing"))),
-                Err(e) => Err(e.into()),
+            match blobs.get(blob_key(hash, enc))? {
+                Some(row) => {
+                    let row = row.value();
+                    Ok((self.packs.body(&row)?, row.digest))
+                }
+                None => Err(StoreError::Damaged(format!("{site}: body {hash} missing"))),
             }
         })
+    }
+
+    /// What the last scan of `site` saw of each file whose body is still
+    /// stored, with the encodings stored for it.
+    pub fn known_files(
+        &self,
+        site: &str,
+    ) -> Result<HashMap<String, (Scan, [bool; 3])>, StoreError> {
+        let tx = self.db()?.begin_read()?;
+        let (Some(scans), Some(blobs)) = (readable_table(&tx, SCANS)?, readable_table(&tx, BLOBS)?)
+        else {
+            return Ok(HashMap::new());
+        };
+        let mut known = HashMap::new();
+        for row in scans.range((site, "")..)? {
+            let (key, raw) = row?;
+            let (s, rel) = key.value();
+            if s != site {
+                break;
+            }
+            let Ok(scan) = decode::<Scan>(raw.value(), "scan") else {
+                continue;
+            };
+            let mut stored = [false; 3];
+            for enc in Encoding::ALL {
+                stored[enc as usize] = blobs.get(blob_key(&scan.hash, enc))?.is_some();
+            }
+            if stored[Encoding::Identity as usize] {
+                known.insert(rel.to_string(), (scan, stored));
+            }
+        }
+        Ok(known)
+    }
+
+    /// Which encodings of the content `hash` are stored.
+    pub fn stored(&self, hash: &str) -> Result<[bool; 3], StoreError> {
+        let tx = self.db()?.begin_read()?;
+        let Some(blobs) = readable_table(&tx, BLOBS)? else {
+            return Ok([false; 3]);
+        };
+        let mut stored = [false; 3];
+        for enc in Encoding::ALL {
+            stored[enc as usize] = blobs.get(blob_key(hash, enc))?.is_some();
+        }
+        Ok(stored)
+    }
+
+    /// A new pack for one ingest's bodies.
+    pub fn pack_writer(&self) -> PackWriter<'_> {
+        self.packs.writer()
+    }
+
+    /// Writes what one ingest found, in one transaction: the site's scans,
+    /// the new bodies' rows and, when the site changed, its new version,
+    /// made current, with the versions it pushes out and the bodies only
+    /// they used. `pack` must be finished (on disk) before. Returns the new
+    /// version's number.
+    pub fn write_version(&self, site: &str, update: Update) -> Result<Option<u64>, StoreError> {
+        let tx = self.db()?.begin_write()?;
+        let mut number = None;
+        let mut dropped = HashSet::new();
+        {
+            let mut scans = tx.open_table(SCANS)?;
+            scans.retain(|(s, _), _| s != site)?;
+            for (rel, scan) in &update.scans {
+                scans.insert((site, rel.as_str()), encode(scan).as_slice())?;
+            }
+            let mut blobs = tx.open_table(BLOBS)?;
+            for (hash, enc, row) in &update.blobs {
+                blobs.insert(blob_key(hash, *enc), row)?;
+            }
+            if let Some(manifest) = &update.manifest {
+                let mut versions = tx.open_table(VERSIONS)?;
+                let mut kept = Vec::new();
+                for row in versions.range((site, 0)..=(site, u64::MAX))? {
+                    kept.push(row?.0.value().1);
+                }
+                let new = kept.last().map_or(1, |n| n + 1);
+                versions.insert((site, new), encode(manifest).as_slice())?;
+                kept.push(new);
+                for old in &kept[..kept.len().saturating_sub(KEPT_VERSIONS)] {
+                    if let Some(raw) = versions.remove((site, *old))? {
+                        // An unreadable manifest drops nothing it could name;
+                        // its bodies go at the next full collection.
+                        if let Ok(m) = decode::<Manifest>(raw.value(), "manifest") {
+                            dropped.extend(m.files.into_iter().map(|f| f.hash));
+                        }
+                    }
+                }
+                tx.open_table(CURRENT)?.insert(site, new)?;
+                number = Some(new);
+            }
+        }
+        forget_blobs(&tx, dropped)?;
+        let live = referenced_packs(&tx)?;
+        tx.commit()?;
+        self.packs.sweep(&live);
+        Ok(number)
+    }
+
+    /// Forgets the stored body of `hash` (found damaged), and every scan
+    /// that named it, so the next ingest reads those files again.
+    pub fn forget_body(&self, hash: &str) -> Result<(), StoreError> {
+        let tx = self.db()?.begin_write()?;
+        {
+            let mut blobs = tx.open_table(BLOBS)?;
+            for enc in Encoding::ALL {
+                blobs.remove(blob_key(hash, enc))?;
+            }
+            tx.open_table(SCANS)?
+                .retain(|_, raw| decode::<Scan>(raw, "scan").is_ok_and(|s| s.hash != hash))?;
+        }
+        let live = referenced_packs(&tx)?;
+        tx.commit()?;
+        packs::note_damage(1);
+        self.packs.sweep(&live);
+        Ok(())
     }
 
     /// Points `site` at the kept version before the one it serves, and
@@ -382,7 +551,9 @@ impl Store {
         }
         // After the tables above are closed: it opens `versions` again.
         collect_garbage(&tx)?;
+        let live = referenced_packs(&tx)?;
         tx.commit()?;
+        self.packs.sweep(&live);
         Ok(())
     }
 }
@@ -431,7 +602,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn fragments(&self) -> Result<Vec<(String, u64, Vec<u8>)>, StoreError> {
+    pub fn fragments(&self) -> Result<Vec<FragmentRow>, StoreError> {
         let tx = self.db()?.begin_read()?;
         let Some(table) = readable_table(&tx, FRAGMENTS)? else {
             return Ok(Vec::new());
@@ -440,7 +611,11 @@ impl Store {
         for row in table.iter()? {
             let (k, v) = row?;
             let (at, json) = v.value();
-            out.push((k.value().to_string(), at, json.to_vec()));
+            out.push(FragmentRow {
+                url: k.value().to_string(),
+                fetched_unix_ms: at,
+                json: json.to_vec(),
+            });
         }
         Ok(out)
     }
@@ -615,31 +790,18 @@ fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
     Ok((meta.dev(), meta.ino()))
 }
 
-fn blob_key(hash: &str, enc: Encoding) -> Vec<u8> {
-    let mut key = Vec::with_capacity(hash.len() + 1);
-    key.extend_from_slice(hash.as_bytes());
-    key.push(enc as u8);
-    key
-}
-
-/// Deletes blobs that no kept version refers to.
+/// Deletes the rows of bodies that no kept version refers to.
 fn collect_garbage(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     let live = referenced(tx)?;
-    let mut blobs = tx.open_table(BLOBS)?;
-    blobs.retain(|key, _| {
-        let hash = &key[..key.len().saturating_sub(1)];
-        std::str::from_utf8(hash).is_ok_and(|h| live.contains(h))
-    })?;
+    tx.open_table(BLOBS)?
+        .retain(|(hash, _), _| live.contains(hash))?;
     Ok(())
 }
 
-/// Deletes the blobs of `dropped` (hashes of versions just removed) that no
-/// kept version refers to: unlike [`collect_garbage`], without walking
-/// every blob in the store.
-fn forget_blobs(
-    tx: &redb::WriteTransaction,
-    dropped: std::collections::HashSet<String>,
-) -> Result<(), StoreError> {
+/// Deletes the rows of the bodies of `dropped` (hashes of versions just
+/// removed) that no kept version refers to: unlike [`collect_garbage`],
+/// without walking every row.
+fn forget_blobs(tx: &redb::WriteTransaction, dropped: HashSet<String>) -> Result<(), StoreError> {
     if dropped.is_empty() {
         return Ok(());
     }
@@ -647,23 +809,29 @@ fn forget_blobs(
     let mut blobs = tx.open_table(BLOBS)?;
     for hash in dropped.difference(&live) {
         for enc in Encoding::ALL {
-            blobs.remove(blob_key(hash, enc).as_slice())?;
+            blobs.remove(blob_key(hash, enc))?;
         }
     }
     Ok(())
 }
 
 /// The hashes every kept version of every site refers to.
-fn referenced(
-    tx: &redb::WriteTransaction,
-) -> Result<std::collections::HashSet<String>, StoreError> {
-    let mut live = std::collections::HashSet::new();
+fn referenced(tx: &redb::WriteTransaction) -> Result<HashSet<String>, StoreError> {
+    let mut live = HashSet::new();
     let versions = tx.open_table(VERSIONS)?;
     for row in versions.iter()? {
         let (_, raw) = row?;
-        let manifest: Manifest =
-            serde_json::from_slice(raw.value()).map_err(|e| StoreError::Damaged(e.to_string()))?;
+        let manifest: Manifest = decode(raw.value(), "manifest")?;
         live.extend(manifest.files.into_iter().map(|f| f.hash));
+    }
+    Ok(live)
+}
+
+/// The packs some row points into: every other pack file is garbage.
+fn referenced_packs(tx: &redb::WriteTransaction) -> Result<HashSet<u64>, StoreError> {
+    let mut live = HashSet::new();
+    for row in tx.open_table(BLOBS)?.iter()? {
+        live.insert(row?.1.value().pack);
     }
     Ok(live)
 }
@@ -682,13 +850,12 @@ mod tests {
         store.save_fragment("a", 2, b"2", 2).unwrap();
         let mut kept = store.fragments().unwrap();
         kept.sort();
-        assert_eq!(
-            kept,
-            vec![
-                ("a".into(), 2, b"2".to_vec()),
-                ("b".into(), 1, b"1".to_vec())
-            ]
-        );
+        let row = |url: &str, at, json: &[u8]| FragmentRow {
+            url: url.into(),
+            fetched_unix_ms: at,
+            json: json.to_vec(),
+        };
+        assert_eq!(kept, vec![row("a", 2, b"2"), row("b", 1, b"1")]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! A site version held in memory for serving: the hot path is one hash-map
-//! lookup and a reference-counted `Bytes` clone, with no copy and no I/O.
+//! A site version held for serving: the hot path is one hash-map lookup and
+//! a reference-counted `Bytes` clone of a slice of a mapped pack, with no
+//! copy and no system call.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +13,6 @@ use http::HeaderValue;
 
 use super::{Manifest, StoreError};
 use crate::config::SiteConfig;
-use crate::zero_copy;
 
 /// The representations stored for a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,6 +46,18 @@ pub struct StoredFile {
     pub alternates: Vec<(String, String)>,
     bodies: [Option<Bytes>; 3],
     etags: [HeaderValue; 3],
+    /// BLAKE3 digests of the stored bodies, checked before each is first
+    /// sent: the bytes are on disk, where they can be damaged.
+    digests: [Option<[u8; 32]>; 3],
+    /// One bit per encoding whose body matched its digest.
+    checked: AtomicU8,
+}
+
+/// A stored body whose bytes no longer match their digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damaged {
+    /// The content hash of the file whose body is damaged.
+    pub hash: String,
 }
 
 impl StoredFile {
@@ -72,6 +85,34 @@ impl StoredFile {
             alternates: Vec::new(),
             bodies: [Some(identity), gzip, br],
             hash,
+            digests: [None; 3],
+            checked: AtomicU8::new(0b111),
+        }
+    }
+
+    /// The body in `enc` (identity when not stored that way), once its
+    /// bytes are checked against their digest.
+    pub fn checked_body(&self, enc: Encoding) -> Result<&Bytes, Damaged> {
+        let enc = if self.body(enc).is_some() {
+            enc
+        } else {
+            Encoding::Identity
+        };
+        let bit = 1 << enc as u8;
+        let body = self.bodies[enc as usize]
+            .as_ref()
+            .expect("identity is always stored");
+        if self.checked.load(Ordering::Relaxed) & bit != 0 {
+            return Ok(body);
+        }
+        match self.digests[enc as usize] {
+            Some(digest) if *blake3::hash(body).as_bytes() != digest => Err(Damaged {
+                hash: self.hash.clone(),
+            }),
+            _ => {
+                self.checked.fetch_or(bit, Ordering::Relaxed);
+                Ok(body)
+            }
         }
     }
 
@@ -161,7 +202,7 @@ impl SiteVersion {
         site: &str,
         number: u64,
         manifest: &Manifest,
-        mut blob: impl FnMut(&str, Encoding) -> Result<Bytes, StoreError>,
+        mut blob: impl FnMut(&str, Encoding) -> Result<(Bytes, [u8; 32]), StoreError>,
     ) -> Result<SiteVersion, StoreError> {
         let toml_path = Path::new("sites").join(site).join("site.toml");
         let config = SiteConfig::parse(&toml_path, &manifest.site_toml)
@@ -171,13 +212,23 @@ impl SiteVersion {
             let identity = blob(&f.hash, Encoding::Identity)?;
             let gzip = f.gzip.then(|| blob(&f.hash, Encoding::Gzip)).transpose()?;
             let br = f.br.then(|| blob(&f.hash, Encoding::Brotli)).transpose()?;
-            let mut file = StoredFile::new(&f.path, f.hash.clone(), f.mtime_ms, identity, gzip, br);
+            let digests = [
+                Some(identity.1),
+                gzip.as_ref().map(|g| g.1),
+                br.as_ref().map(|b| b.1),
+            ];
+            let mut file = StoredFile::new(
+                &f.path,
+                f.hash.clone(),
+                f.mtime_ms,
+                identity.0,
+                gzip.map(|g| g.0),
+                br.map(|b| b.0),
+            );
             file.alternates = f.alternates.clone();
+            file.digests = digests;
+            file.checked = AtomicU8::new(0);
             built.push(file);
-        }
-        let bodies = built.iter_mut().flat_map(|f| f.bodies.iter_mut().flatten());
-        if let Err(e) = zero_copy::seal(bodies) {
-            tracing::warn!(site, error = %e, "large files stay in ordinary memory, sent by copy");
         }
         let mut files = HashMap::with_capacity(built.len());
         for (f, file) in manifest.files.iter().zip(built) {
