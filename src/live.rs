@@ -72,7 +72,7 @@ impl Live {
             sites: ArcSwap::from_pointee(sites),
             rules: ArcSwap::from_pointee(Rules::empty()),
             rules_problems: Mutex::new(Vec::new()),
-            rendered: RenderCache::default(),
+            rendered: RenderCache::new(crate::config::DEFAULT_RENDER_CACHE_SIZE),
             keeps_rules_copy: true,
             store,
             sites_dir,
@@ -82,6 +82,12 @@ impl Live {
             ready: AtomicBool::new(false),
             repairing: Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// Bounds the pages rendered by rules to `bytes`.
+    pub fn with_render_cache_size(mut self, bytes: u64) -> Live {
+        self.rendered = RenderCache::new(bytes);
+        self
     }
 
     /// For one-shot commands: nothing is written into the root.

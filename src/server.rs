@@ -224,7 +224,10 @@ pub async fn serve(
     let store =
         crate::store::Store::open(&settings.store)?.with_compress_max(settings.compress_max_size);
     let opened = started.elapsed().as_millis() as u64;
-    let live = Arc::new(crate::live::Live::from_store(store, settings.root.clone())?);
+    let live = Arc::new(
+        crate::live::Live::from_store(store, settings.root.clone())?
+            .with_render_cache_size(settings.render_cache_size),
+    );
     tracing::info!(
         store_ms = opened,
         loaded_ms = started.elapsed().as_millis() as u64,

@@ -161,6 +161,7 @@ async fn status(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
             "count": rules.rules.len(),
             "errors": live.rules_problems().iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         },
+        "render_cache": live.rendered().stats(),
         "experiments": app.experiments.report(&rules),
         "fragments": {
             "fresh": f.fresh.load(Ordering::Relaxed),
@@ -191,6 +192,7 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
         &[],
         crate::zero_copy::sent_bytes(),
     );
+    let rendered = app.live.rendered().stats();
     for (name, help, n) in [
         (
             "outpost_store_damaged_bodies_total",
@@ -207,12 +209,37 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
             "Idle connections closed to make room at max_connections.",
             crate::connections::shed(),
         ),
+        (
+            "outpost_render_cache_hits_total",
+            "Pages personalized by rules and found already rendered.",
+            rendered.hits,
+        ),
+        (
+            "outpost_render_cache_misses_total",
+            "Pages personalized by rules and rendered for the request.",
+            rendered.misses,
+        ),
     ] {
         family(&mut out, name, "counter", help);
         sample(&mut out, name, &[], n);
     }
     let live = &app.live;
     let gauge = "gauge";
+    for (name, help, n) in [
+        (
+            "outpost_render_cache_bytes",
+            "Bytes of rendered pages held (bounded by render_cache_size).",
+            rendered.bytes,
+        ),
+        (
+            "outpost_render_cache_capacity_bytes",
+            "render_cache_size.",
+            rendered.capacity_bytes,
+        ),
+    ] {
+        family(&mut out, name, gauge, help);
+        sample(&mut out, name, &[], n);
+    }
     family(
         &mut out,
         "outpost_site_version",

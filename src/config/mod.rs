@@ -11,7 +11,10 @@ mod site;
 
 pub use diagnostic::{closest, Diagnostic};
 pub use offer_text::{OfferText, Text};
-pub use settings::{AccessLogTarget, Overrides, Settings, TlsSettings, DEFAULT_COMPRESS_MAX};
+pub use settings::{
+    AccessLogTarget, Overrides, Settings, TlsSettings, DEFAULT_COMPRESS_MAX,
+    DEFAULT_RENDER_CACHE_SIZE,
+};
 pub use site::{path_glob, HeaderRule, HostPattern, PathGlobs, SiteConfig};
 
 use std::path::Path;

@@ -15,6 +15,10 @@ use super::{parse_toml, Diagnostic, Origin};
 /// files are mostly media that do not shrink.
 pub const DEFAULT_COMPRESS_MAX: u64 = 16 << 20;
 
+/// Bytes of pages rendered by rules kept for the next visitor like the
+/// last, unless configured: the only bodies on outpost's heap.
+pub const DEFAULT_RENDER_CACHE_SIZE: u64 = 64 << 20;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
@@ -33,6 +37,7 @@ struct RawSettings {
     max_connections: Option<usize>,
     max_connections_per_client: Option<usize>,
     compress_max_size: Option<Spanned<String>>,
+    render_cache_size: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +95,8 @@ pub struct Settings {
     pub max_connections_per_client: usize,
     /// Files larger than this are stored as they are, not compressed.
     pub compress_max_size: u64,
+    /// Bytes of rendered pages kept.
+    pub render_cache_size: u64,
 }
 
 /// Command-line values that win over the file.
@@ -168,8 +175,8 @@ impl Settings {
                 std::time::Duration::from_secs(15)
             }),
         };
-        let compress_max_size = match &raw.compress_max_size {
-            None => DEFAULT_COMPRESS_MAX,
+        let mut size = |value: &Option<Spanned<String>>, default: u64| match value {
+            None => default,
             Some(v) => match v.get_ref().parse::<bytesize::ByteSize>() {
                 Ok(size) => size.as_u64(),
                 Err(e) => {
@@ -179,10 +186,12 @@ impl Settings {
                         v.span().start,
                         format!("`{}` is not a size like 16MiB: {e}", v.get_ref()),
                     ));
-                    DEFAULT_COMPRESS_MAX
+                    default
                 }
             },
         };
+        let compress_max_size = size(&raw.compress_max_size, DEFAULT_COMPRESS_MAX);
+        let render_cache_size = size(&raw.render_cache_size, DEFAULT_RENDER_CACHE_SIZE);
         // `""` is documented as unset. Other blanks would be a token no
         // client can send: header values lose their surrounding whitespace.
         let admin_token = raw.admin_token.as_ref().and_then(|t| {
@@ -243,6 +252,7 @@ impl Settings {
             max_connections: raw.max_connections.unwrap_or(16_384).max(1),
             max_connections_per_client: raw.max_connections_per_client.unwrap_or(256).max(1),
             compress_max_size,
+            render_cache_size,
         })
     }
 }

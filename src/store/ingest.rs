@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,6 +84,9 @@ struct Found {
     abs: PathBuf,
     size: u64,
     mtime_ns: u128,
+    /// Device and inode: a file of another release can have the same size
+    /// and modification time (builds that pin times, `rsync -a`).
+    file_id: (u64, u64),
 }
 
 /// The site folder as the scan found it.
@@ -180,7 +184,16 @@ fn scan(
                 .filter_map(|p| p.strip_prefix(&root).ok()?.to_str())
                 .map(str::to_string),
         );
-        walk(&mut vec![root], &public, "", &mut found, &mut notes.skipped);
+        // Walked and read through the folder public/ resolves to now: a
+        // release switched in (a symlink renamed over public/) mid-scan
+        // must not give an old listing with new contents.
+        walk(
+            &mut vec![root.clone()],
+            &root,
+            "",
+            &mut found,
+            &mut notes.skipped,
+        );
     }
     found.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(Some(Scanned {
@@ -202,7 +215,8 @@ fn diff(
     let found: HashMap<&str, &Found> = scanned.found.iter().map(|f| (f.rel.as_str(), f)).collect();
     known.retain(|rel, (scan, _)| {
         found.get(rel.as_str()).is_some_and(|f| {
-            scanned.held.contains(rel) || (scan.size == f.size && scan.mtime_ns == f.mtime_ns)
+            scanned.held.contains(rel)
+                || (scan.size == f.size && scan.mtime_ns == f.mtime_ns && scan.file_id == f.file_id)
         })
     });
     Ok(known)
@@ -235,6 +249,7 @@ fn commit(
                 let scan = Scan {
                     size: f.size,
                     mtime_ns: f.mtime_ns,
+                    file_id: f.file_id,
                     hash: r.hash.clone(),
                     alternates: r.alternates.clone(),
                 };
@@ -374,6 +389,7 @@ fn walk(
                 abs: path,
                 size: meta.len(),
                 mtime_ns: mtime_ns(&meta),
+                file_id: (meta.dev(), meta.ino()),
             });
         }
     }

@@ -160,33 +160,40 @@ impl Store {
     /// packs no row needs are deleted.
     fn check_packs(&self) -> Result<(), StoreError> {
         let sizes = self.packs.sizes();
-        let tx = self.db()?.begin_write()?;
         let mut lost = HashSet::new();
+        let mut live = HashSet::new();
         {
-            let mut blobs = tx.open_table(BLOBS)?;
-            blobs.retain(|(hash, _), row| {
-                let whole = sizes
-                    .get(&row.pack)
-                    .is_some_and(|size| row.offset.saturating_add(row.len) <= *size);
-                if !whole {
-                    lost.insert(hash.to_string());
-                }
-                whole
-            })?;
-            for hash in &lost {
-                for enc in Encoding::ALL {
-                    blobs.remove(blob_key(hash, enc))?;
+            let tx = self.db()?.begin_read()?;
+            if let Some(blobs) = readable_table(&tx, BLOBS)? {
+                for row in blobs.iter()? {
+                    let (key, row) = row?;
+                    let row = row.value();
+                    let whole = sizes
+                        .get(&row.pack)
+                        .is_some_and(|size| row.offset.saturating_add(row.len) <= *size);
+                    if whole {
+                        live.insert(row.pack);
+                    } else {
+                        lost.insert(key.value().0.to_string());
+                    }
                 }
             }
-            if !lost.is_empty() {
+        }
+        if !lost.is_empty() {
+            let tx = self.db()?.begin_write()?;
+            {
+                let mut blobs = tx.open_table(BLOBS)?;
+                for hash in &lost {
+                    for enc in Encoding::ALL {
+                        blobs.remove(blob_key(hash, enc))?;
+                    }
+                }
                 tx.open_table(SCANS)?.retain(|_, raw| {
                     decode::<Scan>(raw, "scan").is_ok_and(|s| !lost.contains(&s.hash))
                 })?;
             }
-        }
-        let live = referenced_packs(&tx)?;
-        tx.commit()?;
-        if !lost.is_empty() {
+            live = referenced_packs(&tx)?;
+            tx.commit()?;
             packs::note_damage(lost.len() as u64);
             tracing::warn!(store = %self.path.display(), bodies = lost.len(), "stored bodies missing from cache/; their files are read again from sites/");
         }

@@ -56,6 +56,9 @@ pub struct ManifestFile {
 pub struct Scan {
     pub size: u64,
     pub mtime_ns: u128,
+    /// Device and inode (0, 0 in scans from before they were kept).
+    #[serde(default)]
+    pub file_id: (u64, u64),
     pub hash: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alternates: Vec<(String, String)>,
