@@ -5,7 +5,7 @@
 mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{eventually, Root, Server};
 use outpost::live::Live;
@@ -353,15 +353,28 @@ fn generation(gen: u32) -> Vec<Pages> {
         .collect()
 }
 
-/// Makes sites/ hold exactly `pages` (while no server runs, so no ingest
-/// sees half of it).
-fn write_generation(root: &Root, pages: &[Pages]) {
+/// Publishes `pages` as generation `gen` the way docs/operations.md
+/// advises: written outside public/, then one rename of the `public`
+/// symlink, so no scan ever sees half of it.
+fn publish(root: &Root, gen: u32, pages: &[Pages]) {
     for ((site, _), pages) in SITES.iter().zip(pages) {
-        let public = root.join(&format!("sites/{site}/public"));
-        let _ = std::fs::remove_dir_all(&public);
+        let dir = root.join(&format!("sites/{site}"));
         for (name, body) in pages {
-            root.write_bytes(&format!("sites/{site}/public/{name}.html"), body);
+            root.write_bytes(&format!("sites/{site}/releases/g{gen}/{name}.html"), body);
         }
+        let public = dir.join("public");
+        if public.is_symlink() {
+            let before = gen
+                .checked_sub(2)
+                .map(|g| dir.join(format!("releases/g{g}")));
+            if let Some(before) = before {
+                std::fs::remove_dir_all(before).unwrap();
+            }
+        } else {
+            std::fs::remove_dir(&public).unwrap();
+        }
+        std::os::unix::fs::symlink(format!("releases/g{gen}"), dir.join("public.new")).unwrap();
+        std::fs::rename(dir.join("public.new"), public).unwrap();
     }
 }
 
@@ -498,36 +511,56 @@ fn check_settled(s: &Server, gen: u32, pages: &[Pages], served: &mut Served) {
     }
 }
 
+/// Waits for a server's first scan of sites/ to end; returns how long it took.
+fn scan_time(s: &Server) -> Duration {
+    let line = s.wait_for_log("sites scanned", Duration::from_secs(600));
+    let ms = line
+        .split_once("ms=")
+        .and_then(|(_, ms)| ms.split(' ').next()?.parse().ok());
+    Duration::from_millis(ms.unwrap_or_else(|| panic!("no ms= in {line}")))
+}
+
 /// SIGKILL lands at a different moment of an ingest of every page of two
-/// sites each round (spread over the time a full ingest took at first).
-/// Each restart at once serves one whole version of each site, older or
-/// newer, never a mix, never a truncated or damaged body in any encoding;
-/// then it serves the newest files whole and goes on serving them.
+/// sites each round (spread over the longest a full ingest took), in
+/// turn an ingest at start and one a running server makes when the files
+/// change. Each restart at once serves one whole version of each site,
+/// older or newer, never a mix, never a truncated or damaged body in any
+/// encoding; then it serves the newest files whole and goes on serving
+/// them; and the versions kept from before the kills are whole too.
 #[test]
 fn kills_during_ingest_leave_one_whole_version_of_each_site() {
     let root = Root::new();
+    root.write(
+        "outpost.toml",
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n",
+    );
     for (site, host) in SITES {
         root.site(site, &[host], site == "main");
     }
     let mut old = generation(0);
-    write_generation(&root, &old);
+    publish(&root, 0, &old);
     let mut s = Server::spawn(root.path(), &mut common::outpost());
-    let started = Instant::now();
-    s.wait_for_log("sites scanned", Duration::from_secs(600));
-    let ingest = started.elapsed();
+    // The longest full ingest seen so far, which kills are spread over.
+    let mut ingest = scan_time(&s);
     check_settled(&s, 0, &old, &mut Served::new());
 
     let mut older_after_restart = 0;
-    let fractions = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6];
-    for (round, fraction) in fractions.into_iter().enumerate() {
-        let gen = round as u32 + 1;
-        // A kill of an idle server must lose nothing either.
-        s.kill();
+    let rounds = 8;
+    for round in 0..rounds {
+        let gen = round + 1;
+        let at_start = round % 2 == 0;
         let new = generation(gen);
-        write_generation(&root, &new);
-        let mut doomed = Server::spawn(root.path(), &mut common::outpost());
+        let mut doomed = if at_start {
+            // A kill of an idle server must lose nothing either.
+            s.kill();
+            publish(&root, gen, &new);
+            Server::spawn(root.path(), &mut common::outpost())
+        } else {
+            publish(&root, gen, &new);
+            s
+        };
         // Killing at this moment is the point, not waiting for something.
-        let delay = ingest.mul_f64(fraction);
+        let delay = ingest.mul_f64(f64::from(round / 2) * 0.4);
         std::thread::sleep(delay);
         doomed.kill();
 
@@ -549,17 +582,43 @@ fn kills_during_ingest_leave_one_whole_version_of_each_site() {
             })
             .collect();
         eprintln!(
-            "round {round}: killed {} ms after start; at once served {}",
+            "round {round}: killed {} ms after {}; at once served {}",
             delay.as_millis(),
+            if at_start {
+                "start"
+            } else {
+                "the files changed"
+            },
             at_once.join(", ")
         );
-        s.wait_for_log("sites scanned", Duration::from_secs(600));
+        ingest = ingest.max(scan_time(&s));
         check_settled(&s, gen, &new, &mut served);
         old = new;
     }
     // Otherwise no kill landed before a version was committed, and the
     // test tested nothing.
     assert!(older_after_restart > 0, "every kill came after the ingest");
+
+    // The store keeps five versions, one per generation: rolled back to in
+    // turn, each is one whole generation, the one before.
+    let kept: Vec<(u32, Vec<Pages>)> = (rounds - 4..=rounds).map(|g| (g, generation(g))).collect();
+    let kept: Vec<(u32, &[Pages])> = kept.iter().map(|(g, p)| (*g, &p[..])).collect();
+    for gen in (rounds - 4..rounds).rev() {
+        for (site, _) in SITES {
+            let path = format!("/sites/{site}/rollback");
+            let r = s.admin("POST", &path, &[("Authorization", "Bearer t")]);
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        let mut served = Served::new();
+        check_pass(&s, &kept, &mut served);
+        for ((site, version), gens) in served {
+            assert_eq!(
+                gens,
+                BTreeSet::from([gen]),
+                "{site} rolled back to version {version}"
+            );
+        }
+    }
 }
 
 fn status_kib(pid: u32, key: &str) -> u64 {
