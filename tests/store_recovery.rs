@@ -1,6 +1,6 @@
 //! The store: versions kept and rolled back, kills mid-ingest, a damaged or
-//! missing store file, a quick restart over a warm store, and what a large
-//! file costs in memory.
+//! missing store file, a quick restart over a warm store, what a large
+//! file costs in memory, and a slow reader of a file replaced meanwhile.
 
 mod common;
 use std::collections::{BTreeMap, BTreeSet};
@@ -653,9 +653,9 @@ fn drop_file(
     hasher.finalize()
 }
 
-/// GETs `path` hashing the body as it arrives, without holding it:
-/// status, headers, body length and hash.
-fn get_hashed(s: &Server, path: &str) -> (u16, String, u64, blake3::Hash) {
+/// Sends a GET for `path` and reads the head: the status, the head, and
+/// the stream, at the body's first byte.
+fn send_get(s: &Server, path: &str) -> (u16, String, std::io::BufReader<std::net::TcpStream>) {
     let mut stream = std::net::TcpStream::connect(s.addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -671,6 +671,13 @@ fn get_hashed(s: &Server, path: &str) -> (u16, String, u64, blake3::Hash) {
         assert!(reader.read_line(&mut head).unwrap() > 0, "head cut: {head}");
     }
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, reader)
+}
+
+/// GETs `path` hashing the body as it arrives, without holding it:
+/// status, head, body length and hash.
+fn get_hashed(s: &Server, path: &str) -> (u16, String, u64, blake3::Hash) {
+    let (status, head, mut reader) = send_get(s, path);
     let mut hasher = blake3::Hasher::new();
     let len = std::io::copy(&mut reader, &mut hasher).unwrap();
     (status, head, len, hasher.finalize())
@@ -744,8 +751,7 @@ fn large_file_costs_disk_not_memory(name: &str, size: usize, fill: impl FnMut(&m
 
 #[test]
 fn a_large_random_file_costs_its_size_on_disk_not_memory() {
-    let mut rng = fastrand::Rng::with_seed(12);
-    large_file_costs_disk_not_memory("big.bin", 256 << 20, |chunk| rng.fill(chunk));
+    large_file_costs_disk_not_memory("big.bin", 256 << 20, random_fill(12));
 }
 
 #[test]
@@ -754,4 +760,51 @@ fn a_large_text_file_costs_its_size_on_disk_not_memory() {
     large_file_costs_disk_not_memory("big.txt", 64 << 20, |chunk| {
         chunk.copy_from_slice(&prose(&mut rng, chunk.len()))
     });
+}
+
+fn random_fill(seed: u64) -> impl FnMut(&mut [u8]) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    move |chunk| rng.fill(chunk)
+}
+
+/// A client that reads a large body slowly gets the bytes it asked for,
+/// whole, though the file was replaced six times meanwhile: its version is
+/// no longer kept, and its bytes are garbage to the store.
+#[test]
+fn a_slow_reader_gets_a_replaced_file_whole() {
+    const SIZE: usize = 16 << 20;
+    let root = Root::new();
+    site(&root);
+    let s = Server::start(root.path());
+    let etag = || {
+        let r = s.request("HEAD", "main.localhost", "/big.bin", &[]);
+        (r.status == 200).then(|| r.header("etag").unwrap().to_string())
+    };
+    let first = drop_file(&root, "big.bin", SIZE, random_fill(0));
+    assert!(eventually(Duration::from_secs(600), || etag().is_some()));
+    let (status, head, mut slow) = send_get(&s, "/big.bin");
+    assert_eq!(status, 200, "{head}");
+    let mut hasher = blake3::Hasher::new();
+    let mut start = vec![0; 64 << 10];
+    slow.read_exact(&mut start).unwrap();
+    hasher.update(&start);
+
+    for seed in 1..=6 {
+        let before = etag();
+        let hash = drop_file(&root, "big.bin", SIZE, random_fill(seed));
+        assert!(
+            eventually(Duration::from_secs(600), || etag() != before),
+            "replacement {seed} not served"
+        );
+        let (status, head, len, got) = get_hashed(&s, "/big.bin");
+        assert_eq!((status, len), (200, SIZE as u64), "{head}");
+        assert_eq!(got, hash, "replacement {seed} served with other bytes");
+    }
+    let rest = std::io::copy(&mut slow, &mut hasher).unwrap();
+    assert_eq!(
+        start.len() as u64 + rest,
+        SIZE as u64,
+        "the slow read was cut"
+    );
+    assert_eq!(hasher.finalize(), first, "the slow read got other bytes");
 }
