@@ -105,8 +105,10 @@ pub fn map(file: File, len: usize) -> io::Result<Bytes> {
     Ok(Bytes::from_owner(Mapping { ptr, len }))
 }
 
-/// Where a slice lies in a mapped file: the file and the offset.
-fn source(slice: &[u8]) -> Option<(Arc<OwnedFd>, u64)> {
+/// Where a slice lies in a mapped file: the file and the offset. Reading a
+/// large body through the file rather than the mapping keeps its pages out
+/// of the process's memory.
+pub fn source(slice: &[u8]) -> Option<(Arc<OwnedFd>, u64)> {
     // Small pages must not pay the lookup: one writev of head and body
     // costs less than a separate send of the head.
     // The short tail a partial send may leave is copied, which costs little.

@@ -1,8 +1,10 @@
-//! The store: versions kept and rolled back, a crash mid-ingest, a damaged or
-//! missing store file, and a quick restart over a warm store.
+//! The store: versions kept and rolled back, kills mid-ingest, a damaged or
+//! missing store file, a quick restart over a warm store, what a large
+//! file costs in memory, and a slow reader of a file replaced meanwhile.
 
 mod common;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, Read, Write};
 use std::time::Duration;
 
 use common::{eventually, Root, Server};
@@ -51,55 +53,6 @@ fn five_versions_are_kept_and_rollback_switches_back() {
     root.write("sites/main/public/index.html", "v8");
     live.refresh("main").unwrap();
     assert_eq!(served(&live), (8, "v8".into()));
-}
-
-/// Content that takes a while to compress, so a kill lands mid-ingest.
-fn heavy_site(root: &Root, tag: &str) {
-    for i in 0..150 {
-        let text: String = (0..4000)
-            .map(|j| format!("{tag} {} ", (i * 7919 + j * 104729) % 100003))
-            .collect();
-        root.write(&format!("sites/main/public/p{i}.html"), &text);
-    }
-}
-
-fn served_tags(store_path: &Path) -> Vec<String> {
-    let store = Store::open(store_path).unwrap();
-    let (site, number) = store
-        .current_versions()
-        .unwrap()
-        .into_iter()
-        .next()
-        .unwrap();
-    let version = store.load_version(&site, number).unwrap();
-    let mut tags: Vec<String> = version
-        .files()
-        .map(|(_, f)| String::from_utf8_lossy(&f.identity()[..4]).into_owned())
-        .collect();
-    tags.sort();
-    tags.dedup();
-    tags
-}
-
-#[test]
-fn a_kill_during_ingest_leaves_a_complete_version() {
-    let root = Root::new();
-    site(&root);
-    heavy_site(&root, "AAAA");
-    drop(Server::start(root.path()));
-    assert_eq!(served_tags(&root.join("cache/outpost.redb")), vec!["AAAA"]);
-
-    heavy_site(&root, "BBBB");
-    let mut s = Server::spawn(root.path(), &mut common::outpost());
-    s.wait_for_log("reading changed files", Duration::from_secs(30));
-    s.kill(); // SIGKILL, mid-ingest
-              // The store opens and holds one whole version: all old or all new.
-    let tags = served_tags(&root.join("cache/outpost.redb"));
-    assert_eq!(tags.len(), 1, "mixed version: {tags:?}");
-
-    let s = Server::start(root.path());
-    assert!(s.get("main.localhost", "/p0").text().starts_with("BBBB"));
-    assert!(s.get("main.localhost", "/p149").text().starts_with("BBBB"));
 }
 
 #[test]
@@ -407,4 +360,532 @@ fn damaged_or_missing_packs_are_read_again_from_sites() {
         "{metrics}"
     );
     assert!(!pack_files().is_empty());
+}
+
+// Crash safety and memory, seen only from outside (HTTP, the access log,
+// /status, /proc), so they hold whatever the store keeps inside.
+
+const SYLLABLES: [&str; 24] = [
+    "ka", "lo", "mi", "ren", "tas", "vor", "ul", "pe", "dri", "son", "ab", "el", "qui", "nor",
+    "fe", "ga", "hu", "ist", "jo", "mar", "bel", "cu", "dan", "ot",
+];
+
+/// `len` bytes of made-up prose: it compresses about as pages do, so
+/// compressing it is real work.
+fn prose(rng: &mut fastrand::Rng, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        for _ in 0..rng.usize(1..4) {
+            out.extend_from_slice(SYLLABLES[rng.usize(..SYLLABLES.len())].as_bytes());
+        }
+        out.push(if rng.u8(..12) == 0 { b'\n' } else { b' ' });
+    }
+    out.truncate(len);
+    out
+}
+
+fn seeded(what: &str) -> fastrand::Rng {
+    let hash = blake3::hash(what.as_bytes());
+    fastrand::Rng::with_seed(u64::from_le_bytes(hash.as_bytes()[..8].try_into().unwrap()))
+}
+
+const SITES: [(&str, &str); 2] = [("main", "main.localhost"), ("docs", "docs.localhost")];
+const PAGES: usize = 200;
+
+/// A site's pages: name (served at `/{name}`) to body.
+type Pages = BTreeMap<String, Vec<u8>>;
+
+/// One generation of both sites, their pages in [`SITES`] order. Every
+/// page changes from one generation to the next, a sixteenth of them is
+/// left out in turn, and four pages exist in this one only.
+fn generation(gen: u32) -> Vec<Pages> {
+    let names: Vec<String> = (0..PAGES)
+        .filter(|i| !(i + gen as usize).is_multiple_of(16))
+        .map(|i| format!("p{i}"))
+        .chain((0..4).map(|j| format!("new/g{gen}-{j}")))
+        .collect();
+    SITES
+        .iter()
+        .map(|(site, _)| {
+            names
+                .iter()
+                .map(|name| {
+                    let mut rng = seeded(&format!("{site} {gen} {name}"));
+                    let mut body = format!(
+                        "<!doctype html><title>{site} {name}, generation {gen}</title>\n<p>"
+                    )
+                    .into_bytes();
+                    let len = rng.usize(20_000..50_000);
+                    body.extend(prose(&mut rng, len));
+                    (name.clone(), body)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Publishes `pages` as generation `gen` the way docs/operations.md
+/// advises: written outside public/, then one rename of the `public`
+/// symlink, so no scan ever sees half of it.
+fn publish(root: &Root, gen: u32, pages: &[Pages]) {
+    for ((site, _), pages) in SITES.iter().zip(pages) {
+        let dir = root.join(&format!("sites/{site}"));
+        for (name, body) in pages {
+            root.write_bytes(&format!("sites/{site}/releases/g{gen}/{name}.html"), body);
+        }
+        let public = dir.join("public");
+        if public.is_symlink() {
+            let before = gen
+                .checked_sub(2)
+                .map(|g| dir.join(format!("releases/g{g}")));
+            if let Some(before) = before {
+                std::fs::remove_dir_all(before).unwrap();
+            }
+        } else {
+            std::fs::remove_dir(&public).unwrap();
+        }
+        std::os::unix::fs::symlink(format!("releases/g{gen}"), dir.join("public.new")).unwrap();
+        std::fs::rename(dir.join("public.new"), public).unwrap();
+    }
+}
+
+/// A body as sent, decoded; `Err` says why it cannot be.
+fn decoded(r: &common::Response) -> Result<Vec<u8>, String> {
+    if let Some(len) = r.header("content-length") {
+        if len != r.body.len().to_string() {
+            return Err(format!("Content-Length {len}, {} bytes sent", r.body.len()));
+        }
+    }
+    let mut out = Vec::new();
+    let read = match r.header("content-encoding") {
+        None => return Ok(r.body.clone()),
+        Some("gzip") => flate2::read::GzDecoder::new(&r.body[..]).read_to_end(&mut out),
+        Some("br") => brotli::Decompressor::new(&r.body[..], 4096).read_to_end(&mut out),
+        Some(other) => return Err(format!("unasked encoding {other}")),
+    };
+    read.map(|_| out).map_err(|e| format!("undecodable: {e}"))
+}
+
+/// Which generation each (site, version) served, as narrowed by every
+/// answer seen from one server.
+type Served = BTreeMap<(&'static str, u64), BTreeSet<u32>>;
+
+/// GETs every page that any of `gens` has, from every site, in identity,
+/// gzip and brotli in turn. Each answer must be byte for byte one of
+/// `gens` (the page, or a 404 or 503 where that generation has no such page), and
+/// all answers that the access log ties to one version of a site must fit
+/// one and the same generation. Returns, per site, the versions that
+/// served this pass.
+fn check_pass(s: &Server, gens: &[(u32, &[Pages])], served: &mut Served) -> Vec<BTreeSet<u64>> {
+    let logged = || -> Vec<serde_json::Value> {
+        s.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let log_before = logged().len();
+    let mut asked = Vec::new();
+    for (k, (site, host)) in SITES.iter().enumerate() {
+        let names: BTreeSet<&String> = gens.iter().flat_map(|(_, g)| g[k].keys()).collect();
+        for (n, name) in names.into_iter().enumerate() {
+            let encoding = ["identity", "gzip", "br"][n % 3];
+            let path = format!("/{name}");
+            let r = s.request("GET", host, &path, &[("Accept-Encoding", encoding)]);
+            let body = decoded(&r);
+            let fits: BTreeSet<u32> = gens
+                .iter()
+                .filter(|(_, g)| match (r.status, &body, g[k].get(name)) {
+                    (200, Ok(body), Some(want)) => body == want,
+                    // Until its first scan ends, a server says a page it
+                    // does not have may be coming (503), not a 404.
+                    (404 | 503, _, None) => true,
+                    _ => false,
+                })
+                .map(|(gen, _)| *gen)
+                .collect();
+            assert!(
+                !fits.is_empty(),
+                "{site} {path} ({encoding}) is none of generations {:?}: status {}, {}",
+                gens.iter().map(|(g, _)| g).collect::<Vec<_>>(),
+                r.status,
+                match &body {
+                    Ok(b) => format!(
+                        "{} bytes: {:?}",
+                        b.len(),
+                        String::from_utf8_lossy(&b[..b.len().min(80)])
+                    ),
+                    Err(e) => e.clone(),
+                }
+            );
+            asked.push((*site, path, fits));
+        }
+    }
+    // The access log says which version answered each request; it is
+    // written in request order, and these requests went one at a time.
+    let mut log = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            log = logged();
+            log.len() >= log_before + asked.len()
+        }),
+        "the access log has {} of {} requests",
+        log.len() - log_before,
+        asked.len()
+    );
+    let mut versions = vec![BTreeSet::new(); SITES.len()];
+    for ((site, path, fits), entry) in asked.into_iter().zip(&log[log_before..]) {
+        assert_eq!(
+            (entry["site"].as_str(), entry["path"].as_str()),
+            (Some(site), Some(path.as_str())),
+            "{site} not served: {entry}"
+        );
+        let version = entry["version"].as_u64().unwrap();
+        let gens = served
+            .entry((site, version))
+            .or_insert_with(|| fits.clone());
+        let seen = gens.clone();
+        gens.retain(|g| fits.contains(g));
+        assert!(
+            !gens.is_empty(),
+            "{site} version {version} mixes generations: {path} is {fits:?}, earlier pages {seen:?}"
+        );
+        let k = SITES.iter().position(|(s, _)| *s == site).unwrap();
+        versions[k].insert(version);
+    }
+    versions
+}
+
+/// Checks that `s` serves all of generation `gen` from every site, and goes
+/// on doing so: a second pass is served by the same versions, which
+/// /status reports, with no problem and the store not rebuilt.
+fn check_settled(s: &Server, gen: u32, pages: &[Pages], served: &mut Served) {
+    let first = check_pass(s, &[(gen, pages)], served);
+    let again = check_pass(s, &[(gen, pages)], served);
+    assert_eq!(first, again, "versions changed with nothing to ingest");
+    let status = status(s);
+    assert!(status["store"]["rebuilt"].is_null(), "{status}");
+    for ((site, _), versions) in SITES.iter().zip(&first) {
+        let row = status["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == *site)
+            .unwrap_or_else(|| panic!("{site} not in {status}"));
+        assert!(row["problem"].is_null(), "{status}");
+        assert_eq!(
+            versions.iter().collect::<Vec<_>>(),
+            vec![&row["version"].as_u64().unwrap()],
+            "{site}: {status}"
+        );
+    }
+}
+
+/// The log's lines for an ingest reading files, and for a new version of
+/// a site going live.
+const READING: &str = "reading changed files";
+const SERVING: &str = "serving new version";
+
+/// Waits for a server's first scan of sites/ to end; returns how long it took.
+fn scan_time(s: &Server) -> Duration {
+    let line = s.wait_for_log("sites scanned", Duration::from_secs(600));
+    let ms = line
+        .split_once("ms=")
+        .and_then(|(_, ms)| ms.split(' ').next()?.parse().ok());
+    Duration::from_millis(ms.unwrap_or_else(|| panic!("no ms= in {line}")))
+}
+
+/// SIGKILL lands at a different moment of an ingest of every page of two
+/// sites each round (spread over the longest a full ingest took), in
+/// turn an ingest at start and one a running server makes when the files
+/// change. Each restart at once serves one whole version of each site,
+/// older or newer, never a mix, never a truncated or damaged body in any
+/// encoding; then it serves the newest files whole and goes on serving
+/// them; and the versions kept from before the kills are whole too.
+#[test]
+fn kills_during_ingest_leave_one_whole_version_of_each_site() {
+    let root = Root::new();
+    root.write(
+        "outpost.toml",
+        "admin_listen = \"127.0.0.1:0\"\nadmin_token = \"t\"\n",
+    );
+    for (site, host) in SITES {
+        root.site(site, &[host], site == "main");
+    }
+    let mut old = generation(0);
+    publish(&root, 0, &old);
+    let mut s = Server::spawn(root.path(), &mut common::outpost());
+    // The longest full ingest seen so far, which kills are spread over.
+    let mut ingest = scan_time(&s);
+    check_settled(&s, 0, &old, &mut Served::new());
+
+    let mut mid_ingest = 0;
+    let rounds = 8;
+    for round in 0..rounds {
+        let gen = round + 1;
+        let at_start = round % 2 == 0;
+        let new = generation(gen);
+        let (mut doomed, logged) = if at_start {
+            // A kill of an idle server must lose nothing either.
+            s.kill();
+            publish(&root, gen, &new);
+            (Server::spawn(root.path(), &mut common::outpost()), (0, 0))
+        } else {
+            let logged = (s.log_count(READING), s.log_count(SERVING));
+            publish(&root, gen, &new);
+            (s, logged)
+        };
+        // Killing at this moment is the point, not waiting for something.
+        let delay = ingest.mul_f64(f64::from(round / 2) * 0.4);
+        std::thread::sleep(delay);
+        doomed.kill();
+
+        s = Server::spawn(root.path(), &mut common::outpost());
+        let mut served = Served::new();
+        let versions = check_pass(&s, &[(gen - 1, &old), (gen, &new)], &mut served);
+        let at_once: Vec<String> = SITES
+            .iter()
+            .zip(&versions)
+            .map(|((site, _), vs)| {
+                let gens: BTreeSet<u32> = vs
+                    .iter()
+                    .flat_map(|v| served[&(*site, *v)].clone())
+                    .collect();
+                format!("{site} {vs:?} = generation {gens:?}")
+            })
+            .collect();
+        // Read by now, the log shows whether the kill came mid-ingest: files
+        // being read, not every site's new version committed.
+        let reading = doomed.log_count(READING) > logged.0;
+        let committed = doomed.log_count(SERVING) - logged.1;
+        if reading && committed < SITES.len() {
+            mid_ingest += 1;
+        }
+        eprintln!(
+            "round {round}: killed {} ms after {} ({}, {committed} of 2 sites committed); at once served {}",
+            delay.as_millis(),
+            if at_start {
+                "start"
+            } else {
+                "the files changed"
+            },
+            if reading { "reading" } else { "not reading yet" },
+            at_once.join(", ")
+        );
+        ingest = ingest.max(scan_time(&s));
+        check_settled(&s, gen, &new, &mut served);
+        old = new;
+    }
+    // Otherwise the test tested little.
+    assert!(mid_ingest > 0, "no kill landed mid-ingest");
+
+    // The store keeps five versions, one per generation: rolled back to in
+    // turn, each is one whole generation, the one before.
+    let kept: Vec<(u32, Vec<Pages>)> = (rounds - 4..=rounds).map(|g| (g, generation(g))).collect();
+    let kept: Vec<(u32, &[Pages])> = kept.iter().map(|(g, p)| (*g, &p[..])).collect();
+    for gen in (rounds - 4..rounds).rev() {
+        for (site, _) in SITES {
+            let path = format!("/sites/{site}/rollback");
+            let r = s.admin("POST", &path, &[("Authorization", "Bearer t")]);
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        let mut served = Served::new();
+        check_pass(&s, &kept, &mut served);
+        for ((site, version), gens) in served {
+            assert_eq!(
+                gens,
+                BTreeSet::from([gen]),
+                "{site} rolled back to version {version}"
+            );
+        }
+    }
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix(" kB")?.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+/// Writes `size` bytes from `fill` (1 MiB at a time) beside sites/ and
+/// moves them into main's public/ at once, as a deploy tool would; returns
+/// their hash.
+fn drop_file(
+    root: &Root,
+    name: &str,
+    size: usize,
+    mut fill: impl FnMut(&mut [u8]),
+) -> blake3::Hash {
+    let aside = root.join(name);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&aside).unwrap());
+    let mut hasher = blake3::Hasher::new();
+    let mut chunk = vec![0; 1 << 20];
+    for _ in 0..size / chunk.len() {
+        fill(&mut chunk);
+        hasher.update(&chunk);
+        out.write_all(&chunk).unwrap();
+    }
+    out.into_inner().unwrap().sync_all().unwrap();
+    std::fs::rename(&aside, root.join(&format!("sites/main/public/{name}"))).unwrap();
+    hasher.finalize()
+}
+
+/// Sends a GET for `path` and reads the head: the status, the head, and
+/// the stream, at the body's first byte.
+fn send_get(s: &Server, path: &str) -> (u16, String, std::io::BufReader<std::net::TcpStream>) {
+    let mut stream = std::net::TcpStream::connect(s.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: main.localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        assert!(reader.read_line(&mut head).unwrap() > 0, "head cut: {head}");
+    }
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, reader)
+}
+
+/// GETs `path` hashing the body as it arrives, without holding it:
+/// status, head, body length and hash.
+fn get_hashed(s: &Server, path: &str) -> (u16, String, u64, blake3::Hash) {
+    let (status, head, mut reader) = send_get(s, path);
+    let mut hasher = blake3::Hasher::new();
+    let len = std::io::copy(&mut reader, &mut hasher).unwrap();
+    (status, head, len, hasher.finalize())
+}
+
+/// Serves a `size`-byte file dropped into public/ of a running server,
+/// whole and in a range near its end, and asserts what that cost in
+/// memory: the peak resident size (VmHWM) rises by less than 96 MiB, and
+/// the anonymous memory (RssAnon) after is within 32 MiB of before.
+fn large_file_costs_disk_not_memory(name: &str, size: usize, fill: impl FnMut(&mut [u8])) {
+    const MIB: u64 = 1 << 20;
+    let root = Root::new();
+    site(&root);
+    root.write("sites/main/public/index.html", "home");
+    let s = Server::start(root.path());
+    assert_eq!(s.get("main.localhost", "/").text(), "home");
+    let (hwm, anon) = (
+        status_kib(s.pid(), "VmHWM") * 1024,
+        status_kib(s.pid(), "RssAnon") * 1024,
+    );
+
+    let hash = drop_file(&root, name, size, fill);
+    let path = format!("/{name}");
+    assert!(
+        eventually(Duration::from_secs(600), || {
+            let r = s.request("HEAD", "main.localhost", &path, &[]);
+            r.status == 200 && r.header("content-length") == Some(&size.to_string())
+        }),
+        "{name} not served"
+    );
+    let (status, head, len, got) = get_hashed(&s, &path);
+    assert_eq!((status, len), (200, size as u64), "{head}");
+    assert_eq!(got, hash, "{name} served with other bytes");
+    let (from, to) = (size - 3 * MIB as usize - 12_345, size - 1000);
+    let r = s.request(
+        "GET",
+        "main.localhost",
+        &path,
+        &[("Range", &format!("bytes={from}-{to}"))],
+    );
+    assert_eq!(r.status, 206);
+    let file = std::fs::File::open(root.join(&format!("sites/main/public/{name}"))).unwrap();
+    let mut want = vec![0; to - from + 1];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut want, from as u64).unwrap();
+    assert!(r.body == want, "range of {name} differs");
+
+    let (hwm_after, anon_after) = (
+        status_kib(s.pid(), "VmHWM") * 1024,
+        status_kib(s.pid(), "RssAnon") * 1024,
+    );
+    eprintln!(
+        "{name} ({} MiB): VmHWM {} -> {} MiB, RssAnon {} -> {} MiB",
+        size as u64 / MIB,
+        hwm / MIB,
+        hwm_after / MIB,
+        anon / MIB,
+        anon_after / MIB
+    );
+    assert!(
+        hwm_after - hwm < 96 * MIB,
+        "{name}: peak RSS rose by {} MiB",
+        (hwm_after - hwm) / MIB
+    );
+    assert!(
+        anon_after.abs_diff(anon) < 32 * MIB,
+        "{name}: anonymous RSS {} -> {} MiB",
+        anon / MIB,
+        anon_after / MIB
+    );
+}
+
+#[test]
+fn a_large_random_file_costs_its_size_on_disk_not_memory() {
+    large_file_costs_disk_not_memory("big.bin", 256 << 20, random_fill(12));
+}
+
+#[test]
+fn a_large_text_file_costs_its_size_on_disk_not_memory() {
+    let mut rng = fastrand::Rng::with_seed(64);
+    large_file_costs_disk_not_memory("big.txt", 64 << 20, |chunk| {
+        chunk.copy_from_slice(&prose(&mut rng, chunk.len()))
+    });
+}
+
+fn random_fill(seed: u64) -> impl FnMut(&mut [u8]) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    move |chunk| rng.fill(chunk)
+}
+
+/// A client that reads a large body slowly gets the bytes it asked for,
+/// whole, though the file was replaced six times meanwhile: its version is
+/// no longer kept, and its bytes are garbage to the store.
+#[test]
+fn a_slow_reader_gets_a_replaced_file_whole() {
+    const SIZE: usize = 16 << 20;
+    let root = Root::new();
+    site(&root);
+    let s = Server::start(root.path());
+    let etag = || {
+        let r = s.request("HEAD", "main.localhost", "/big.bin", &[]);
+        (r.status == 200).then(|| r.header("etag").unwrap().to_string())
+    };
+    let first = drop_file(&root, "big.bin", SIZE, random_fill(0));
+    assert!(eventually(Duration::from_secs(600), || etag().is_some()));
+    let (status, head, mut slow) = send_get(&s, "/big.bin");
+    assert_eq!(status, 200, "{head}");
+    let mut hasher = blake3::Hasher::new();
+    let mut start = vec![0; 64 << 10];
+    slow.read_exact(&mut start).unwrap();
+    hasher.update(&start);
+
+    for seed in 1..=6 {
+        let before = etag();
+        let hash = drop_file(&root, "big.bin", SIZE, random_fill(seed));
+        assert!(
+            eventually(Duration::from_secs(600), || etag() != before),
+            "replacement {seed} not served"
+        );
+        let (status, head, len, got) = get_hashed(&s, "/big.bin");
+        assert_eq!((status, len), (200, SIZE as u64), "{head}");
+        assert_eq!(got, hash, "replacement {seed} served with other bytes");
+    }
+    let rest = std::io::copy(&mut slow, &mut hasher).unwrap();
+    assert_eq!(
+        start.len() as u64 + rest,
+        SIZE as u64,
+        "the slow read was cut"
+    );
+    assert_eq!(hasher.finalize(), first, "the slow read got other bytes");
 }
