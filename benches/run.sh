@@ -29,7 +29,7 @@ LOAD_CPU=${LOAD_CPU:-1}            # core wrk is pinned to
 RESULTS_FILE=${RESULTS_FILE:-$BENCH_DIR/results/last-run.txt}
 NGINX_GZIP_LEVEL=${NGINX_GZIP_LEVEL:-1} # nginx gzip_comp_level where it compresses per request (offer, fragment)
 RESTARTS=${RESTARTS:-5}            # `restart`: how many times outpost is stopped and started
-RESTART_TIMEOUT=${RESTART_TIMEOUT:-30} # `restart`, `memory`: seconds a restart may take to answer 200
+RESTART_TIMEOUT=${RESTART_TIMEOUT:-}  # `restart`, `memory`: seconds a restart may take; default by corpus
 PATHS_URLS=1500                    # `paths`: URLs drawn at random over all sites
 RESTART_URLS=200                   # `restart`, `memory`: URLs that must answer after a restart
 DEFAULT_OUTPOST_BIN=$REPO_DIR/target/release/outpost
@@ -56,7 +56,7 @@ need_uint() {
 # True while the process exists and is not a zombie waiting to be reaped.
 alive() {
   local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
   stat=${stat##*) }
   [[ ${stat:0:1} != Z ]]
 }
@@ -118,7 +118,6 @@ check_settings() {
   need_uint NGINX_GZIP_LEVEL "$NGINX_GZIP_LEVEL" 1
   ((NGINX_GZIP_LEVEL <= 9)) || die "NGINX_GZIP_LEVEL must be 1-9, not $NGINX_GZIP_LEVEL"
   need_uint RESTARTS "$RESTARTS" 1
-  need_uint RESTART_TIMEOUT "$RESTART_TIMEOUT" 1
   # HOME_SITE: the default site, which the single-page scenarios request.
   case $CORPUS in
     bench) HOME_SITE=bench-a CORPUS_ARGS=() ;;
@@ -127,9 +126,15 @@ check_settings() {
     *) die "CORPUS may be bench, 4x or group, not '$CORPUS'" ;;
   esac
   HOME_HOST=$HOME_SITE.localhost
-  # A cold ingest of the larger corpora takes minutes on a busy small box.
-  [[ -n $READY_TIMEOUT ]] || READY_TIMEOUT=$([[ $CORPUS == bench ]] && echo 120 || echo 900)
+  # A cold ingest of the larger corpora takes minutes on a busy small box,
+  # and a restart of an outpost that loads every body, tens of seconds.
+  if [[ $CORPUS == bench ]]; then
+    READY_TIMEOUT=${READY_TIMEOUT:-120} RESTART_TIMEOUT=${RESTART_TIMEOUT:-30}
+  else
+    READY_TIMEOUT=${READY_TIMEOUT:-900} RESTART_TIMEOUT=${RESTART_TIMEOUT:-120}
+  fi
   need_uint READY_TIMEOUT "$READY_TIMEOUT" 1
+  need_uint RESTART_TIMEOUT "$RESTART_TIMEOUT" 1
   local s
   for s in $SERVERS; do
     [[ $s == nginx || $s == outpost ]] || die "SERVERS may list nginx and outpost, not '$s'"
@@ -199,6 +204,7 @@ make_corpus() {
   # urls.txt is shuffled: its first lines are pages drawn at random over all
   # sites (the bench corpus has exactly 1,500 pages: all of them).
   head -n "$PATHS_URLS" "$TMP/urls.txt" >"$TMP/paths.txt"
+  awk '{print $2, "/"}' "$TMP/sites.txt" >"$TMP/home-urls.txt"
   # After a restart: the default site's first page, then pages at random.
   { echo "$HOME_HOST /page-000.html"; head -n $((RESTART_URLS - 1)) "$TMP/urls.txt"; } >"$TMP/restart-urls.txt"
   CORPUS_NOTE="corpus $CORPUS: $(grep -c . "$TMP/sites.txt") sites, $(grep -c . "$TMP/every.txt") files,"
@@ -222,37 +228,56 @@ make_corpus() {
 # ---------------------------------------------------------------------------
 # Servers
 
-# Polls until every site answers 200 on / with its own home page, or the
-# server dies, or time is up. The page must be the site's own (its <title>
-# ends in "| NAME"): a 200 alone proves little, since a server may answer a
-# host whose site it has not loaded yet with its default site.
-# For outpost, also waits for "sites scanned" in its log: the rules are
-# loaded only once the scan is over.
-wait_ready() {
-  local server=$1 pid=$2 log=$3 deadline=$((SECONDS + READY_TIMEOUT)) site code page=$TMP/ready.html
-  for site in $(cut -d' ' -f1 "$TMP/sites.txt") scanned; do
-    while :; do
-      if [[ $site == scanned ]]; then
-        [[ $server != outpost ]] || grep -q 'sites scanned' "$log" && break
-        code="no 'sites scanned' in the log"
-      else
-        code=$(curl -s -o "$page" --max-time 2 -w '%{http_code}' \
-          -H "Host: $site.localhost" "http://127.0.0.1:${PORT[$server]}/" || true)
-        [[ $code == 200 ]] && grep -q "| $site</title>" "$page" && break
-        [[ $code == 200 ]] && code="200 with another site's page"
-      fi
-      if ! alive "$pid"; then
-        tail -n 20 "$log" >&2 || true
-        die "$server exited during startup (log above)"
-      fi
-      if ((SECONDS >= deadline)); then
-        tail -n 20 "$log" >&2 || true
-        [[ $site == scanned ]] && die "$server not ready after ${READY_TIMEOUT}s: $code"
-        die "$server not ready after ${READY_TIMEOUT}s: Host $site.localhost / answers $code, want 200"
-      fi
-      sleep 0.2
-    done
+# Microseconds since the epoch, from bash itself (no process to start).
+now_us() { echo "${EPOCHREALTIME//[!0-9]/}"; }
+
+# fetch.py on the load core: fetch_py ARGS... (see fetch.py).
+fetch_py() {
+  taskset -c "$LOAD_CPU" python3 "$BENCH_DIR/fetch.py" "$@"
+}
+
+# poll_server PID LOG HOOK INTERVAL PORT LIST SINCE_US TIMEOUT [READY_URL]
+# runs `fetch.py wait PORT LIST ...` in the background while watching the
+# server process PID every INTERVAL seconds, calling the function HOOK (if
+# not empty) each time: if the server exits, dies with the tail of its LOG.
+# Sets POLLED to fetch.py's output and returns its status (non-zero: it gave
+# up, and POLLED says why).
+poll_server() {
+  local pid=$1 log=$2 hook=$3 interval=$4 poller rc=0
+  shift 4
+  fetch_py wait "$@" >"$TMP/poll.out" 2>&1 &
+  poller=$!
+  STARTED+=("$poller")
+  while alive "$poller"; do
+    if [[ -n $hook ]]; then "$hook"; fi
+    if ! alive "$pid"; then
+      tail -n 20 "$log" >&2 || true
+      die "the server exited (its log above)"
+    fi
+    sleep "$interval"
   done
+  wait "$poller" || rc=$?
+  forget "$poller"
+  POLLED=$(<"$TMP/poll.out")
+  return "$rc"
+}
+
+# wait_ready SERVER PID LOG [SINCE_US]: waits until every site answers 200 on
+# / with its own home page (its <title> ends in "| NAME"; a 200 alone proves
+# little, since a server may answer a host whose site it has not loaded yet
+# with its default site), and for outpost until the admin /ready answers 200
+# (the first scan and rules load are done: the scan must not run on the
+# server core during the measurements). Dies if the server exits or
+# READY_TIMEOUT passes. Sets POLLED to "FIRST_MS ALL_MS PASS_MS" (see
+# fetch.py), from SINCE_US (default: now).
+wait_ready() {
+  local server=$1 pid=$2 log=$3 since=${4:-$(now_us)} ready=""
+  [[ $server == outpost ]] && ready=http://127.0.0.1:$ADMIN_PORT/ready
+  if ! poll_server "$pid" "$log" "" 0.1 "${PORT[$server]}" "$TMP/home-urls.txt" "$since" \
+    "$READY_TIMEOUT" $ready; then
+    tail -n 20 "$log" >&2 || true
+    die "$server not ready after ${READY_TIMEOUT}s: $POLLED"
+  fi
 }
 
 start_nginx() {
@@ -335,6 +360,15 @@ start_upstream() {
   die "the fragment upstream does not answer 200 on /scores.json (got $code)"
 }
 
+# Starts `outpost serve` over $TMP/root, pinned, stdout to $1.out and stderr
+# to $1.err; sets PIDS[outpost], and T0 to the time just before the start.
+launch_outpost() {
+  T0=$(now_us)
+  taskset -c "$SERVER_CPU" "$OUTPOST_BIN" serve --root "$TMP/root" >"$1.out" 2>"$1.err" &
+  PIDS[outpost]=$!
+  STARTED+=("$!")
+}
+
 start_outpost() {
   # The rules and templates corpus.py wrote must be valid, or the offer and
   # fragment scenarios would measure outpost ignoring them.
@@ -344,16 +378,11 @@ start_outpost() {
     die "outpost check rejects the benchmark root (above)"
   fi
   say "starting outpost on 127.0.0.1:${PORT[outpost]}, pinned to core $SERVER_CPU"
-  local started=$SECONDS
-  taskset -c "$SERVER_CPU" "$OUTPOST_BIN" serve --root "$TMP/root" \
-    >"$TMP/outpost.log" 2>&1 &
-  local pid=$!
-  STARTED+=("$pid")
+  launch_outpost "$TMP/outpost"
   # outpost listens at once and then ingests the sites (hashing and
-  # compressing every file), so wait for all three sites, not the socket.
-  wait_ready outpost "$pid" "$TMP/outpost.log"
-  say "outpost serves all sites after $((SECONDS - started)) s"
-  PIDS[outpost]=$pid
+  # compressing every file), so wait for every site, not the socket.
+  wait_ready outpost "${PIDS[outpost]}" "$TMP/outpost.err" "$T0"
+  say "outpost serves all sites after $(awk '{printf "%.1f", $2 / 1000}' <<<"$POLLED") s"
 }
 
 # Writes nginx-offer.conf: the sub_filter that makes nginx insert exactly the
@@ -886,9 +915,6 @@ run_scenarios() {
 # ---------------------------------------------------------------------------
 # Restart: outpost stopped (SIGTERM) and started again over its warm store
 
-# Microseconds since the epoch, from bash itself (no process to start).
-now_us() { echo "${EPOCHREALTIME//[!0-9]/}"; }
-
 # Drops a pid from STARTED (once it has been waited for).
 forget() {
   local p
@@ -913,25 +939,11 @@ stop_process() {
   forget "$pid"
 }
 
-# Starts `outpost serve` over $TMP/root, pinned, stdout to $1.out and stderr
-# to $1.err; sets PIDS[outpost], and T0 to the time just before the start.
-launch_outpost() {
-  T0=$(now_us)
-  taskset -c "$SERVER_CPU" "$OUTPOST_BIN" serve --root "$TMP/root" >"$1.out" 2>"$1.err" &
-  PIDS[outpost]=$!
-  STARTED+=("$!")
-}
-
-# fetch.py on the load core: fetch_py ARGS... (see fetch.py).
-fetch_py() {
-  taskset -c "$LOAD_CPU" python3 "$BENCH_DIR/fetch.py" "$@"
-}
-
 # Stops outpost and starts it again over its warm store; times the restart
 # from just before the process is started. fetch.py polls restart-urls.txt
 # (the default site's /page-000.html, then RESTART_URLS - 1 pages at random
 # over all sites) in order over one connection, each until it answers 200
-# with its own site's page; meanwhile this loop notes when "listening on"
+# with its own site's page; meanwhile note_restart notes when "listening on"
 # appears on outpost's stdout and "sites scanned" on its stderr (every 5 ms).
 # Sets RESTART_RECORD to, in ms ("-" for what did not happen within
 # RESTART_TIMEOUT), "first_200 listening scanned serving_logged scan_logged
@@ -942,40 +954,39 @@ fetch_py() {
 # listening; the scan's duration). Not to be run in a subshell: it changes
 # PIDS and STARTED.
 restart_once() {
-  local tag=$TMP/$1 pid poller now tlisten="" tscan="" deadline first="-" all="-" pass="-"
-  local serving scan
+  local tag=$TMP/$1 pid tlisten="" tscan="" first="-" all="-" pass="-" serving scan
   stop_process "${PIDS[outpost]}"
   launch_outpost "$tag"
   pid=${PIDS[outpost]}
-  fetch_py wait "${PORT[outpost]}" "$TMP/restart-urls.txt" "$T0" "$RESTART_TIMEOUT" >"$tag.poll" 2>&1 &
-  poller=$!
-  STARTED+=("$poller")
-  deadline=$((T0 + RESTART_TIMEOUT * 1000000))
-  while :; do
-    now=$(now_us)
-    [[ -z $tlisten ]] && grep -q '^listening on' "$tag.out" && tlisten=$((now - T0))
-    [[ -z $tscan ]] && grep -q 'sites scanned' "$tag.err" && tscan=$((now - T0))
-    [[ -n $tscan ]] && ! alive "$poller" && break
-    if ! alive "$pid"; then
-      tail -n 20 "$tag.err" >&2 || true
-      die "outpost exited during a restart (log above)"
-    fi
-    ((now < deadline)) || break
-    sleep 0.005
-  done
-  if wait "$poller"; then
-    read -r first all pass <"$tag.poll"
+  if poll_server "$pid" "$tag.err" note_restart 0.005 "${PORT[outpost]}" "$TMP/restart-urls.txt" \
+    "$T0" "$RESTART_TIMEOUT"; then
+    read -r first all pass <<<"$POLLED"
   else
-    warn "restart: $(tail -n 1 "$tag.poll")"
+    warn "restart: $(tail -n 1 <<<"$POLLED")"
     FAILURES=$((FAILURES + 1))
   fi
-  forget "$poller"
+  # "sites scanned" may come after the last URL answered.
+  while [[ -z $tscan ]] && (($(now_us) < T0 + RESTART_TIMEOUT * 1000000)); do
+    note_restart
+    alive "$pid" || die "outpost exited during a restart (see $tag.err)"
+    sleep 0.005
+  done
   serving=$(grep -a 'serving' "$tag.err" | sed -n 's/.*ms=\([0-9]*\).*/\1/p' | head -n 1)
   scan=$(grep -a 'sites scanned' "$tag.err" | sed -n 's/.*ms=\([0-9]*\).*/\1/p' | head -n 1)
   RESTART_RECORD=$(awk -v f="$first" -v l="$tlisten" -v s="$tscan" -v sv="${serving:--}" \
     -v sc="${scan:--}" -v a="$all" -v p="$pass" '
     function ms(us) { return us == "" ? "-" : sprintf("%.1f", us / 1000) }
     BEGIN { print f, ms(l), ms(s), sv, sc, a, p }')
+}
+
+# restart_once's poll hook: notes (in its tlisten and tscan) when outpost
+# first logged "listening on" and "sites scanned".
+note_restart() {
+  local now
+  now=$(now_us)
+  [[ -z $tlisten ]] && grep -q '^listening on' "$tag.out" && tlisten=$((now - T0))
+  [[ -z $tscan ]] && grep -q 'sites scanned' "$tag.err" && tscan=$((now - T0))
+  return 0
 }
 
 restart_phase() {
@@ -1016,17 +1027,10 @@ memory_phase() {
   say "memory: cold ingest of the $CORPUS corpus into an empty cache/"
   stop_process "${PIDS[outpost]}"
   rm -rf "$TMP/root/cache"
-  awk '{print $2, "/"}' "$TMP/sites.txt" >"$TMP/home-urls.txt"
   launch_outpost "$TMP/memory-cold"
   pid=${PIDS[outpost]}
-  # Every site's home page, its own, then the admin /ready: 200 once the
-  # first scan and rules load are done.
-  if ! answer=$(fetch_py wait "${PORT[outpost]}" "$TMP/home-urls.txt" "$T0" "$READY_TIMEOUT" \
-    "http://127.0.0.1:$ADMIN_PORT/ready"); then
-    tail -n 20 "$TMP/memory-cold.err" >&2 || true
-    die "memory: outpost did not finish its cold ingest (see above)"
-  fi
-  read -ra r <<<"$answer"
+  wait_ready outpost "$pid" "$TMP/memory-cold.err" "$T0"
+  read -ra r <<<"$POLLED"
   {
     echo "cold_ms ${r[1]}"
     # VmHWM: the peak over the process's life, i.e. during the ingest.
