@@ -443,7 +443,7 @@ compare_pages() {
   for name in offer fragment; do
     wants "$name" || continue
     case $name in
-      offer) path=/ hdr=(-H 'CF-IPCountry: IT') ;;
+      offer) path=/offer.html hdr=(-H 'CF-IPCountry: IT') ;;
       fragment) path=/live.html hdr=(-H 'Cookie: outpost_exp_hero=b') ;;
     esac
     ((NGINX_OFFER_OK)) || [[ $name != offer ]] || continue
