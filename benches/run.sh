@@ -220,8 +220,8 @@ make_corpus() {
   # -f: gzip refuses hard-linked inputs without it; -k keeps the originals.
   find "$TMP/nginx-sites" -type f \( -name '*.html' -o -name '*.css' -o -name '*.js' \) -print0 |
     xargs -0 -n 200 -P "$(nproc)" gzip -k -9 -f
-  # Write it all out now (~70 MB for the bench corpus), so the kernel's writeback does not run during
-  # (and steal CPU from) the measured runs.
+  # Write it all out now (~70 MB for the bench corpus), so the kernel's
+  # writeback does not run during (and steal CPU from) the measured runs.
   sync -f "$TMP"
 }
 
@@ -617,9 +617,9 @@ define_scenarios() {
   scenario paths 200 "@$TMP/paths.txt" -H 'Accept-Encoding: gzip'
 
   # bench-a's (g01's) home page for a visitor from IT: outpost's offer-local
-  # rule inserts a banner offering bench-b (g02) right after <body>. nginx inserts the
-  # same banner with sub_filter on its own Host (offer.localhost), so its
-  # `small` stays untouched. Compare with `small` (the same page, static).
+  # rule inserts a banner offering bench-b (g02) right after <body>. nginx
+  # inserts the same banner with sub_filter on its own Host (offer.localhost),
+  # so its `small` stays untouched. Compare with `small` (the same page, static).
   scenario offer 200 /offer.html -H "$home" -H 'CF-IPCountry: IT' -H 'Accept-Encoding: gzip'
   for_server offer nginx -H 'Host: offer.localhost' -H 'CF-IPCountry: IT' -H 'Accept-Encoding: gzip'
   expect_body offer 'class="outpost-offer"'
@@ -947,12 +947,11 @@ stop_process() {
 # appears on outpost's stdout and "sites scanned" on its stderr (every 5 ms).
 # Sets RESTART_RECORD to, in ms ("-" for what did not happen within
 # RESTART_TIMEOUT), "first_200 listening scanned serving_logged scan_logged
-# all_200 pass"
-# first_200: the first URL answered; all_200: every URL has; pass: one more
-# pass over the URLs once all answer, i.e. the requests' own share of all_200.
-# serving_logged, scan_logged: outpost's own log (ms from its start to
-# listening; the scan's duration). Not to be run in a subshell: it changes
-# PIDS and STARTED.
+# all_200 pass". first_200: the first URL answered; all_200: every URL has;
+# pass: one more pass over the URLs once all answer, i.e. the requests' own
+# share of all_200; serving_logged, scan_logged: outpost's own log (ms from
+# its start to listening; the scan's duration). Not to be run in a
+# subshell: it changes PIDS and STARTED.
 restart_once() {
   local tag=$TMP/$1 pid tlisten="" tscan="" first="-" all="-" pass="-" serving scan
   stop_process "${PIDS[outpost]}"
