@@ -1,18 +1,31 @@
 #!/usr/bin/env python3
-"""Generates the benchmark corpus: an outpost root folder with three sites.
+"""Generates the benchmark corpus: an outpost root folder with its sites.
 
-    corpus.py ROOT PORT ADMIN_PORT URLS_FILE UPSTREAM_PORT EXTRA_DIR
+    corpus.py [--pages N] [--group] [--sites FILE] [--every FILE]
+              ROOT PORT ADMIN_PORT URLS_FILE UPSTREAM_PORT EXTRA_DIR
 
-writes ROOT/outpost.toml and ROOT/sites/bench-{a,b,c}/ (site.toml + public/),
-the rules of the `offer` and `fragment` scenarios (ROOT/rules/), URLS_FILE,
-the list of every page as "host path" lines (shuffled, for the `paths`
-scenario), and into EXTRA_DIR what only nginx uses:
+writes ROOT/outpost.toml and ROOT/sites/NAME/ (site.toml + public/) for each
+site, the rules of the `offer` and `fragment` scenarios (ROOT/rules/),
+URLS_FILE, the list of every page as "host path" lines (shuffled, for the
+`paths` scenario), and into EXTRA_DIR what only nginx uses:
 
     EXTRA_DIR/upstream/   scores.json and scores.html, served on UPSTREAM_PORT
                           by a small nginx that stands for a live-scores API
     EXTRA_DIR/ssi/        live-a.html and live-b.html: bench-a's live.html in
                           its two A/B variants, with an SSI include where
                           outpost fills in the scores fragment
+
+The sites: by default the bench corpus, three sites of one group
+(bench-{a,b,c}.localhost) of 500 pages each; --pages N makes N pages per site
+(--pages 2000 is the "4x" corpus). --group makes the group corpus instead: 55
+sites g01..g55 (g01.localhost..g55.localhost), five brands of eleven
+countries each, 400 pages per site unless --pages says otherwise. The first
+site (bench-a, g01) is the default site and carries what the single-page
+scenarios request (big.bin, offer.html, live.html, live-static.html).
+--sites FILE writes "name host" per site, the default site first; --every
+FILE writes every file of every site as "host path" lines ("/" for
+index.html). Without options the output is byte-identical to what earlier
+versions of this script wrote.
 
 Everything comes from seeded RNGs, so two runs produce byte-identical files
 and results stay comparable across machines and commits. Page text is drawn
@@ -21,13 +34,15 @@ HTML (roughly 3-4x with gzip -9), not like repeated filler (100x), which would
 make compressed serving look unrealistically cheap. Standard library only.
 """
 
+import argparse
 import os
 import random
 import struct
 import sys
 import zlib
 
-PAGES_PER_SITE = 500
+PAGES_PER_SITE = 500                 # bench corpus; --pages changes it
+GROUP_PAGES_PER_SITE = 400           # group corpus
 PAGE_MIN, PAGE_MAX = 20_000, 40_000  # bytes
 INDEX_SIZE = 25_000                  # the "small page"
 BIG_SIZE = 1 << 20                   # big.bin, bench-a only
@@ -38,6 +53,26 @@ SITES = [
     ("bench-b", "it-IT", "IT", False),
     ("bench-c", "de-DE", "DE", False),
 ]
+
+# The group corpus: each brand has a site per country. The second country is
+# IT, so g01's visitors from IT are offered g02, as bench-a's are offered
+# bench-b.
+GROUP_BRANDS = 5
+GROUP_COUNTRIES = [
+    ("en-GB", "GB"), ("it-IT", "IT"), ("de-DE", "DE"), ("fr-FR", "FR"),
+    ("es-ES", "ES"), ("pt-PT", "PT"), ("nl-NL", "NL"), ("sv-SE", "SE"),
+    ("pl-PL", "PL"), ("da-DK", "DK"), ("fi-FI", "FI"),
+]
+
+
+def group_sites():
+    """(name, locale, country, default, group) for the 55 sites."""
+    sites = []
+    for brand in range(GROUP_BRANDS):
+        for locale, country in GROUP_COUNTRIES:
+            n = len(sites) + 1
+            sites.append((f"g{n:02d}", locale, country, n == 1, f"brand{brand + 1}"))
+    return sites
 
 # Common English words plus some domain vocabulary; enough variety that gzip
 # has to work for its ratio.
@@ -91,9 +126,10 @@ def zipf_weights(n, s=1.05):
 class Writer:
     """Draws words and builds HTML from one seeded RNG."""
 
-    def __init__(self, seed, site):
+    def __init__(self, seed, site, pages=PAGES_PER_SITE):
         self.rng = random.Random(seed)
         self.site = site
+        self.pages = pages  # links point at page-000 .. page-(pages-1)
         words = WORDS[:]
         # Each site gets its own frequency order, like different languages
         # would have different common words.
@@ -117,7 +153,7 @@ class Writer:
         return " ".join(w.capitalize() for w in self.words_(n or self.rng.randint(2, 6)))
 
     def link(self):
-        page = self.rng.randrange(PAGES_PER_SITE)
+        page = self.rng.randrange(self.pages)
         return f'<a href="/page-{page:03d}.html">{" ".join(self.words_(self.rng.randint(1, 4)))}</a>'
 
     def paragraph(self):
@@ -319,20 +355,25 @@ def render_scores(data):
     return f'<ul class="scores">{items}</ul>\n'
 
 
-def offer_and_fragment(root, upstream_port, extra):
+def offer_and_fragment(root, upstream_port, extra, home, other):
+    """The rules and pages of `offer` and `fragment`, on the default site
+    `home` (bench-a), offering `other` (bench-b, the site for IT)."""
     import json
 
-    write(os.path.join(root, "rules", "offer.toml"), OFFER_RULES)
-    write(os.path.join(root, "rules", "live.toml"), LIVE_RULES.format(port=upstream_port))
+    def on_sites(text):
+        return text.replace("bench-b", other).replace("bench-a", home)
+
+    write(os.path.join(root, "rules", "offer.toml"), on_sites(OFFER_RULES))
+    write(os.path.join(root, "rules", "live.toml"), on_sites(LIVE_RULES.format(port=upstream_port)))
     write(os.path.join(root, "rules", "templates", "scores.html"), SCORES_TEMPLATE)
 
     # A page like index.html (its own RNG, so the other pages stay
     # byte-identical) with the hero title and the fragment's placeholder.
-    w = Writer(3000, "bench-a")
+    w = Writer(3000, home)
     live = w.page("Title", INDEX_SIZE, "en-GB", "live", h1_class="hero",
                   after_lead=PLACEHOLDER + "\n")
     assert live.count(HERO) == 1 and live.count(PLACEHOLDER) == 1
-    public = os.path.join(root, "sites", "bench-a", "public")
+    public = os.path.join(root, "sites", home, "public")
     write(os.path.join(public, "live.html"), live)
     # The same bytes under a path no rule matches: the static baseline.
     write(os.path.join(public, "live-static.html"), live)
@@ -345,10 +386,25 @@ def offer_and_fragment(root, upstream_port, extra):
 
 
 def main():
-    if len(sys.argv) != 7:
-        sys.exit("usage: corpus.py ROOT PORT ADMIN_PORT URLS_FILE UPSTREAM_PORT EXTRA_DIR")
-    root, port, admin_port, urls_file = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    upstream_port, extra = int(sys.argv[5]), sys.argv[6]
+    parser = argparse.ArgumentParser(description="Generates the benchmark corpus (see the module's doc).")
+    parser.add_argument("--pages", type=int, help=f"pages per site (default {PAGES_PER_SITE}, "
+                        f"with --group {GROUP_PAGES_PER_SITE})")
+    parser.add_argument("--group", action="store_true", help="the 55-site group corpus")
+    parser.add_argument("--sites", metavar="FILE", help='write "name host" per site, the default first')
+    parser.add_argument("--every", metavar="FILE", help='write every file of every site as "host path"')
+    for name in ("ROOT", "PORT", "ADMIN_PORT", "URLS_FILE", "UPSTREAM_PORT", "EXTRA_DIR"):
+        parser.add_argument(name, type=int if name.endswith("PORT") else str)
+    args = parser.parse_args()
+    root, port, admin_port, urls_file = args.ROOT, args.PORT, args.ADMIN_PORT, args.URLS_FILE
+    upstream_port, extra = args.UPSTREAM_PORT, args.EXTRA_DIR
+    if args.group:
+        sites, pages, seed = group_sites(), args.pages or GROUP_PAGES_PER_SITE, 5000
+    else:
+        sites = [(name, locale, country, default, "bench") for name, locale, country, default in SITES]
+        pages, seed = args.pages or PAGES_PER_SITE, 1000
+    if pages < 1:
+        parser.error("--pages must be at least 1")
+    home, other = sites[0][0], sites[1][0]
 
     write(os.path.join(root, "outpost.toml"),
           f'listen = "127.0.0.1:{port}"\n'
@@ -358,8 +414,8 @@ def main():
           # OUTPOST_METRICS=off measures what counting for /metrics costs.
           + ('metrics = false\n' if os.environ.get("OUTPOST_METRICS") == "off" else ''))
 
-    urls = []
-    for index, (name, locale, country, default) in enumerate(SITES):
+    urls, every = [], []
+    for index, (name, locale, country, default, group) in enumerate(sites):
         site = os.path.join(root, "sites", name)
         public = os.path.join(site, "public")
         host = f"{name}.localhost"
@@ -367,16 +423,17 @@ def main():
               f'hosts = ["{host}"]\n'
               f'locale = "{locale}"\n'
               f'countries = ["{country}"]\n'
-              'group = "bench"\n'
+              f'group = "{group}"\n'
               f'default = {"true" if default else "false"}\n')
 
-        w = Writer(1000 + index, name)
-        home = w.page("Home", INDEX_SIZE, locale, "home")
-        write(os.path.join(public, "index.html"), home)
+        w = Writer(seed + index, name, pages)
+        home_page = w.page("Home", INDEX_SIZE, locale, "home")
+        write(os.path.join(public, "index.html"), home_page)
         # The same page under the path the offer rule gates, so `offer`
         # and `small` serve identical bytes, with and without the rule.
-        write(os.path.join(public, "offer.html"), home)
-        for n in range(PAGES_PER_SITE):
+        write(os.path.join(public, "offer.html"), home_page)
+        every += [f"{host} /", f"{host} /offer.html"]
+        for n in range(pages):
             size = w.rng.randint(PAGE_MIN, PAGE_MAX)
             write(os.path.join(public, f"page-{n:03d}.html"),
                   w.page(w.title(), size, locale, f"page page-{n:03d}"))
@@ -385,20 +442,29 @@ def main():
         assets = os.path.join(public, "assets")
         write(os.path.join(assets, "app.css"), css(w.rng))
         write(os.path.join(assets, "app.js"), js(w.rng))
+        # Each site's own logo colour (% 256: the group has 55 sites).
         write(os.path.join(assets, "logo.png"),
-              png(32, 32, lambda x, y: (x * 8, y * 8, 128 + index * 40)))
+              png(32, 32, lambda x, y: (x * 8, y * 8, (128 + index * 40) % 256)))
         for n in (1, 2, 3):
             write(os.path.join(assets, f"img-{n}.png"),
                   png(64, 64, lambda x, y, n=n: ((x * n * 4) % 256, (y * 4) % 256, (x ^ y) * n % 256)))
-        if name == "bench-a":
+        every += [f"{host} /assets/{f}" for f in ("app.css", "app.js", "logo.png", "img-1.png",
+                                                   "img-2.png", "img-3.png")]
+        if name == home:
             write(os.path.join(public, "big.bin"), random.Random(42).randbytes(BIG_SIZE))
+            every += [f"{host} /big.bin", f"{host} /live.html", f"{host} /live-static.html"]
 
     # Shuffled (deterministically) so consecutive requests hit different
-    # hosts and files, like real traffic, rather than walking the disk order.
+    # hosts and files, like real traffic, rather than walking the disk order;
+    # so the first N lines are N pages drawn at random over all sites.
     random.Random(7).shuffle(urls)
     write(urls_file, "\n".join(urls) + "\n")
+    if args.sites:
+        write(args.sites, "".join(f"{name} {name}.localhost\n" for name, *_ in sites))
+    if args.every:
+        write(args.every, "\n".join(every + urls) + "\n")
 
-    offer_and_fragment(root, upstream_port, extra)
+    offer_and_fragment(root, upstream_port, extra, home, other)
 
 
 if __name__ == "__main__":

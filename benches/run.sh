@@ -5,6 +5,7 @@
 #   SERVERS=nginx DURATION=2 REPEAT=1 benches/run.sh
 #   SCENARIOS="small big" benches/run.sh
 #   SCENARIOS="small offer live-static fragment restart" benches/run.sh
+#   CORPUS=group SCENARIOS="paths memory" benches/run.sh
 #
 # See benches/README.md for what is measured and why. All traffic goes to
 # 127.0.0.1, every load stops by itself, and every process this script starts
@@ -20,14 +21,17 @@ SERVERS=${SERVERS:-nginx outpost}  # which servers to run, e.g. SERVERS=nginx
 SCENARIOS=${SCENARIOS:-}           # subset of scenarios, e.g. "small big"; empty = all
 CONNECTIONS=${CONNECTIONS:-32}     # wrk connections
 WARMUP=${WARMUP:-1}                # seconds of unmeasured load before a scenario's first run; 0 = none
-READY_TIMEOUT=${READY_TIMEOUT:-120} # seconds a server may take to serve all three sites
+CORPUS=${CORPUS:-bench}            # bench (3 sites x 500 pages), 4x (3 x 2000) or group (55 x 400)
+READY_TIMEOUT=${READY_TIMEOUT:-}   # seconds a server may take to serve every site; default by corpus
 NGINX_WORKERS_N=${NGINX_WORKERS:-$(nproc)} # nginx worker_processes: one per core, as usually deployed
 SERVER_CPU=${SERVER_CPU:-0}        # core the servers are pinned to
 LOAD_CPU=${LOAD_CPU:-1}            # core wrk is pinned to
 RESULTS_FILE=${RESULTS_FILE:-$BENCH_DIR/results/last-run.txt}
 NGINX_GZIP_LEVEL=${NGINX_GZIP_LEVEL:-1} # nginx gzip_comp_level where it compresses per request (offer, fragment)
 RESTARTS=${RESTARTS:-5}            # `restart`: how many times outpost is stopped and started
-RESTART_TIMEOUT=${RESTART_TIMEOUT:-30} # `restart`: seconds a restart may take to answer 200
+RESTART_TIMEOUT=${RESTART_TIMEOUT:-}  # `restart`, `memory`: seconds a restart may take; default by corpus
+PATHS_URLS=1500                    # `paths`: URLs drawn at random over all sites
+RESTART_URLS=200                   # `restart`, `memory`: URLs that must answer after a restart
 DEFAULT_OUTPOST_BIN=$REPO_DIR/target/release/outpost
 OUTPOST_BIN=${OUTPOST_BIN:-$DEFAULT_OUTPOST_BIN}
 
@@ -52,7 +56,7 @@ need_uint() {
 # True while the process exists and is not a zombie waiting to be reaped.
 alive() {
   local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
   stat=${stat##*) }
   [[ ${stat:0:1} != Z ]]
 }
@@ -68,6 +72,7 @@ declare -A PIDS=()   # server -> space-separated pids whose CPU time counts
 CLK_TCK=$(getconf CLK_TCK)
 FAILURES=0           # scenarios skipped because a server answered wrongly
 BUSY_NOTE=""         # set when the machine was not idle before the runs
+CORPUS_NOTE=""       # the corpus's size, for the results
 
 cleanup() {
   local pid worker i
@@ -113,6 +118,22 @@ check_settings() {
   need_uint NGINX_GZIP_LEVEL "$NGINX_GZIP_LEVEL" 1
   ((NGINX_GZIP_LEVEL <= 9)) || die "NGINX_GZIP_LEVEL must be 1-9, not $NGINX_GZIP_LEVEL"
   need_uint RESTARTS "$RESTARTS" 1
+  # HOME_SITE: the default site, which the single-page scenarios request.
+  case $CORPUS in
+    bench) HOME_SITE=bench-a CORPUS_ARGS=() ;;
+    4x) HOME_SITE=bench-a CORPUS_ARGS=(--pages 2000) ;;
+    group) HOME_SITE=g01 CORPUS_ARGS=(--group) ;;
+    *) die "CORPUS may be bench, 4x or group, not '$CORPUS'" ;;
+  esac
+  HOME_HOST=$HOME_SITE.localhost
+  # A cold ingest of the larger corpora takes minutes on a busy small box,
+  # and a restart of an outpost that loads every body, tens of seconds.
+  if [[ $CORPUS == bench ]]; then
+    READY_TIMEOUT=${READY_TIMEOUT:-120} RESTART_TIMEOUT=${RESTART_TIMEOUT:-30}
+  else
+    READY_TIMEOUT=${READY_TIMEOUT:-900} RESTART_TIMEOUT=${RESTART_TIMEOUT:-120}
+  fi
+  need_uint READY_TIMEOUT "$READY_TIMEOUT" 1
   need_uint RESTART_TIMEOUT "$RESTART_TIMEOUT" 1
   local s
   for s in $SERVERS; do
@@ -175,9 +196,20 @@ print(*(s.getsockname()[1] for s in socks))
 }
 
 make_corpus() {
-  say "generating the corpus in $TMP (3 sites x 500 pages, deterministic)"
-  python3 "$BENCH_DIR/corpus.py" "$TMP/root" "${PORT[outpost]}" "$ADMIN_PORT" "$TMP/urls.txt" \
-    "$UPSTREAM_PORT" "$TMP/nginx-extra"
+  say "generating the $CORPUS corpus in $TMP (deterministic)"
+  python3 "$BENCH_DIR/corpus.py" "${CORPUS_ARGS[@]}" --sites "$TMP/sites.txt" --every "$TMP/every.txt" \
+    "$TMP/root" "${PORT[outpost]}" "$ADMIN_PORT" "$TMP/urls.txt" "$UPSTREAM_PORT" "$TMP/nginx-extra"
+  [[ $(head -n 1 "$TMP/sites.txt") == "$HOME_SITE $HOME_HOST" ]] ||
+    die "corpus.py's default site is not $HOME_SITE"
+  # urls.txt is shuffled: its first lines are pages drawn at random over all
+  # sites (the bench corpus has exactly 1,500 pages: all of them).
+  head -n "$PATHS_URLS" "$TMP/urls.txt" >"$TMP/paths.txt"
+  awk '{print $2, "/"}' "$TMP/sites.txt" >"$TMP/home-urls.txt"
+  # After a restart: the default site's first page, then pages at random.
+  { echo "$HOME_HOST /page-000.html"; head -n $((RESTART_URLS - 1)) "$TMP/urls.txt"; } >"$TMP/restart-urls.txt"
+  CORPUS_NOTE="corpus $CORPUS: $(grep -c . "$TMP/sites.txt") sites, $(grep -c . "$TMP/every.txt") files,"
+  CORPUS_NOTE+=" $(du -sm "$TMP/root/sites" | cut -f1) MiB (du)"
+  say "$CORPUS_NOTE"
 
   # nginx serves the same files through a tree of hard links (same inodes,
   # no copy) that also holds the .gz siblings gzip_static needs. They stay
@@ -188,45 +220,64 @@ make_corpus() {
   # -f: gzip refuses hard-linked inputs without it; -k keeps the originals.
   find "$TMP/nginx-sites" -type f \( -name '*.html' -o -name '*.css' -o -name '*.js' \) -print0 |
     xargs -0 -n 200 -P "$(nproc)" gzip -k -9 -f
-  # Write the ~70 MB out now, so the kernel's writeback does not run during
-  # (and steal CPU from) the measured runs.
+  # Write it all out now (~70 MB for the bench corpus), so the kernel's
+  # writeback does not run during (and steal CPU from) the measured runs.
   sync -f "$TMP"
 }
 
 # ---------------------------------------------------------------------------
 # Servers
 
-# Polls until every site answers 200 on / with its own home page, or the
-# server dies, or time is up. The page must be the site's own (its <title>
-# ends in "| bench-x"): outpost answers a host whose site it has not ingested
-# yet with its default site, bench-a, so a 200 alone proves nothing.
-# For outpost, also waits for "sites scanned" in its log: the rules are
-# loaded only once the scan is over.
-wait_ready() {
-  local server=$1 pid=$2 log=$3 deadline=$((SECONDS + READY_TIMEOUT)) site code page=$TMP/ready.html
-  for site in bench-a bench-b bench-c scanned; do
-    while :; do
-      if [[ $site == scanned ]]; then
-        [[ $server != outpost ]] || grep -q 'sites scanned' "$log" && break
-        code="no 'sites scanned' in the log"
-      else
-        code=$(curl -s -o "$page" --max-time 2 -w '%{http_code}' \
-          -H "Host: $site.localhost" "http://127.0.0.1:${PORT[$server]}/" || true)
-        [[ $code == 200 ]] && grep -q "| $site</title>" "$page" && break
-        [[ $code == 200 ]] && code="200 with another site's page"
-      fi
-      if ! alive "$pid"; then
-        tail -n 20 "$log" >&2 || true
-        die "$server exited during startup (log above)"
-      fi
-      if ((SECONDS >= deadline)); then
-        tail -n 20 "$log" >&2 || true
-        [[ $site == scanned ]] && die "$server not ready after ${READY_TIMEOUT}s: $code"
-        die "$server not ready after ${READY_TIMEOUT}s: Host $site.localhost / answers $code, want 200"
-      fi
-      sleep 0.2
-    done
+# Microseconds since the epoch, from bash itself (no process to start).
+now_us() { echo "${EPOCHREALTIME//[!0-9]/}"; }
+
+# fetch.py on the load core: fetch_py ARGS... (see fetch.py).
+fetch_py() {
+  taskset -c "$LOAD_CPU" python3 "$BENCH_DIR/fetch.py" "$@"
+}
+
+# poll_server PID LOG HOOK INTERVAL PORT LIST SINCE_US TIMEOUT [READY_URL]
+# runs `fetch.py wait PORT LIST ...` in the background while watching the
+# server process PID every INTERVAL seconds, calling the function HOOK (if
+# not empty) each time: if the server exits, dies with the tail of its LOG.
+# Sets POLLED to fetch.py's output and returns its status (non-zero: it gave
+# up, and POLLED says why).
+poll_server() {
+  local pid=$1 log=$2 hook=$3 interval=$4 poller rc=0
+  shift 4
+  fetch_py wait "$@" >"$TMP/poll.out" 2>&1 &
+  poller=$!
+  STARTED+=("$poller")
+  while alive "$poller"; do
+    if [[ -n $hook ]]; then "$hook"; fi
+    if ! alive "$pid"; then
+      tail -n 20 "$log" >&2 || true
+      die "the server exited (its log above)"
+    fi
+    sleep "$interval"
   done
+  wait "$poller" || rc=$?
+  forget "$poller"
+  POLLED=$(<"$TMP/poll.out")
+  return "$rc"
+}
+
+# wait_ready SERVER PID LOG [SINCE_US]: waits until every site answers 200 on
+# / with its own home page (its <title> ends in "| NAME"; a 200 alone proves
+# little, since a server may answer a host whose site it has not loaded yet
+# with its default site), and for outpost until the admin /ready answers 200
+# (the first scan and rules load are done: the scan must not run on the
+# server core during the measurements). Dies if the server exits or
+# READY_TIMEOUT passes. Sets POLLED to "FIRST_MS ALL_MS PASS_MS" (see
+# fetch.py), from SINCE_US (default: now).
+wait_ready() {
+  local server=$1 pid=$2 log=$3 since=${4:-$(now_us)} ready=""
+  [[ $server == outpost ]] && ready=http://127.0.0.1:$ADMIN_PORT/ready
+  if ! poll_server "$pid" "$log" "" 0.1 "${PORT[$server]}" "$TMP/home-urls.txt" "$since" \
+    "$READY_TIMEOUT" $ready; then
+    tail -n 20 "$log" >&2 || true
+    die "$server not ready after ${READY_TIMEOUT}s: $POLLED"
+  fi
 }
 
 start_nginx() {
@@ -235,7 +286,14 @@ start_nginx() {
   # 0700 mktemp dir; keep them as the invoking user instead.
   ((EUID == 0)) && user_line="user root;"
   mkdir -p "$TMP/nginx-temp"
-  sed -e "s|@TMP@|$TMP|g" -e "s|@PORT@|${PORT[nginx]}|g" \
+  # One server block per site but the default one, which is in the template.
+  local name host
+  while read -r name host; do
+    [[ $name == "$HOME_SITE" ]] && continue
+    printf 'server {\n    listen 127.0.0.1:%s;\n    server_name %s;\n    root %s;\n}\n' \
+      "${PORT[nginx]}" "$host" "$TMP/nginx-sites/$name/public"
+  done <"$TMP/sites.txt" >"$TMP/nginx-sites.conf"
+  sed -e "s|@TMP@|$TMP|g" -e "s|@PORT@|${PORT[nginx]}|g" -e "s|@HOME@|$HOME_SITE|g" \
     -e "s|@WORKERS@|$workers|g" -e "s|@USER_LINE@|$user_line|" \
     -e "s|@UPSTREAM_PORT@|$UPSTREAM_PORT|g" -e "s|@GZIP_LEVEL@|$NGINX_GZIP_LEVEL|g" \
     "$BENCH_DIR/nginx.conf.template" >"$conf"
@@ -302,6 +360,15 @@ start_upstream() {
   die "the fragment upstream does not answer 200 on /scores.json (got $code)"
 }
 
+# Starts `outpost serve` over $TMP/root, pinned, stdout to $1.out and stderr
+# to $1.err; sets PIDS[outpost], and T0 to the time just before the start.
+launch_outpost() {
+  T0=$(now_us)
+  taskset -c "$SERVER_CPU" "$OUTPOST_BIN" serve --root "$TMP/root" >"$1.out" 2>"$1.err" &
+  PIDS[outpost]=$!
+  STARTED+=("$!")
+}
+
 start_outpost() {
   # The rules and templates corpus.py wrote must be valid, or the offer and
   # fragment scenarios would measure outpost ignoring them.
@@ -311,28 +378,22 @@ start_outpost() {
     die "outpost check rejects the benchmark root (above)"
   fi
   say "starting outpost on 127.0.0.1:${PORT[outpost]}, pinned to core $SERVER_CPU"
-  local started=$SECONDS
-  taskset -c "$SERVER_CPU" "$OUTPOST_BIN" serve --root "$TMP/root" \
-    >"$TMP/outpost.log" 2>&1 &
-  local pid=$!
-  STARTED+=("$pid")
+  launch_outpost "$TMP/outpost"
   # outpost listens at once and then ingests the sites (hashing and
-  # compressing every file), so wait for all three sites, not the socket.
-  wait_ready outpost "$pid" "$TMP/outpost.log"
-  say "outpost serves all sites after $((SECONDS - started)) s"
-  PIDS[outpost]=$pid
+  # compressing every file), so wait for every site, not the socket.
+  wait_ready outpost "${PIDS[outpost]}" "$TMP/outpost.err" "$T0"
+  say "outpost serves all sites after $(awk '{printf "%.1f", $2 / 1000}' <<<"$POLLED") s"
 }
 
 # Writes nginx-offer.conf: the sub_filter that makes nginx insert exactly the
 # banner outpost inserts. The banner is what outpost's offer page (an IT
-# visitor on bench-a /offer.html, a copy of /) has more than its static
-# page, right after the
-# body's start tag. Sets NGINX_OFFER_OK=1 on success.
+# visitor on the default site's /offer.html, a copy of /) has more than its
+# static page, right after the body's start tag. Sets NGINX_OFFER_OK=1 on success.
 NGINX_OFFER_OK=0
 write_offer_conf() {
   local base="http://127.0.0.1:${PORT[outpost]}/" msg
-  curl -s --max-time 5 -o "$TMP/offer-static.html" -H 'Host: bench-a.localhost' "$base" || true
-  curl -s --max-time 5 -o "$TMP/offer-outpost.html" -H 'Host: bench-a.localhost' \
+  curl -s --max-time 5 -o "$TMP/offer-static.html" -H "Host: $HOME_HOST" "$base" || true
+  curl -s --max-time 5 -o "$TMP/offer-outpost.html" -H "Host: $HOME_HOST" \
     -H 'CF-IPCountry: IT' "${base}offer.html" || true
   if msg=$(python3 - "$TMP/offer-static.html" "$TMP/offer-outpost.html" "$TMP/nginx-offer.conf" <<'PY'
 import re, sys
@@ -358,7 +419,7 @@ def quote(s):  # an nginx single-quoted string; "$" via the $dollar variable
     return "'" + s.replace("$", "${dollar}") + "'"
 
 with open(sys.argv[3], "w", encoding="utf-8") as f:
-    f.write("# The banner outpost inserts for an IT visitor of bench-a, fetched from it.\n")
+    f.write("# The banner outpost inserts for an IT visitor of the default site, fetched from it.\n")
     f.write(f"sub_filter {quote(m.group(0))} {quote(m.group(0) + banner)};\n")
 print(f"{len(banner)} bytes after {m.group(0)}")
 PY
@@ -382,11 +443,11 @@ compare_pages() {
   for name in offer fragment; do
     wants "$name" || continue
     case $name in
-      offer) path=/ hdr=(-H 'CF-IPCountry: IT') ;;
+      offer) path=/offer.html hdr=(-H 'CF-IPCountry: IT') ;;
       fragment) path=/live.html hdr=(-H 'Cookie: outpost_exp_hero=b') ;;
     esac
     ((NGINX_OFFER_OK)) || [[ $name != offer ]] || continue
-    host=bench-a.localhost
+    host=$HOME_HOST
     o=$TMP/page-$name-outpost.html n=$TMP/page-$name-nginx.html
     curl -s --max-time 5 -o "$o" -H "Host: $host" "${hdr[@]}" "http://127.0.0.1:${PORT[outpost]}$path" || true
     [[ $name == offer ]] && host=offer.localhost
@@ -425,11 +486,14 @@ core_ticks() {
     print $2 + $3 + $4 + $9, total }' /proc/stat
 }
 
-# Sum of VmHWM (peak resident set, KiB) of the given processes.
-peak_rss_kib() {
-  local pid kib total=0
+# Sum of a /proc/PID/status field in KiB (VmHWM: peak resident set; VmRSS:
+# resident set; RssAnon: its anonymous part, i.e. not file pages) over the
+# given processes: status_kib FIELD PID...
+status_kib() {
+  local field=$1 pid kib total=0
+  shift
   for pid in "$@"; do
-    kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    kib=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
     total=$((total + ${kib:-0}))
   done
   echo "$total"
@@ -540,37 +604,42 @@ is_phase() { [[ ${SC_EXPECT[$1]} == phase ]]; }
 
 define_scenarios() {
   # A typical page, precompressed (gzip: both servers have a gzip copy).
-  scenario small 200 / -H 'Host: bench-a.localhost' -H 'Accept-Encoding: gzip'
+  # The single-page scenarios request the default site (HOME_HOST),
+  # bench-a or g01.
+  local home="Host: $HOME_HOST"
+  scenario small 200 / -H "$home" -H 'Accept-Encoding: gzip'
   # A large download: raw throughput, sendfile vs. in-memory bodies.
-  scenario big 200 /big.bin -H 'Host: bench-a.localhost'
+  scenario big 200 /big.bin -H "$home"
   # A browser revalidating its cached copy: headers only, no body.
-  scenario revalidate 304 / -H 'Host: bench-a.localhost' -H 'Accept-Encoding: gzip' \
+  scenario revalidate 304 / -H "$home" -H 'Accept-Encoding: gzip' \
     -H 'If-None-Match: @ETAG@'
-  # Many distinct files across all hosts, so no single hot file is cached.
-  scenario paths 200 "@$TMP/urls.txt" -H 'Accept-Encoding: gzip'
+  # 1,500 pages drawn at random over all sites, so no single hot file is cached.
+  scenario paths 200 "@$TMP/paths.txt" -H 'Accept-Encoding: gzip'
 
-  # bench-a's home page for a visitor from IT: outpost's offer-local rule
-  # inserts a banner offering bench-b right after <body>. nginx inserts the
-  # same banner with sub_filter on its own Host (offer.localhost), so its
-  # `small` stays untouched. Compare with `small` (the same page, static).
-  scenario offer 200 /offer.html -H 'Host: bench-a.localhost' -H 'CF-IPCountry: IT' -H 'Accept-Encoding: gzip'
+  # bench-a's (g01's) home page for a visitor from IT: outpost's offer-local
+  # rule inserts a banner offering bench-b (g02) right after <body>. nginx
+  # inserts the same banner with sub_filter on its own Host (offer.localhost),
+  # so its `small` stays untouched. Compare with `small` (the same page, static).
+  scenario offer 200 /offer.html -H "$home" -H 'CF-IPCountry: IT' -H 'Accept-Encoding: gzip'
   for_server offer nginx -H 'Host: offer.localhost' -H 'CF-IPCountry: IT' -H 'Accept-Encoding: gzip'
   expect_body offer 'class="outpost-offer"'
   paired offer small
   # The static baseline of `fragment`: the same page under a path no rule
   # matches, with the same headers.
-  scenario live-static 200 /live-static.html -H 'Host: bench-a.localhost' \
+  scenario live-static 200 /live-static.html -H "$home" \
     -H 'Cookie: outpost_exp_hero=b' -H 'Accept-Encoding: gzip'
   expect_body live-static '<h1 class="hero">Title</h1>' '<div id="scores"><p>Loading</p></div>'
   # A returning visitor in arm b of the hero A/B test, on a page with a warm
   # live-scores fragment. nginx: a pre-rendered file per arm picked by the
   # cookie, the scores by SSI from the upstream through proxy_cache.
-  scenario fragment 200 /live.html -H 'Host: bench-a.localhost' \
+  scenario fragment 200 /live.html -H "$home" \
     -H 'Cookie: outpost_exp_hero=b' -H 'Accept-Encoding: gzip'
   expect_body fragment '<h1 class="hero">Other title</h1>' '<li>Rovers 2-1 United</li>'
   paired fragment live-static
   # outpost stopped and started again over its warm store, RESTARTS times.
   phase restart
+  # outpost's memory: a cold ingest, a warm restart, one GET of every URL.
+  phase memory
 }
 
 # The ETag a server sends for URL with the given curl -H arguments.
@@ -846,13 +915,17 @@ run_scenarios() {
 # ---------------------------------------------------------------------------
 # Restart: outpost stopped (SIGTERM) and started again over its warm store
 
-# Microseconds since the epoch, from bash itself (no process to start).
-now_us() { echo "${EPOCHREALTIME//[!0-9]/}"; }
+# Drops a pid from STARTED (once it has been waited for).
+forget() {
+  local p
+  local -a kept=()
+  for p in "${STARTED[@]}"; do [[ $p == "$1" ]] || kept+=("$p"); done
+  STARTED=("${kept[@]}")
+}
 
 # SIGTERM, then waits up to 10 s (SIGKILL after that); forgets the pid.
 stop_process() {
-  local pid=$1 i p
-  local -a kept=()
+  local pid=$1 i
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 1000; i++)); do
     alive "$pid" || break
@@ -863,17 +936,58 @@ stop_process() {
     kill -KILL "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || true
-  for p in "${STARTED[@]}"; do [[ $p == "$pid" ]] || kept+=("$p"); done
-  STARTED=("${kept[@]}")
+  forget "$pid"
 }
 
-# Each round: stop outpost, start it, and poll (curl, about every 5 ms) until
-# bench-a /page-000.html answers 200; meanwhile note when "listening on"
-# appears on its stdout and "sites scanned" on its stderr. Times are from
-# just before the process is started; each has the poll's resolution (the
-# sleep plus one curl run, a few ms). One line per round in restart.tsv:
-#   round ms_to_200 ms_to_listening ms_to_scanned serving_ms_logged scan_ms_logged
-# ("-" where it did not happen within RESTART_TIMEOUT).
+# Stops outpost and starts it again over its warm store; times the restart
+# from just before the process is started. fetch.py polls restart-urls.txt
+# (the default site's /page-000.html, then RESTART_URLS - 1 pages at random
+# over all sites) in order over one connection, each until it answers 200
+# with its own site's page; meanwhile note_restart notes when "listening on"
+# appears on outpost's stdout and "sites scanned" on its stderr (every 5 ms).
+# Sets RESTART_RECORD to, in ms ("-" for what did not happen within
+# RESTART_TIMEOUT), "first_200 listening scanned serving_logged scan_logged
+# all_200 pass". first_200: the first URL answered; all_200: every URL has;
+# pass: one more pass over the URLs once all answer, i.e. the requests' own
+# share of all_200; serving_logged, scan_logged: outpost's own log (ms from
+# its start to listening; the scan's duration). Not to be run in a
+# subshell: it changes PIDS and STARTED.
+restart_once() {
+  local tag=$TMP/$1 pid tlisten="" tscan="" first="-" all="-" pass="-" serving scan
+  stop_process "${PIDS[outpost]}"
+  launch_outpost "$tag"
+  pid=${PIDS[outpost]}
+  if poll_server "$pid" "$tag.err" note_restart 0.005 "${PORT[outpost]}" "$TMP/restart-urls.txt" \
+    "$T0" "$RESTART_TIMEOUT"; then
+    read -r first all pass <<<"$POLLED"
+  else
+    warn "restart: $(tail -n 1 <<<"$POLLED")"
+    FAILURES=$((FAILURES + 1))
+  fi
+  # "sites scanned" may come after the last URL answered.
+  while [[ -z $tscan ]] && (($(now_us) < T0 + RESTART_TIMEOUT * 1000000)); do
+    note_restart
+    alive "$pid" || die "outpost exited during a restart (see $tag.err)"
+    sleep 0.005
+  done
+  serving=$(grep -a 'serving' "$tag.err" | sed -n 's/.*ms=\([0-9]*\).*/\1/p' | head -n 1)
+  scan=$(grep -a 'sites scanned' "$tag.err" | sed -n 's/.*ms=\([0-9]*\).*/\1/p' | head -n 1)
+  RESTART_RECORD=$(awk -v f="$first" -v l="$tlisten" -v s="$tscan" -v sv="${serving:--}" \
+    -v sc="${scan:--}" -v a="$all" -v p="$pass" '
+    function ms(us) { return us == "" ? "-" : sprintf("%.1f", us / 1000) }
+    BEGIN { print f, ms(l), ms(s), sv, sc, a, p }')
+}
+
+# restart_once's poll hook: notes (in its tlisten and tscan) when outpost
+# first logged "listening on" and "sites scanned".
+note_restart() {
+  local now
+  now=$(now_us)
+  [[ -z $tlisten ]] && grep -q '^listening on' "$tag.out" && tlisten=$((now - T0))
+  [[ -z $tscan ]] && grep -q 'sites scanned' "$tag.err" && tscan=$((now - T0))
+  return 0
+}
+
 restart_phase() {
   if ! has_server outpost; then
     warn "restart: outpost is not among SERVERS; skipped"
@@ -881,52 +995,73 @@ restart_phase() {
     return
   fi
   say "restart: stopping and starting outpost $RESTARTS times over its warm store"
-  local url="http://127.0.0.1:${PORT[outpost]}/page-000.html" round pid t0 now code
-  local t200 tlisten tscan deadline out err serving scan
+  local round
+  local -a r
   : >"$TMP/restart.tsv"
   for ((round = 1; round <= RESTARTS; round++)); do
-    stop_process "${PIDS[outpost]}"
-    out=$TMP/restart-$round.out err=$TMP/restart-$round.err
-    t0=$(now_us)
-    taskset -c "$SERVER_CPU" "$OUTPOST_BIN" serve --root "$TMP/root" >"$out" 2>"$err" &
-    pid=$!
-    STARTED+=("$pid")
-    PIDS[outpost]=$pid
-    t200="" tlisten="" tscan=""
-    deadline=$((t0 + RESTART_TIMEOUT * 1000000))
-    while :; do
-      if [[ -z $t200 ]]; then
-        code=$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' -H 'Host: bench-a.localhost' "$url" || true)
-        now=$(now_us)
-        [[ $code == 200 ]] && t200=$((now - t0))
-      fi
-      now=$(now_us)
-      [[ -z $tlisten ]] && grep -q '^listening on' "$out" && tlisten=$((now - t0))
-      [[ -z $tscan ]] && grep -q 'sites scanned' "$err" && tscan=$((now - t0))
-      [[ -n $t200 && -n $tscan ]] && break
-      if ! alive "$pid"; then
-        tail -n 20 "$err" >&2 || true
-        die "restart: outpost exited during restart $round (log above)"
-      fi
-      ((now < deadline)) || break
-      sleep 0.005
-    done
-    # outpost's own figures: ms from its start to listening, and the scan's
-    # duration (tracing fields "ms=N" on the "serving" and "sites scanned" lines).
-    serving=$(grep -a 'serving' "$err" | sed -n 's/.*ms=\([0-9]*\).*/\1/p' | head -n 1)
-    scan=$(grep -a 'sites scanned' "$err" | sed -n 's/.*ms=\([0-9]*\).*/\1/p' | head -n 1)
-    awk -v r="$round" -v a="$t200" -v l="$tlisten" -v s="$tscan" -v sv="${serving:--}" -v sc="${scan:--}" '
-      function ms(us) { return us == "" ? "-" : sprintf("%.1f", us / 1000) }
-      BEGIN { print r, ms(a), ms(l), ms(s), sv, sc }' >>"$TMP/restart.tsv"
-    printf '    restart    outpost  run %d/%d: 200 after %s ms, listening after %s ms, sites scanned after %s ms (scan %s ms by its log)\n' \
-      "$round" "$RESTARTS" $(awk -v r="$round" '$1 == r {print $2, $3, $4, $6}' "$TMP/restart.tsv") >&2
-    if [[ -z $t200 ]]; then
-      warn "restart $round: no 200 on /page-000.html within ${RESTART_TIMEOUT}s (last status $code)"
-      FAILURES=$((FAILURES + 1))
-    fi
+    restart_once "restart-$round"
+    echo "$round $RESTART_RECORD" >>"$TMP/restart.tsv"
+    read -ra r <<<"$RESTART_RECORD"
+    printf '    restart    outpost  run %d/%d: first 200 after %s ms, all %d URLs after %s ms (a warm pass: %s ms), listening after %s ms, sites scanned after %s ms (scan %s ms by its log)\n' \
+      "$round" "$RESTARTS" "${r[0]}" "$RESTART_URLS" "${r[5]}" "${r[6]}" "${r[1]}" "${r[2]}" "${r[4]}" >&2
   done
   # Whatever happened, leave an outpost that serves, for the end of the run.
   alive "${PIDS[outpost]}" || die "restart: outpost is not running after the restarts"
+}
+
+# ---------------------------------------------------------------------------
+# Memory: outpost's footprint over the corpus, from an empty cache/ to every
+# URL served once. One "key value" per line in memory.tsv (KiB, ms).
+
+memory_phase() {
+  if ! has_server outpost; then
+    warn "memory: outpost is not among SERVERS; skipped"
+    echo "memory outpost (not among SERVERS)" >>"$TMP/skipped.txt"
+    return
+  fi
+  local mem=$TMP/memory.tsv pid answer field server
+  local -a r pids
+  : >"$mem"
+
+  say "memory: cold ingest of the $CORPUS corpus into an empty cache/"
+  stop_process "${PIDS[outpost]}"
+  rm -rf "$TMP/root/cache"
+  launch_outpost "$TMP/memory-cold"
+  pid=${PIDS[outpost]}
+  wait_ready outpost "$pid" "$TMP/memory-cold.err" "$T0"
+  read -ra r <<<"$POLLED"
+  {
+    echo "cold_ms ${r[1]}"
+    # VmHWM: the peak over the process's life, i.e. during the ingest.
+    for field in VmHWM RssAnon VmRSS; do echo "cold_$field $(status_kib "$field" "$pid")"; done
+    echo "store_kib $(du -sk "$TMP/root/cache" | cut -f1)"
+  } >>"$mem"
+  say "memory: serving every site after ${r[1]} ms, peak RSS $(($(status_kib VmHWM "$pid") / 1024)) MiB"
+
+  say "memory: a warm restart"
+  restart_once memory-warm
+  read -ra r <<<"$RESTART_RECORD"
+  printf 'warm_first_ms %s\nwarm_all_ms %s\nwarm_pass_ms %s\n' "${r[0]}" "${r[5]}" "${r[6]}" >>"$mem"
+  [[ ${r[5]} != - ]] || die "memory: the warm restart did not serve every URL"
+  pid=${PIDS[outpost]}
+  for field in RssAnon VmRSS; do echo "warm_$field $(status_kib "$field" "$pid")" >>"$mem"; done
+  echo "urls $(grep -c . "$TMP/every.txt")" >>"$mem"
+
+  # One GET of every URL like a browser, then again without compression.
+  # nginx gets the same requests, for comparison.
+  for server in outpost nginx; do
+    has_server "$server" || continue
+    read -ra pids <<<"${PIDS[$server]}"
+    say "memory: one GET of each of the $(grep -c . "$TMP/every.txt") URLs from $server (br, gzip; then identity)"
+    answer=$(fetch_py get "${PORT[$server]}" "$TMP/every.txt" 'Accept-Encoding: br, gzip') ||
+      die "memory: $server did not answer every URL with 200 (see above)"
+    echo "${server}_get_ms $(cut -d' ' -f3 <<<"$answer")" >>"$mem"
+    for field in RssAnon VmRSS; do echo "${server}_compressed_$field $(status_kib "$field" "${pids[@]}")" >>"$mem"; done
+    fetch_py get "${PORT[$server]}" "$TMP/every.txt" >/dev/null ||
+      die "memory: $server did not answer every URL with 200 (see above)"
+    for field in RssAnon VmRSS; do echo "${server}_all_$field $(status_kib "$field" "${pids[@]}")" >>"$mem"; done
+    echo "${server}_procs ${#pids[@]}" >>"$mem"
+  done
 }
 
 # ---------------------------------------------------------------------------
@@ -940,13 +1075,13 @@ capture_rss() {
   local -a pids
   for server in $SERVERS; do
     read -ra pids <<<"${PIDS[$server]}"
-    echo "$server $(peak_rss_kib "${pids[@]}") ${#pids[@]}" >>"$TMP/rss.tsv"
+    echo "$server $(status_kib VmHWM "${pids[@]}") ${#pids[@]}" >>"$TMP/rss.tsv"
   done
 }
 
 report() {
-  [[ -s $TMP/runs.tsv || -s $TMP/restart.tsv ]] || die "no scenario ran"
-  touch "$TMP/runs.tsv" "$TMP/restart.tsv"
+  [[ -s $TMP/runs.tsv || -s $TMP/restart.tsv || -s $TMP/memory.tsv ]] || die "no scenario ran"
+  touch "$TMP/runs.tsv" "$TMP/restart.tsv" "$TMP/memory.tsv"
 
   local commit dirty="" cpu
   commit=$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -961,6 +1096,7 @@ report() {
       echo "$("$NGINX_BIN" -v 2>&1), worker_processes $NGINX_WORKERS_N"
     fi
     if has_server outpost; then echo "outpost: $OUTPOST_BIN"; fi
+    echo "$CORPUS_NOTE"
     echo "servers on core $SERVER_CPU, wrk on core $LOAD_CPU: -t1 -c$CONNECTIONS -d${DURATION}s," \
       "$REPEAT run(s) per scenario and server, ${WARMUP}s warm-up"
     if wants offer || wants fragment; then
@@ -969,7 +1105,8 @@ report() {
     if [[ -n $BUSY_NOTE ]]; then echo "$BUSY_NOTE"; fi
     if [[ -n $PAGE_NOTES ]]; then printf '%s' "$PAGE_NOTES"; fi
     echo
-    python3 "$BENCH_DIR/summarize.py" "$TMP/runs.tsv" "$TMP/rss.tsv" "$TMP/restart.tsv"
+    python3 "$BENCH_DIR/summarize.py" --corpus "$CORPUS" "$TMP/runs.tsv" "$TMP/rss.tsv" "$TMP/restart.tsv" \
+      "$TMP/memory.tsv"
     if [[ -s $TMP/skipped.txt ]]; then
       echo
       echo "SKIPPED (wrong status in the pre-check, see the log):"
@@ -1001,6 +1138,7 @@ main() {
   run_scenarios
   capture_rss
   if wants restart; then restart_phase; fi
+  if wants memory; then memory_phase; fi
   report
   if ((FAILURES)); then
     die "$FAILURES scenario run(s) skipped or failed: a server answered wrongly (see above)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns run.sh's raw measurements into the results table.
 
-    summarize.py RUNS_TSV RSS_TSV [RESTART_TSV]
+    summarize.py [--corpus bench|4x|group] RUNS_TSV RSS_TSV [RESTART_TSV [MEMORY_TSV]]
 
 RUNS_TSV has one line per wrk run:
     scenario server rep rps p50_us p99_us cpu_us_per_req bytes_per_req socket_errors bad_status requests other_pct
@@ -9,7 +9,10 @@ RSS_TSV has one line per server:
     server peak_rss_kib processes
 RESTART_TSV (optional) has one line per outpost restart, times in ms from the
 process start, "-" for what did not happen in time:
-    round to_200 to_listening to_scanned serving_ms_logged scan_ms_logged
+    round to_200 to_listening to_scanned serving_ms_logged scan_ms_logged to_all_200 pass_ms
+MEMORY_TSV (optional) has the `memory` phase's figures as "key value" lines
+(KiB and ms; see memory_phase in run.sh).
+--corpus names the corpus, whose bars (from the issue) the checks apply.
 
 Prints, per scenario and server, the MEDIAN over the repetitions (robust to
 one noisy run, unlike the mean), then outpost/nginx ratios when both servers
@@ -19,8 +22,8 @@ run so the spread stays visible.
 Standard library only.
 """
 
+import argparse
 import statistics
-import sys
 from collections import OrderedDict
 
 SERVERS = ("nginx", "outpost")
@@ -75,18 +78,43 @@ INFO = [
 ]
 
 
+# Bars by corpus (the issue's): warm restart until all of its URLs answer,
+# ms; and the memory phase's, MiB.
+RESTART_BAR_MS = {"bench": 300, "group": 1000}
+MEMORY_BARS = {
+    # corpus: [(label, key, bar in MiB)]
+    "4x": [("RssAnon after every URL", "outpost_all_RssAnon", 128),
+           ("cold-ingest peak RSS (VmHWM)", "cold_VmHWM", 256)],
+    "group": [("RssAnon after every URL", "outpost_all_RssAnon", 160)],
+}
+
+
 def read_restarts(path):
     rounds = []
     try:
         with open(path) as f:
             for line in f:
                 if line.strip():
-                    rnd, to200, listen, scanned, serving, scan = line.split()
+                    rnd, to200, listen, scanned, serving, scan, to_all, pass_ms = line.split()
                     rounds.append({"round": int(rnd), "to200": to200, "listen": listen,
-                                   "scanned": scanned, "serving": serving, "scan": scan})
+                                   "scanned": scanned, "serving": serving, "scan": scan,
+                                   "all": to_all, "pass": pass_ms})
     except FileNotFoundError:
         pass
     return rounds
+
+
+def read_memory(path):
+    memory = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    key, value = line.split()
+                    memory[key] = value
+    except FileNotFoundError:
+        pass
+    return memory
 
 
 def median_of(values):
@@ -96,7 +124,7 @@ def median_of(values):
     return statistics.median(float(v) for v in values)
 
 
-def checks(runs, restarts):
+def checks(runs, restarts, memory, corpus):
     def rps(key):
         rs = runs.get(key)
         return median(rs, "rps") if rs else None
@@ -142,22 +170,83 @@ def checks(runs, restarts):
         else:
             out.append(row.format("restart to first 200", f"median of {n}, ms", f"{t200:.0f} ms",
                                   "<= 300 ms", "meets" if t200 <= 300 else "MISSES"))
+        out.append(restart_check("restart to all URLs 200", f"median of {n}, ms",
+                                 median_of([r["all"] for r in restarts]), corpus))
         if listen is not None:
             out.append(row.format("restart to listening", f"median of {n}, ms", f"{listen:.0f} ms", "",
                                   "(for context)"))
         if scanned is not None:
             out.append(row.format('restart to "sites scanned"', f"median of {n}, ms", f"{scanned:.0f} ms", "",
                                   "(for context)"))
-    elif not any(rps(c[2]) or rps(c[3]) for c in CHECKS):
+    if memory:
+        warm = memory.get("warm_all_ms")
+        out.append(restart_check("memory: warm restart", "all URLs answered, ms",
+                                 None if warm in (None, "-") else float(warm), corpus))
+        for label, key, bar in MEMORY_BARS.get(corpus, []):
+            if key in memory:
+                mib = int(memory[key]) / 1024
+                out.append(row.format(f"memory: {corpus}", label, f"{mib:.0f} MiB", f"<= {bar} MiB",
+                                      "meets" if mib <= bar else "MISSES"))
+    if not restarts and not memory and not any(rps(c[2]) or rps(c[3]) for c in CHECKS):
         return []
     return out
 
 
+def restart_check(label, how, ms_, corpus):
+    """A check row for a restart's time until every URL answered 200."""
+    row = "{:<28} {:<31} {:>9} {:>10}  {}"
+    bar = RESTART_BAR_MS.get(corpus)
+    bar_text = f"<= {bar} ms" if bar else ""
+    if ms_ is None:
+        return row.format(label, how, "n/a", bar_text, "MISSES (not all URLs answered in time)")
+    verdict = ("meets" if ms_ <= bar else "MISSES") if bar else f"(no bar for {corpus})"
+    return row.format(label, how, f"{ms_:.0f} ms", bar_text, verdict)
+
+
+def memory_table(memory):
+    """The `memory` phase's figures, labelled."""
+    def mib(key):
+        return f"{int(memory[key]) / 1024:8.1f} MiB" if key in memory else "       n/a"
+
+    out = ["memory of outpost over the corpus (/proc/PID/status; RssAnon = anonymous memory, not",
+           "file pages; VmRSS = all resident memory, file pages included; VmHWM = peak VmRSS):",
+           f"  cold ingest, empty cache/ to every site's own home page 200 and /ready 200: "
+           f"{float(memory['cold_ms']) / 1000:.1f} s",
+           f"    peak RSS during it (VmHWM)            {mib('cold_VmHWM')}",
+           f"    right after: RssAnon                  {mib('cold_RssAnon')}",
+           f"                 VmRSS                    {mib('cold_VmRSS')}",
+           f"    store on disk (du cache/)             {mib('store_kib')}",
+           f"  warm restart: first URL 200 after {memory.get('warm_first_ms', '-')} ms, every URL of the"
+           f" restart list after {memory.get('warm_all_ms', '-')} ms",
+           f"    (of which one pass of those requests over a served store takes {memory.get('warm_pass_ms', '-')} ms)",
+           f"    right after: RssAnon                  {mib('warm_RssAnon')}",
+           f"                 VmRSS                    {mib('warm_VmRSS')}"]
+    for server in SERVERS:
+        if f"{server}_all_RssAnon" not in memory:
+            continue
+        procs = int(memory[f"{server}_procs"])
+        out += [f"  {server} after one GET of each of the {memory.get('urls', '?')} URLs"
+                + (f" (summed over {procs} processes)" if procs > 1 else "") + ":",
+                f"    Accept-Encoding: br, gzip: RssAnon  {mib(f'{server}_compressed_RssAnon')}"
+                f"   VmRSS {mib(f'{server}_compressed_VmRSS')}",
+                f"    then identity as well:     RssAnon  {mib(f'{server}_all_RssAnon')}"
+                f"   VmRSS {mib(f'{server}_all_VmRSS')}"]
+    return out
+
+
 def main():
-    runs = read_runs(sys.argv[1])
-    restarts = read_restarts(sys.argv[3]) if len(sys.argv) > 3 else []
+    parser = argparse.ArgumentParser(description="Turns run.sh's measurements into the results table.")
+    parser.add_argument("--corpus", default="bench")
+    parser.add_argument("runs")
+    parser.add_argument("rss")
+    parser.add_argument("restarts", nargs="?")
+    parser.add_argument("memory", nargs="?")
+    args = parser.parse_args()
+    runs = read_runs(args.runs)
+    restarts = read_restarts(args.restarts) if args.restarts else []
+    memory = read_memory(args.memory) if args.memory else {}
     rss = {}
-    with open(sys.argv[2]) as f:
+    with open(args.rss) as f:
         for line in f:
             if line.strip():
                 server, kib, procs = line.split()
@@ -188,7 +277,7 @@ def main():
     out.append("per response including headers (a sanity check that both serve the same thing).")
     out.append("errors = socket errors + responses >= 400, summed over the repetitions.")
 
-    checked = checks(runs, restarts)
+    checked = checks(runs, restarts, memory, args.corpus)
     if checked:
         out.append("")
         out.extend(checked)
@@ -206,11 +295,20 @@ def main():
     if restarts:
         out.append("")
         out.append("restarts of outpost over its warm store (ms from process start; the poll adds a few ms;")
-        out.append("serving/scan = outpost's own log: ms to listening, and the scan's duration):")
-        rrow = "  {:>5} {:>12} {:>12} {:>14} {:>11} {:>8}"
-        out.append(rrow.format("round", "first 200", "listening", "sites scanned", "serving", "scan"))
+        out.append("first 200 = the default site's /page-000.html; all URLs = that and pages at random over")
+        out.append("all sites, each answered 200 with its own page; pass = one more pass of those requests,")
+        out.append("the requests' own share of it; serving/scan = outpost's own log: ms to listening, and")
+        out.append("the scan's duration):")
+        rrow = "  {:>5} {:>10} {:>9} {:>6} {:>10} {:>14} {:>8} {:>7}"
+        out.append(rrow.format("round", "first 200", "all URLs", "pass", "listening", "sites scanned",
+                               "serving", "scan"))
         for r in restarts:
-            out.append(rrow.format(r["round"], r["to200"], r["listen"], r["scanned"], r["serving"], r["scan"]))
+            out.append(rrow.format(r["round"], r["to200"], r["all"], r["pass"], r["listen"], r["scanned"],
+                                   r["serving"], r["scan"]))
+
+    if memory:
+        out.append("")
+        out.extend(memory_table(memory))
 
     noisy = [(s, v, r) for (s, v), rs in runs.items() for r in rs if r["other"] > 10]
     if noisy:
