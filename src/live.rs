@@ -45,24 +45,22 @@ impl Live {
     /// serves at once, before sites/ is scanned.
     pub fn from_store(store: Store, root: PathBuf) -> Result<Live, StoreError> {
         let sites_dir = root.join("sites");
-        // Sites load side by side: a warm restart is mostly this.
+        // Sites load side by side, one per core: a warm restart is mostly
+        // this. (A thread per site would leave each its own allocator heap.)
         let current = store.current_versions()?;
-        let versions: Vec<Arc<crate::store::SiteVersion>> = std::thread::scope(|scope| {
-            let loads: Vec<_> = current
-                .iter()
-                .map(|(site, number)| (site, scope.spawn(|| store.load_version(site, *number))))
-                .collect();
-            loads
-                .into_iter()
-                .filter_map(|(site, load)| match load.join().expect("loading does not panic") {
-                    Ok(v) => Some(Arc::new(v)),
-                    Err(e) => {
-                        tracing::warn!(site, error = %e, "stored version unreadable; it will be ingested again");
-                        None
-                    }
-                })
-                .collect()
-        });
+        let loads =
+            crate::parallel::map(&current, |(site, number)| store.load_version(site, *number));
+        let versions: Vec<Arc<crate::store::SiteVersion>> = current
+            .iter()
+            .zip(loads)
+            .filter_map(|((site, _), load)| match load {
+                Ok(v) => Some(Arc::new(v)),
+                Err(e) => {
+                    tracing::warn!(site, error = %e, "stored version unreadable; it will be ingested again");
+                    None
+                }
+            })
+            .collect();
         let (sites, problems) = Sites::build(versions);
         for p in problems {
             tracing::error!("{p}");

@@ -215,7 +215,7 @@ impl Store {
     /// Opens a store that must already exist, without repairing or
     /// rebuilding it (for commands that only read).
     pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
-        let opened = guarded(|| Database::open(path)).map_err(|panic| StoreError::Unreadable {
+        let opened = guarded(|| database().open(path)).map_err(|panic| StoreError::Unreadable {
             path: path.to_path_buf(),
             panic,
         })?;
@@ -680,7 +680,7 @@ fn open_or_rebuild(path: &Path) -> Result<(Database, Option<String>), StoreError
     if std::fs::rename(path, &aside).is_err() {
         let _ = std::fs::remove_file(path);
     }
-    let db = Database::create(path).map_err(|source| StoreError::Open {
+    let db = database().create(path).map_err(|source| StoreError::Open {
         path: path.to_path_buf(),
         source: Box::new(source),
     })?;
@@ -690,6 +690,18 @@ fn open_or_rebuild(path: &Path) -> Result<(Database, Option<String>), StoreError
     );
     Ok((db, Some(why)))
 }
+
+/// redb keeps the pages it reads in a cache of its own, on the heap (1 GiB
+/// at most by default): the index is read once at start and little after,
+/// so a small cache is enough, and memory stays flat as sites grow.
+fn database() -> redb::Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(REDB_CACHE);
+    builder
+}
+
+/// Bytes of store pages redb may keep in memory.
+const REDB_CACHE: usize = 8 << 20;
 
 /// Whether another process has the store open: nothing is wrong with it.
 fn already_open(e: &StoreError) -> bool {
@@ -705,7 +717,7 @@ fn open_checked(path: &Path) -> Result<Database, StoreError> {
         path: path.to_path_buf(),
         source: Box::new(source),
     };
-    let mut db = Database::create(path).map_err(open_error)?;
+    let mut db = database().create(path).map_err(open_error)?;
     if !db.check_integrity().map_err(open_error)? {
         tracing::warn!(store = %path.display(), "store was damaged and is repaired; its last change may be lost");
     }
