@@ -225,3 +225,46 @@ fn the_dashboard_renders_in_a_browser() {
         "a real picture"
     );
 }
+
+/// The render cache (the one set of bodies on the heap) is bounded by
+/// `render_cache_size`, and its size and hit rate are in /status and
+/// /metrics.
+#[test]
+fn the_render_cache_shows_its_size_and_hit_rate() {
+    let root = Root::new();
+    root.write(
+        "outpost.toml",
+        "admin_listen = \"127.0.0.1:0\"\nrender_cache_size = \"1MiB\"\n",
+    );
+    root.site("main", &["main.localhost"], true)
+        .write(
+            "sites/main/public/index.html",
+            "<html><head></head><body><main>page</main></body></html>",
+        )
+        .write(
+            "rules/chat.toml",
+            "[[rule]]\nname = \"chat\"\nwhen = { path = \"/\" }\naction = \"inject\"\nhtml = '<script src=\"/chat.js\"></script>'\nselector = \"head\"\n",
+        );
+    let s = Server::start(root.path());
+    for _ in 0..3 {
+        assert!(s.get("main.localhost", "/").text().contains("chat.js"));
+    }
+    let status: serde_json::Value =
+        serde_json::from_slice(&s.admin("GET", "/status", &[]).body).unwrap();
+    let cache = &status["render_cache"];
+    assert_eq!(cache["capacity_bytes"], 1 << 20, "{cache}");
+    assert_eq!(
+        (&cache["misses"], &cache["hits"]),
+        (&1.into(), &2.into()),
+        "{cache}"
+    );
+    assert!(cache["bytes"].as_u64().unwrap() > 0, "{cache}");
+    let metrics = s.admin("GET", "/metrics", &[]).text();
+    for needle in [
+        "outpost_render_cache_hits_total 2",
+        "outpost_render_cache_misses_total 1",
+        "outpost_render_cache_capacity_bytes 1048576",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+}

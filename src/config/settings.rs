@@ -317,4 +317,21 @@ mod tests {
         let errs = load("trusted_proxies = [\"10.0.0.0/8\", \"nope\"]\n").unwrap_err();
         assert_eq!((errs[0].line, errs[0].col), (1, 34));
     }
+
+    #[test]
+    fn sizes_read_units_and_a_bad_one_points_at_the_value() {
+        let s = load("compress_max_size = \"500KB\"\nrender_cache_size = \"1GiB\"\n").unwrap();
+        assert_eq!(
+            (s.compress_max_size, s.render_cache_size),
+            (500_000, 1 << 30)
+        );
+        let s = load("").unwrap();
+        assert_eq!(
+            (s.compress_max_size, s.render_cache_size),
+            (DEFAULT_COMPRESS_MAX, DEFAULT_RENDER_CACHE_SIZE)
+        );
+        let errs = load("listen = \"127.0.0.1:1\"\nrender_cache_size = \"lots\"\n").unwrap_err();
+        assert_eq!((errs[0].line, errs[0].col), (2, 21));
+        assert!(errs[0].message.contains("not a size"), "{}", errs[0]);
+    }
 }
