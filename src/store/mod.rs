@@ -128,30 +128,14 @@ impl Store {
     /// Opens the store, or starts a new one. A store that cannot be read is
     /// set aside and rebuilt from sites/, since everything in it is derived.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let (db, rebuilt) = open_or_rebuild(path)?;
+        let (mut db, rebuilt) = open_or_rebuild(path)?;
+        forget_legacy_bodies(&mut db, path)?;
         let store = Store::from(db, path);
         if let Some(why) = rebuilt {
             store.note_rebuilt(why);
         }
-        store.forget_legacy_bodies()?;
         store.check_packs()?;
         Ok(store)
-    }
-
-    /// A store from a release that kept bodies in redb: its versions point
-    /// at bodies no pack holds, so they are forgotten and every site is
-    /// ingested again into packs (the counts and fragment copies stay).
-    fn forget_legacy_bodies(&self) -> Result<(), StoreError> {
-        let tx = self.db()?.begin_write()?;
-        if !tx.delete_table(LEGACY_BLOBS)? {
-            return Ok(());
-        }
-        tracing::info!(store = %self.path.display(), "store from an older release: its bodies move to pack files as sites are ingested again");
-        tx.delete_table(SCANS)?;
-        tx.delete_table(VERSIONS)?;
-        tx.delete_table(CURRENT)?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// The start-up check of the packs: rows whose pack is missing or too
@@ -703,6 +687,25 @@ fn database() -> redb::Builder {
 /// Bytes of store pages redb may keep in memory.
 const REDB_CACHE: usize = 8 << 20;
 
+/// A store from a release that kept bodies in redb: its versions point at
+/// bodies no pack holds, so they are forgotten and every site is ingested
+/// again into packs (the counts and fragment copies stay), and the file
+/// shrinks to what is left.
+fn forget_legacy_bodies(db: &mut Database, path: &Path) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    if !tx.delete_table(LEGACY_BLOBS)? {
+        return Ok(());
+    }
+    tracing::info!(store = %path.display(), "store from an older release: its bodies move to pack files as sites are ingested again");
+    tx.delete_table(SCANS)?;
+    tx.delete_table(VERSIONS)?;
+    tx.delete_table(CURRENT)?;
+    tx.commit()?;
+    db.compact()
+        .map_err(|e| StoreError::Db(Box::new(e.into())))?;
+    Ok(())
+}
+
 /// Whether another process has the store open: nothing is wrong with it.
 fn already_open(e: &StoreError) -> bool {
     matches!(e, StoreError::Open { source, .. }
@@ -915,5 +918,44 @@ mod tests {
         let to = Store::open(&dir.path().join("to.redb")).unwrap();
         copy_store(&from.db().unwrap(), &to.db().unwrap()).unwrap();
         assert_eq!(to.experiments().unwrap(), vec![row]);
+    }
+
+    #[test]
+    fn a_store_from_before_packs_is_ingested_again_and_keeps_its_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        {
+            // An older release's store: bodies in `blobs`, a version of a
+            // site pointing at them, and experiment counts.
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(LEGACY_BLOBS)
+                .unwrap()
+                .insert(&b"hash\0"[..], &vec![7u8; 100_000][..])
+                .unwrap();
+            tx.open_table(VERSIONS)
+                .unwrap()
+                .insert(("s", 1), &b"{}"[..])
+                .unwrap();
+            tx.open_table(CURRENT).unwrap().insert("s", 1).unwrap();
+            tx.open_table(EXPERIMENTS)
+                .unwrap()
+                .insert(("hero", "bold"), (7, 2))
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let before = std::fs::metadata(&path).unwrap().len();
+        let store = Store::open(&path).unwrap();
+        assert!(store.current_versions().unwrap().is_empty());
+        assert!(store.versions("s").unwrap().is_empty());
+        assert_eq!(store.experiments().unwrap()[0].exposures, 7);
+        let tx = store.db().unwrap().begin_read().unwrap();
+        assert!(readable_table(&tx, LEGACY_BLOBS).unwrap().is_none());
+        drop(tx);
+        store.close();
+        assert!(
+            std::fs::metadata(&path).unwrap().len() < before,
+            "compacted"
+        );
     }
 }
