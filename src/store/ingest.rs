@@ -584,6 +584,15 @@ mod tests {
         // Touched, same bytes: a new version (its Last-Modified moved) that
         // writes no new pack, and the next scan reads nothing.
         std::fs::write(public.join("page.html"), page(KEPT_VERSIONS)).unwrap();
+        // Set, not left to the clock, whose ticks can be coarser than the
+        // time between the two writes.
+        let touched = UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        File::options()
+            .write(true)
+            .open(public.join("page.html"))
+            .unwrap()
+            .set_modified(touched)
+            .unwrap();
         assert!(matches!(ingest(&store, &sites), Ingested::Changed(_)));
         assert!(packs(dir.path()) <= KEPT_VERSIONS + 1);
         assert!(matches!(ingest(&store, &sites), Ingested::Unchanged));
