@@ -42,9 +42,27 @@ const STORED_BROTLI_QUALITY: i32 = 5;
 /// Smallest file worth compressing.
 const STORED_MIN: usize = 256;
 
+/// Whether compressing this file is worth storing.
+pub fn compressible(path: &str) -> bool {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    mime.type_() == mime_guess::mime::TEXT
+        || matches!(
+            mime.essence_str(),
+            "application/javascript"
+                | "application/json"
+                | "application/xml"
+                | "application/wasm"
+                | "image/svg+xml"
+                | "image/x-icon"
+                | "image/vnd.microsoft.icon"
+                | "font/ttf"
+                | "font/otf"
+        )
+}
+
 /// The gzip and brotli copies kept of a file, each only when worth it.
 pub fn for_storage(path: &str, data: &[u8]) -> (Option<Bytes>, Option<Bytes>) {
-    if !crate::store::compressible(path) || data.len() < STORED_MIN {
+    if !compressible(path) || data.len() < STORED_MIN {
         return (None, None);
     }
     (

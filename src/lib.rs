@@ -8,7 +8,8 @@
 //!    applies to the site and path, the request goes straight to the store
 //!    and the response (the static path). Otherwise the visitor's address,
 //!    country, languages and cookies are read.
-//! 3. [`store`]: the path is looked up in the site's in-memory version; the
+//! 3. [`store`]: the path is looked up in the site's served version (an
+//!    index in memory; the bodies are slices of mapped pack files); the
 //!    rules see the page it finds (whether it exists, its hreflang links).
 //! 4. [`rules`]: the rules evaluate into a decision (redirect, block, edits,
 //!    variants, fragments).
@@ -20,7 +21,8 @@
 //!
 //! Around the request path: [`config`] turns the user's files into checked
 //! values, [`live`] holds what is served and swaps it atomically, [`watch`]
-//! turns file changes into new versions, [`fleet`] moves versions between
+//! turns file changes into new versions ([`file_watch`] watches single
+//! files such as a certificate), [`fleet`] moves versions between
 //! boxes, and [`server`] runs the listeners, with [`connections`] keeping
 //! any one client from holding them all.
 
@@ -36,6 +38,7 @@ pub mod context;
 pub mod demo_upstream;
 pub mod experiments;
 pub mod explain;
+pub mod file_watch;
 pub mod fleet;
 pub mod handler;
 pub mod live;

@@ -104,7 +104,7 @@ impl Certificate {
 /// Reloads the certificate when either file changes.
 pub fn watch(certificate: Arc<Certificate>) -> notify::Result<notify::RecommendedWatcher> {
     let files = [certificate.cert.clone(), certificate.key.clone()];
-    crate::watch::watch_files(&files, move || match certificate.reload() {
+    crate::file_watch::watch_files(&files, move || match certificate.reload() {
         Ok(()) => tracing::info!("TLS certificate reloaded"),
         Err(e) => tracing::error!("{e}; the previous certificate keeps serving"),
     })

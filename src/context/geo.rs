@@ -150,7 +150,7 @@ impl Geo {
 
 /// Reloads the database when its file changes.
 pub fn watch(geo: Arc<Geo>, path: PathBuf) -> notify::Result<notify::RecommendedWatcher> {
-    crate::watch::watch_files(std::slice::from_ref(&path.clone()), move || {
+    crate::file_watch::watch_files(std::slice::from_ref(&path.clone()), move || {
         match geo.reload(&path) {
             Ok(()) => tracing::info!(path = %path.display(), "geo database reloaded"),
             Err(e) => tracing::error!("{e}; keeping the previous database"),

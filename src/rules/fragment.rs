@@ -5,12 +5,12 @@
 //! the rule only says what to fetch and how patient to be.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use lol_html::Selector;
 
 use super::decision::{Applied, Decision, Request};
 use crate::context::RequestContext;
+use crate::transform::Timing;
 
 /// What to do when the source fails or is too slow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,14 +101,6 @@ impl Source {
         }
         out
     }
-}
-
-/// How long fragments live and how long a page waits for them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    pub ttl: Duration,
-    pub timeout: Duration,
-    pub stale_for: Duration,
 }
 
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use lol_html::Selector;
 
 use super::block::Block;
 use super::condition::When;
-use super::fragment::{Fragment, OnError, Source, Timing};
+use super::fragment::{Fragment, OnError, Source};
 use super::goal::Goal;
 use super::headers::Headers;
 use super::inject::{Content, Inject, Position};
@@ -26,6 +26,7 @@ use super::{Action, Rule, Rules, WrittenSelector};
 use crate::config::{closest, parse_toml, Diagnostic, Origin};
 use crate::transform::Op;
 use crate::transform::Templates;
+use crate::transform::Timing;
 
 /// Every rules file problem found in one load.
 #[derive(Debug, thiserror::Error)]

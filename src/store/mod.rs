@@ -19,7 +19,7 @@ mod version;
 pub use ingest::{ingest_site, Compressed, IngestError, Ingested, Notes};
 pub use packs::damaged_total;
 pub use schema::{ExperimentRow, FragmentRow, Manifest, ManifestFile};
-pub use version::{compressible, Damaged, Encoding, Lookup, SiteVersion, StoredFile};
+pub use version::{Damaged, Encoding, Lookup, SiteVersion, StoredFile};
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -189,24 +189,6 @@ fn content_type(path: &str) -> HeaderValue {
     HeaderValue::try_from(value).expect("mime types are valid headers")
 }
 
-/// Whether compressing this file is worth storing.
-pub fn compressible(path: &str) -> bool {
-    let mime = mime_guess::from_path(path).first_or_octet_stream();
-    mime.type_() == mime_guess::mime::TEXT
-        || matches!(
-            mime.essence_str(),
-            "application/javascript"
-                | "application/json"
-                | "application/xml"
-                | "application/wasm"
-                | "image/svg+xml"
-                | "image/x-icon"
-                | "image/vnd.microsoft.icon"
-                | "font/ttf"
-                | "font/otf"
-        )
-}
-
 /// A site's version, ready to serve.
 #[derive(Debug)]
 pub struct SiteVersion {

@@ -25,7 +25,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::rules::fragment::Timing;
+/// How long fragments live and how long a page waits for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub ttl: Duration,
+    pub timeout: Duration,
+    pub stale_for: Duration,
+}
 
 /// Largest upstream body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;

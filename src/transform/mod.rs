@@ -11,6 +11,6 @@ mod render_cache;
 mod templates;
 
 pub use edit::{apply, Edit, Op, Place, Rewritten, Snippet};
-pub use fragments::{Fetched, Fragments, Got};
+pub use fragments::{Fetched, Fragments, Got, Timing};
 pub use render_cache::{RenderCache, RenderKey, Rendered};
 pub use templates::{sample_context, template_context, Templates, OFFER_TEMPLATE};
