@@ -31,6 +31,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod check;
+pub mod cli;
 pub mod compress;
 pub mod config;
 pub mod connections;

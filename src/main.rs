@@ -280,7 +280,7 @@ fn explain(args: ExplainArgs) -> anyhow::Result<()> {
 
 fn preview_link(args: PreviewLinkArgs) -> anyhow::Result<()> {
     let offline = outpost::offline::Offline::load(&args.root.root)?;
-    let link = outpost::rules::preview::link(&offline, &args.url, *args.ttl)?;
+    let link = outpost::cli::preview_link::link(&offline, &args.url, *args.ttl)?;
     println!("{link}");
     Ok(())
 }
