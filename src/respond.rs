@@ -27,28 +27,24 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 /// 503 while the first scan of sites/ runs: the page may be in a site not
 /// loaded yet, so the client is asked to come back rather than told 404.
 pub fn starting() -> Response<Body> {
-    let mut res = plain(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "503 Service Unavailable: starting, sites are still being loaded\n",
-    );
-    let headers = res.headers_mut();
-    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
+    come_back_soon("503 Service Unavailable: starting, sites are still being loaded\n")
 }
 
 /// 503 for a page whose stored body is damaged: it is being read again
 /// from sites/, and the handler, finding `damaged` in the response, starts
 /// that. Never the damaged bytes with a 200.
 pub fn damaged(damaged: Damaged) -> Response<Body> {
-    let mut res = plain(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "503 Service Unavailable: this file is being restored\n",
-    );
+    let mut res = come_back_soon("503 Service Unavailable: this file is being restored\n");
+    res.extensions_mut().insert(damaged);
+    res
+}
+
+/// 503 that asks the client to try again in a second, kept by no cache.
+fn come_back_soon(text: &'static str) -> Response<Body> {
+    let mut res = plain(StatusCode::SERVICE_UNAVAILABLE, text);
     let headers = res.headers_mut();
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.extensions_mut().insert(damaged);
     res
 }
 

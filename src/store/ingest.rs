@@ -550,14 +550,8 @@ mod tests {
         .unwrap()
     }
 
-    fn packs(dir: &Path) -> usize {
-        std::fs::read_dir(dir.join("store.packs")).map_or(0, |d| d.count())
-    }
-
-    /// A version pushed out of the kept five takes its bodies (and the
-    /// packs only they used) with it, except those a kept version still uses.
-    #[test]
-    fn bodies_go_with_the_last_version_that_used_them() {
+    /// A temporary folder with sites/s/site.toml; its sites/ and public/.
+    fn one_site() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let sites = dir.path().join("sites");
         let public = sites.join("s").join("public");
@@ -567,6 +561,18 @@ mod tests {
             "hosts = [\"s\"]\nlocale = \"en-GB\"\n",
         )
         .unwrap();
+        (dir, sites, public)
+    }
+
+    fn packs(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("store.packs")).map_or(0, |d| d.count())
+    }
+
+    /// A version pushed out of the kept five takes its bodies (and the
+    /// packs only they used) with it, except those a kept version still uses.
+    #[test]
+    fn bodies_go_with_the_last_version_that_used_them() {
+        let (dir, sites, public) = one_site();
         std::fs::write(public.join("kept.txt"), "in every version").unwrap();
         let store = Store::open(&dir.path().join("store.redb")).unwrap();
         let page = |n: usize| format!("page {n} {}", "x".repeat(n));
@@ -602,15 +608,7 @@ mod tests {
     /// and served whole.
     #[test]
     fn a_file_above_the_limit_is_stored_uncompressed() {
-        let dir = tempfile::tempdir().unwrap();
-        let sites = dir.path().join("sites");
-        let public = sites.join("s").join("public");
-        std::fs::create_dir_all(&public).unwrap();
-        std::fs::write(
-            sites.join("s").join("site.toml"),
-            "hosts = [\"s\"]\nlocale = \"en-GB\"\n",
-        )
-        .unwrap();
+        let (dir, sites, public) = one_site();
         let text = "compressible text ".repeat(10_000);
         std::fs::write(public.join("big.txt"), &text).unwrap();
         std::fs::write(public.join("small.txt"), &text[..50_000]).unwrap();

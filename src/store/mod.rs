@@ -163,26 +163,12 @@ impl Store {
                 }
             }
         }
-        if !lost.is_empty() {
-            let tx = self.db()?.begin_write()?;
-            {
-                let mut blobs = tx.open_table(BLOBS)?;
-                for hash in &lost {
-                    for enc in Encoding::ALL {
-                        blobs.remove(blob_key(hash, enc))?;
-                    }
-                }
-                tx.open_table(SCANS)?.retain(|_, raw| {
-                    decode::<Scan>(raw, "scan").is_ok_and(|s| !lost.contains(&s.hash))
-                })?;
-            }
-            live = referenced_packs(&tx)?;
-            tx.commit()?;
-            packs::note_damage(lost.len() as u64);
-            tracing::warn!(store = %self.path.display(), bodies = lost.len(), "stored bodies missing from cache/; their files are read again from sites/");
+        if lost.is_empty() {
+            self.packs.sweep(&live);
+            return Ok(());
         }
-        self.packs.sweep(&live);
-        Ok(())
+        tracing::warn!(store = %self.path.display(), bodies = lost.len(), "stored bodies missing from cache/; their files are read again from sites/");
+        self.forget_bodies(&lost)
     }
 
     /// Files above `bytes` are stored as they are, not compressed: the
@@ -402,10 +388,7 @@ impl Store {
             let Ok(scan) = decode::<Scan>(raw.value(), "scan") else {
                 continue;
             };
-            let mut stored = [false; 3];
-            for enc in Encoding::ALL {
-                stored[enc as usize] = blobs.get(blob_key(&scan.hash, enc))?.is_some();
-            }
+            let stored = encodings(&blobs, &scan.hash)?;
             if stored[Encoding::Identity as usize] {
                 known.insert(rel.to_string(), (scan, stored));
             }
@@ -419,11 +402,7 @@ impl Store {
         let Some(blobs) = readable_table(&tx, BLOBS)? else {
             return Ok([false; 3]);
         };
-        let mut stored = [false; 3];
-        for enc in Encoding::ALL {
-            stored[enc as usize] = blobs.get(blob_key(hash, enc))?.is_some();
-        }
-        Ok(stored)
+        encodings(&blobs, hash)
     }
 
     /// A new pack for one ingest's bodies.
@@ -482,18 +461,25 @@ impl Store {
     /// Forgets the stored body of `hash` (found damaged), and every scan
     /// that named it, so the next ingest reads those files again.
     pub fn forget_body(&self, hash: &str) -> Result<(), StoreError> {
+        self.forget_bodies(&HashSet::from([hash.to_string()]))
+    }
+
+    /// Forgets the bodies of `lost` (missing or damaged) and the scans that
+    /// named them, counting them as damage.
+    fn forget_bodies(&self, lost: &HashSet<String>) -> Result<(), StoreError> {
         let tx = self.db()?.begin_write()?;
         {
             let mut blobs = tx.open_table(BLOBS)?;
-            for enc in Encoding::ALL {
-                blobs.remove(blob_key(hash, enc))?;
+            for hash in lost {
+                remove_body(&mut blobs, hash)?;
             }
-            tx.open_table(SCANS)?
-                .retain(|_, raw| decode::<Scan>(raw, "scan").is_ok_and(|s| s.hash != hash))?;
+            tx.open_table(SCANS)?.retain(|_, raw| {
+                decode::<Scan>(raw, "scan").is_ok_and(|s| !lost.contains(&s.hash))
+            })?;
         }
         let live = referenced_packs(&tx)?;
         tx.commit()?;
-        packs::note_damage(1);
+        packs::note_damage(lost.len() as u64);
         self.packs.sweep(&live);
         Ok(())
     }
@@ -830,9 +816,27 @@ fn forget_blobs(tx: &redb::WriteTransaction, dropped: HashSet<String>) -> Result
     let live = referenced(tx)?;
     let mut blobs = tx.open_table(BLOBS)?;
     for hash in dropped.difference(&live) {
-        for enc in Encoding::ALL {
-            blobs.remove(blob_key(hash, enc))?;
-        }
+        remove_body(&mut blobs, hash)?;
+    }
+    Ok(())
+}
+
+/// Which encodings of the content `hash` have a row in `blobs`.
+fn encodings(
+    blobs: &impl ReadableTable<(&'static str, u8), BlobRow>,
+    hash: &str,
+) -> Result<[bool; 3], StoreError> {
+    let mut stored = [false; 3];
+    for enc in Encoding::ALL {
+        stored[enc as usize] = blobs.get(blob_key(hash, enc))?.is_some();
+    }
+    Ok(stored)
+}
+
+/// Deletes the rows of every encoding of the content `hash`.
+fn remove_body(blobs: &mut redb::Table<(&str, u8), BlobRow>, hash: &str) -> Result<(), StoreError> {
+    for enc in Encoding::ALL {
+        blobs.remove(blob_key(hash, enc))?;
     }
     Ok(())
 }
