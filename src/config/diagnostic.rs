@@ -113,6 +113,44 @@ fn line_col(source: &str, at: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Where in a user's file a value was written, kept so that problems found
+/// later (two sites claiming one host) still point at the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl Origin {
+    pub fn new(file: &Path, source: &str, at: usize) -> Self {
+        let d = Diagnostic::at(file, source, at, "");
+        Origin {
+            file: d.file,
+            line: d.line,
+            col: d.col,
+        }
+    }
+
+    /// A problem at this place.
+    pub fn error(&self, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            file: self.file.clone(),
+            line: self.line,
+            col: self.col,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses `source` as TOML straight into `T`, keeping line numbers in errors.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    source: &str,
+) -> Result<T, Diagnostic> {
+    toml::from_str(source).map_err(|e| Diagnostic::from_toml(file, source, &e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

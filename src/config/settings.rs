@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{parse_toml, Diagnostic, Origin};
+use super::diagnostic::{parse_toml, Diagnostic, Origin};
 
 /// Files above this many bytes are stored uncompressed unless configured:
 /// the work and memory a compressor needs grow with the file, and large

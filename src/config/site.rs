@@ -8,8 +8,8 @@ use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::diagnostic::{parse_toml, Diagnostic, Origin};
 use super::offer_text::{built_in, OfferText, Text};
-use super::{parse_toml, Diagnostic, Origin};
 use crate::context::Country;
 
 #[derive(Debug, Deserialize)]

@@ -21,9 +21,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use super::database::{Store, Update};
+use super::error::StoreError;
 use super::packs::PackWriter;
-use super::schema::{BlobRow, Scan};
-use super::{Encoding, Manifest, ManifestFile, SiteVersion, Store, StoreError, Update};
+use super::schema::{unix_ms, BlobRow, Encoding, Manifest, ManifestFile, Scan};
+use super::version::SiteVersion;
 use crate::compress;
 use crate::config::{Diagnostic, SiteConfig};
 
@@ -276,7 +278,7 @@ fn commit(
         }
     }
     let manifest = Manifest {
-        created_unix_ms: super::unix_ms(SystemTime::now()),
+        created_unix_ms: unix_ms(SystemTime::now()),
         site_toml: scanned.site_toml.clone(),
         files,
     };

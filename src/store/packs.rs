@@ -23,8 +23,8 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
+use super::error::StoreError;
 use super::schema::BlobRow;
-use super::StoreError;
 
 /// Stored bodies found missing or damaged since start, for the metrics.
 static DAMAGED: AtomicU64 = AtomicU64::new(0);

@@ -1,10 +1,46 @@
 //! The store's tables and the typed rows they hold. Only `Store` opens
 //! these tables; everything else goes through its methods.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-use super::{Encoding, StoreError};
+use super::error::StoreError;
+
+/// The name content is stored under: its BLAKE3 hash in hex. A fleet names
+/// files the same way, so a box matches what it fetched to what it ingests.
+pub fn content_hash(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}
+
+/// A time as records keep it: milliseconds since the Unix epoch (0 before).
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The representations stored for a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Encoding {
+    Identity = 0,
+    Gzip = 1,
+    Brotli = 2,
+}
+
+impl Encoding {
+    pub const ALL: [Encoding; 3] = [Encoding::Identity, Encoding::Gzip, Encoding::Brotli];
+
+    pub fn content_encoding(self) -> Option<HeaderValue> {
+        match self {
+            Encoding::Identity => None,
+            Encoding::Gzip => Some(HeaderValue::from_static("gzip")),
+            Encoding::Brotli => Some(HeaderValue::from_static("br")),
+        }
+    }
+}
 
 /// Where each stored body is: (content hash, encoding) -> [`BlobRow`].
 pub(super) const BLOBS: TableDefinition<(&str, u8), BlobRow> = TableDefinition::new("blob_index");

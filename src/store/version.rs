@@ -11,29 +11,9 @@ use bytes::Bytes;
 use foldhash::{HashMap, HashMapExt};
 use http::HeaderValue;
 
-use super::{Manifest, StoreError};
+use super::error::StoreError;
+use super::schema::{Encoding, Manifest};
 use crate::config::SiteConfig;
-
-/// The representations stored for a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Encoding {
-    Identity = 0,
-    Gzip = 1,
-    Brotli = 2,
-}
-
-impl Encoding {
-    pub const ALL: [Encoding; 3] = [Encoding::Identity, Encoding::Gzip, Encoding::Brotli];
-
-    pub fn content_encoding(self) -> Option<HeaderValue> {
-        match self {
-            Encoding::Identity => None,
-            Encoding::Gzip => Some(HeaderValue::from_static("gzip")),
-            Encoding::Brotli => Some(HeaderValue::from_static("br")),
-        }
-    }
-}
 
 /// One file of a version, with its headers computed once.
 #[derive(Debug)]
