@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -116,110 +117,34 @@ impl Settings {
             Err(e) => return Err(vec![Diagnostic::whole_file(&file, e.to_string())]),
         };
         let raw: RawSettings = parse_toml(&file, &source).map_err(|d| vec![d])?;
-        let mut errors = Vec::new();
-        let mut addr = |value: &Option<Spanned<String>>, default: &str| -> SocketAddr {
-            match value {
-                None => default.parse().expect("default address is valid"),
-                Some(v) => v.get_ref().parse().unwrap_or_else(|_| {
-                    errors.push(Diagnostic::at(
-                        &file,
-                        &source,
-                        v.span().start,
-                        format!("`{}` is not an address like 127.0.0.1:8080", v.get_ref()),
-                    ));
-                    default.parse().expect("default address is valid")
-                }),
-            }
+        let mut read = Reader {
+            file: &file,
+            source: &source,
+            errors: Vec::new(),
         };
-        let listen = addr(&raw.listen, "127.0.0.1:8080");
-        let admin_listen = addr(&raw.admin_listen, "127.0.0.1:9180");
+        let listen = read.addr(&raw.listen, "127.0.0.1:8080");
+        let admin_listen = read.addr(&raw.admin_listen, "127.0.0.1:9180");
         let demo_upstream = raw
             .demo_upstream
             .is_some()
-            .then(|| addr(&raw.demo_upstream, "127.0.0.1:9181"));
+            .then(|| read.addr(&raw.demo_upstream, "127.0.0.1:9181"));
         let tls = raw.tls.as_ref().map(|t| TlsSettings {
             cert: root.join(&t.cert),
             key: root.join(&t.key),
-            listen: addr(&t.listen, "127.0.0.1:8443"),
+            listen: read.addr(&t.listen, "127.0.0.1:8443"),
             redirect_http: t.redirect_http.unwrap_or(false),
         });
-        let trusted_proxies = match &raw.trusted_proxies {
-            None => vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
-            Some(list) => list
-                .iter()
-                .filter_map(|v| {
-                    parse_net(v.get_ref()).or_else(|| {
-                        errors.push(Diagnostic::at(
-                            &file,
-                            &source,
-                            v.span().start,
-                            format!(
-                                "`{}` is not an address or network like 10.0.0.0/8",
-                                v.get_ref()
-                            ),
-                        ));
-                        None
-                    })
-                })
-                .collect(),
-        };
-        let header_timeout = match &raw.header_timeout {
-            None => std::time::Duration::from_secs(15),
-            Some(v) => humantime::parse_duration(v.get_ref()).unwrap_or_else(|e| {
-                errors.push(Diagnostic::at(
-                    &file,
-                    &source,
-                    v.span().start,
-                    format!("`{}` is not a duration like 15s: {e}", v.get_ref()),
-                ));
-                std::time::Duration::from_secs(15)
-            }),
-        };
-        let mut size = |value: &Option<Spanned<String>>, default: u64| match value {
-            None => default,
-            Some(v) => match v.get_ref().parse::<bytesize::ByteSize>() {
-                Ok(size) => size.as_u64(),
-                Err(e) => {
-                    errors.push(Diagnostic::at(
-                        &file,
-                        &source,
-                        v.span().start,
-                        format!("`{}` is not a size like 16MiB: {e}", v.get_ref()),
-                    ));
-                    default
-                }
-            },
-        };
-        let compress_max_size = size(&raw.compress_max_size, DEFAULT_COMPRESS_MAX);
-        let render_cache_size = size(&raw.render_cache_size, DEFAULT_RENDER_CACHE_SIZE);
-        // `""` is documented as unset. Other blanks would be a token no
-        // client can send: header values lose their surrounding whitespace.
-        let admin_token = raw.admin_token.as_ref().and_then(|t| {
-            let token = t.get_ref();
-            if token.is_empty() {
-                return None;
-            }
-            let problem = if token.trim().is_empty() {
-                "`admin_token` is only whitespace: use a long random string, or remove the key to refuse mutations"
-            } else if token.trim() != token {
-                "`admin_token` starts or ends with whitespace, which no client can send"
-            } else {
-                return Some(token.clone());
-            };
-            errors.push(Diagnostic::at(&file, &source, t.span().start, problem.to_string()));
-            None
-        });
+        let trusted_proxies = read.nets(&raw.trusted_proxies);
+        let header_timeout = read.duration(&raw.header_timeout, Duration::from_secs(15));
+        let compress_max_size = read.size(&raw.compress_max_size, DEFAULT_COMPRESS_MAX);
+        let render_cache_size = read.size(&raw.render_cache_size, DEFAULT_RENDER_CACHE_SIZE);
+        let admin_token = read.admin_token(&raw.admin_token);
         if admin_token.is_none() && !admin_listen.ip().is_loopback() {
             let at = raw.admin_listen.as_ref().map_or(0, |v| v.span().start);
-            errors.push(Diagnostic::at(
-                &file,
-                &source,
-                at,
-                format!("admin listener on {admin_listen} is reachable from other hosts; set `admin_token` or listen on 127.0.0.1"),
-            ));
+            read.error(at, format!("admin listener on {admin_listen} is reachable from other hosts; set `admin_token` or listen on 127.0.0.1"));
         }
-        if !errors.is_empty() {
-            return Err(errors);
+        if !read.errors.is_empty() {
+            return Err(read.errors);
         }
         let access_log = match raw.access_log.as_deref() {
             None | Some("stdout") => AccessLogTarget::Stdout,
@@ -254,6 +179,91 @@ impl Settings {
             compress_max_size,
             render_cache_size,
         })
+    }
+}
+
+/// Reads typed values out of outpost.toml's strings, collecting every
+/// problem with its place rather than stopping at the first.
+struct Reader<'a> {
+    file: &'a Path,
+    source: &'a str,
+    errors: Vec<Diagnostic>,
+}
+
+impl Reader<'_> {
+    fn error(&mut self, at: usize, message: String) {
+        self.errors
+            .push(Diagnostic::at(self.file, self.source, at, message));
+    }
+
+    fn addr(&mut self, value: &Option<Spanned<String>>, default: &str) -> SocketAddr {
+        let default = default.parse().expect("default address is valid");
+        let Some(v) = value else { return default };
+        v.get_ref().parse().unwrap_or_else(|_| {
+            let message = format!("`{}` is not an address like 127.0.0.1:8080", v.get_ref());
+            self.error(v.span().start, message);
+            default
+        })
+    }
+
+    fn nets(&mut self, value: &Option<Vec<Spanned<String>>>) -> Vec<IpNet> {
+        let Some(list) = value else {
+            return vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        };
+        let mut nets = Vec::new();
+        for v in list {
+            match parse_net(v.get_ref()) {
+                Some(net) => nets.push(net),
+                None => {
+                    let message = format!(
+                        "`{}` is not an address or network like 10.0.0.0/8",
+                        v.get_ref()
+                    );
+                    self.error(v.span().start, message);
+                }
+            }
+        }
+        nets
+    }
+
+    fn duration(&mut self, value: &Option<Spanned<String>>, default: Duration) -> Duration {
+        let Some(v) = value else { return default };
+        humantime::parse_duration(v.get_ref()).unwrap_or_else(|e| {
+            let message = format!("`{}` is not a duration like 15s: {e}", v.get_ref());
+            self.error(v.span().start, message);
+            default
+        })
+    }
+
+    fn size(&mut self, value: &Option<Spanned<String>>, default: u64) -> u64 {
+        let Some(v) = value else { return default };
+        match v.get_ref().parse::<bytesize::ByteSize>() {
+            Ok(size) => size.as_u64(),
+            Err(e) => {
+                let message = format!("`{}` is not a size like 16MiB: {e}", v.get_ref());
+                self.error(v.span().start, message);
+                default
+            }
+        }
+    }
+
+    /// `""` is documented as unset. Other blanks would be a token no
+    /// client can send: header values lose their surrounding whitespace.
+    fn admin_token(&mut self, value: &Option<Spanned<String>>) -> Option<String> {
+        let t = value.as_ref()?;
+        let token = t.get_ref();
+        if token.is_empty() {
+            return None;
+        }
+        let problem = if token.trim().is_empty() {
+            "`admin_token` is only whitespace: use a long random string, or remove the key to refuse mutations"
+        } else if token.trim() != token {
+            "`admin_token` starts or ends with whitespace, which no client can send"
+        } else {
+            return Some(token.clone());
+        };
+        self.error(t.span().start, problem.to_string());
+        None
     }
 }
 
