@@ -16,8 +16,11 @@ use axum::{Json, Router};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::experiments::Experiments;
 use crate::handler::App;
+use crate::live::Live;
 use crate::metrics::{family, sample};
+use crate::transform::fragments::FragmentStats;
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -180,14 +183,30 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
     if let Some(m) = &app.metrics {
         m.render(&mut out);
     }
+    serving_metrics(app, &mut out);
+    site_metrics(&app.live, &mut out);
+    fragment_metrics(&app.fragments.stats, &mut out);
+    experiment_metrics(&app.experiments, &mut out);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+/// How bodies went out: sendfile, damaged bodies, connections, the render cache.
+fn serving_metrics(app: &App, out: &mut String) {
     family(
-        &mut out,
+        out,
         "outpost_sendfile_bytes_total",
         "counter",
         "Body bytes of large files sent with sendfile, without a copy.",
     );
     sample(
-        &mut out,
+        out,
         "outpost_sendfile_bytes_total",
         &[],
         crate::zero_copy::sent_bytes(),
@@ -220,10 +239,9 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
             rendered.misses,
         ),
     ] {
-        family(&mut out, name, "counter", help);
-        sample(&mut out, name, &[], n);
+        family(out, name, "counter", help);
+        sample(out, name, &[], n);
     }
-    let live = &app.live;
     let gauge = "gauge";
     for (name, help, n) in [
         (
@@ -237,52 +255,55 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
             rendered.capacity_bytes,
         ),
     ] {
-        family(&mut out, name, gauge, help);
-        sample(&mut out, name, &[], n);
+        family(out, name, gauge, help);
+        sample(out, name, &[], n);
     }
+}
+
+/// What each site serves and how the last rules load went.
+fn site_metrics(live: &Live, out: &mut String) {
+    let gauge = "gauge";
     family(
-        &mut out,
+        out,
         "outpost_site_version",
         gauge,
         "The store version each site serves.",
     );
     for v in live.sites_full().iter() {
-        sample(
-            &mut out,
-            "outpost_site_version",
-            &[("site", &v.site)],
-            v.number,
-        );
+        sample(out, "outpost_site_version", &[("site", &v.site)], v.number);
     }
     family(
-        &mut out,
+        out,
         "outpost_rules_errors",
         gauge,
         "Problems in the last rules load (0 when it succeeded).",
     );
     sample(
-        &mut out,
+        out,
         "outpost_rules_errors",
         &[],
         live.rules_problems().len(),
     );
     family(
-        &mut out,
+        out,
         "outpost_rules_generation",
         gauge,
         "Increases with every successful rules load.",
     );
     sample(
-        &mut out,
+        out,
         "outpost_rules_generation",
         &[],
         live.rules_full().generation,
     );
-    let f = &app.fragments.stats;
+}
+
+/// Fragments put into pages and their sources' requests.
+fn fragment_metrics(f: &FragmentStats, out: &mut String) {
     let counter = "counter";
     let name = "outpost_fragment_results_total";
     family(
-        &mut out,
+        out,
         name,
         counter,
         "Fragments put into pages, by how fresh they were.",
@@ -292,12 +313,7 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
         ("stale", &f.stale),
         ("failed", &f.failed),
     ] {
-        sample(
-            &mut out,
-            name,
-            &[("result", result)],
-            n.load(Ordering::Relaxed),
-        );
+        sample(out, name, &[("result", result)], n.load(Ordering::Relaxed));
     }
     for (name, help, n) in [
         (
@@ -311,10 +327,14 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
             &f.upstream_errors,
         ),
     ] {
-        family(&mut out, name, counter, help);
-        sample(&mut out, name, &[], n.load(Ordering::Relaxed));
+        family(out, name, counter, help);
+        sample(out, name, &[], n.load(Ordering::Relaxed));
     }
-    let rows = app.experiments.rows();
+}
+
+/// Each variant's exposures, visitors not shown it, and conversions.
+fn experiment_metrics(experiments: &Experiments, out: &mut String) {
+    let rows = experiments.rows();
     for (name, help, count) in [
         (
             "outpost_experiment_exposures_total",
@@ -332,20 +352,12 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
             |r| r.conversions,
         ),
     ] {
-        family(&mut out, name, counter, help);
+        family(out, name, "counter", help);
         for r in &rows {
             let labels = [("experiment", &*r.experiment), ("variant", &*r.variant)];
-            sample(&mut out, name, &labels, count(r));
+            sample(out, name, &labels, count(r));
         }
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response()
 }
 
 #[cfg(test)]
