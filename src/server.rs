@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::connections::{Admit, Connections};
 use crate::handler::{self, App};
+use crate::live::Live;
 use crate::respond::{self, Body};
 use crate::zero_copy;
 
@@ -221,119 +222,14 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
     let geo = Arc::new(crate::context::Geo::open(settings.geoip.as_deref())?);
-    let store =
-        crate::store::Store::open(&settings.store)?.with_compress_max(settings.compress_max_size);
-    let opened = started.elapsed().as_millis() as u64;
-    let live = Arc::new(
-        crate::live::Live::from_store(store, settings.root.clone())?
-            .with_render_cache_size(settings.render_cache_size),
-    );
-    tracing::info!(
-        store_ms = opened,
-        loaded_ms = started.elapsed().as_millis() as u64,
-        "store opened and current versions loaded"
-    );
-    // Rules before the first request: a warm store serves at once, and
-    // gated pages must be gated from the first answer.
-    let _ = live.reload_rules();
-    let log =
-        crate::access_log::AccessLog::open(&settings.access_log).map_err(ServeError::AccessLog)?;
-    let mut app = App::new(
-        live.clone(),
-        log,
-        geo.clone(),
-        settings.trusted_proxies.clone(),
-        settings.rules_header,
-    );
-    if !settings.metrics {
-        app.metrics = None;
-    }
-    let app = Arc::new(app);
-    let saver = app.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            every.tick().await;
-            let app = saver.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                app.live.keep_store();
-                app.save_counts()
-            })
-            .await;
-        }
-    });
+    let live = open_live(&settings, started)?;
+    let app = start_app(&settings, &live, geo.clone())?;
     let _geo_watcher = match &settings.geoip {
         Some(path) => Some(crate::context::geo::watch(geo, path.clone())?),
         None => None,
     };
-
-    let listener = bind(settings.listen).await?;
-    let addr = bound(&listener);
-    let tls = match &settings.tls {
-        None => None,
-        Some(t) => {
-            let certificate = crate::tls::Certificate::open(&t.cert, &t.key)?;
-            let tcp = bind(t.listen).await?;
-            Some((tcp, certificate, t.redirect_http))
-        }
-    };
-    let admin_listener = bind(settings.admin_listen).await?;
-    let admin_addr = bound(&admin_listener);
-    let admin = crate::admin::router(Arc::new(crate::admin::Admin {
-        app: app.clone(),
-        token: settings.admin_token.clone(),
-    }));
     let (stop, stopped) = watch::channel(false);
-    let mut admin_stopped = stopped.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(admin_listener, admin)
-            .with_graceful_shutdown(async move {
-                let _ = admin_stopped.changed().await;
-            })
-            .await;
-    });
-    let limits = Limits {
-        header_timeout: settings.header_timeout,
-        connections: Connections::new(
-            settings.max_connections,
-            settings.max_connections_per_client,
-        ),
-    };
-    let mut servers = tokio::task::JoinSet::new();
-    let mut _cert_watcher = None;
-    let plain_role = match tls {
-        None => Role::Serve,
-        Some((tcp, certificate, redirect)) => {
-            let https_addr = bound(&tcp);
-            println!("https on {https_addr}");
-            _cert_watcher = Some(crate::tls::watch(certificate.clone())?);
-            let acceptor = tokio_rustls::TlsAcceptor::from(certificate.server_config());
-            servers.spawn(run(
-                tcp,
-                Some(acceptor),
-                Role::Serve,
-                app.clone(),
-                limits.clone(),
-                stopped.clone(),
-            ));
-            if redirect {
-                Role::RedirectToHttps(https_addr.port())
-            } else {
-                Role::Serve
-            }
-        }
-    };
-    servers.spawn(run(
-        listener,
-        None,
-        plain_role,
-        app.clone(),
-        limits,
-        stopped,
-    ));
-    // Tests and scripts wait for these lines.
-    println!("admin on {admin_addr}");
-    println!("listening on {addr}");
+    let (mut servers, addr, _cert_watcher) = listen(&settings, &app, stopped).await?;
     tracing::info!(%addr, ms = started.elapsed().as_millis() as u64, sites = live.sites().iter().count(), "serving");
 
     if let Some(addr) = settings.demo_upstream {
@@ -367,4 +263,146 @@ pub async fn serve(
     live.store().close();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the store and serves its current versions at once, with the rules
+/// loaded: a warm store serves from the first request, and gated pages are
+/// gated from the first answer.
+fn open_live(
+    settings: &crate::config::Settings,
+    started: std::time::Instant,
+) -> Result<Arc<Live>, ServeError> {
+    let store =
+        crate::store::Store::open(&settings.store)?.with_compress_max(settings.compress_max_size);
+    let opened = started.elapsed().as_millis() as u64;
+    let live = Arc::new(
+        Live::from_store(store, settings.root.clone())?
+            .with_render_cache_size(settings.render_cache_size),
+    );
+    tracing::info!(
+        store_ms = opened,
+        loaded_ms = started.elapsed().as_millis() as u64,
+        "store opened and current versions loaded"
+    );
+    let _ = live.reload_rules();
+    Ok(live)
+}
+
+/// The pipeline's shared state, with its counts saved every second.
+fn start_app(
+    settings: &crate::config::Settings,
+    live: &Arc<Live>,
+    geo: Arc<crate::context::Geo>,
+) -> Result<Arc<App>, ServeError> {
+    let log =
+        crate::access_log::AccessLog::open(&settings.access_log).map_err(ServeError::AccessLog)?;
+    let mut app = App::new(
+        live.clone(),
+        log,
+        geo,
+        settings.trusted_proxies.clone(),
+        settings.rules_header,
+    );
+    if !settings.metrics {
+        app.metrics = None;
+    }
+    let app = Arc::new(app);
+    let saver = app.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            let app = saver.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                app.live.keep_store();
+                app.save_counts()
+            })
+            .await;
+        }
+    });
+    Ok(app)
+}
+
+/// The running servers, the HTTP address, and the certificate's watcher.
+type Listening = (
+    tokio::task::JoinSet<()>,
+    SocketAddr,
+    Option<notify::RecommendedWatcher>,
+);
+
+/// Binds every listener (HTTPS when configured, HTTP, admin) and serves
+/// them until `stopped`; the certificate's watcher must live as long as
+/// the servers do.
+async fn listen(
+    settings: &crate::config::Settings,
+    app: &Arc<App>,
+    stopped: watch::Receiver<bool>,
+) -> Result<Listening, ServeError> {
+    let listener = bind(settings.listen).await?;
+    let addr = bound(&listener);
+    let tls = match &settings.tls {
+        None => None,
+        Some(t) => {
+            let certificate = crate::tls::Certificate::open(&t.cert, &t.key)?;
+            let tcp = bind(t.listen).await?;
+            Some((tcp, certificate, t.redirect_http))
+        }
+    };
+    let admin_listener = bind(settings.admin_listen).await?;
+    let admin_addr = bound(&admin_listener);
+    let admin = crate::admin::router(Arc::new(crate::admin::Admin {
+        app: app.clone(),
+        token: settings.admin_token.clone(),
+    }));
+    let mut admin_stopped = stopped.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(admin_listener, admin)
+            .with_graceful_shutdown(async move {
+                let _ = admin_stopped.changed().await;
+            })
+            .await;
+    });
+    let limits = Limits {
+        header_timeout: settings.header_timeout,
+        connections: Connections::new(
+            settings.max_connections,
+            settings.max_connections_per_client,
+        ),
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    let mut cert_watcher = None;
+    let plain_role = match tls {
+        None => Role::Serve,
+        Some((tcp, certificate, redirect)) => {
+            let https_addr = bound(&tcp);
+            println!("https on {https_addr}");
+            cert_watcher = Some(crate::tls::watch(certificate.clone())?);
+            let acceptor = tokio_rustls::TlsAcceptor::from(certificate.server_config());
+            servers.spawn(run(
+                tcp,
+                Some(acceptor),
+                Role::Serve,
+                app.clone(),
+                limits.clone(),
+                stopped.clone(),
+            ));
+            if redirect {
+                Role::RedirectToHttps(https_addr.port())
+            } else {
+                Role::Serve
+            }
+        }
+    };
+    servers.spawn(run(
+        listener,
+        None,
+        plain_role,
+        app.clone(),
+        limits,
+        stopped,
+    ));
+    // Tests and scripts wait for these lines.
+    println!("admin on {admin_addr}");
+    println!("listening on {addr}");
+    Ok((servers, addr, cert_watcher))
 }
