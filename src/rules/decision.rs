@@ -6,7 +6,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::fragment::Needed;
 use super::variant::Assignment;
-use super::{Action, Rule, Rules};
+use super::Rules;
 use crate::context::RequestContext;
 use crate::site::Sites;
 use crate::store::{SiteVersion, StoredFile};
@@ -190,14 +190,8 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
                 }
                 Ok(()) => {
                     // These actions read the visitor whatever they do.
-                    let reads_visitor = rule.when.about_the_visitor()
-                        || matches!(
-                            rule.action,
-                            Action::OfferLocal(_)
-                                | Action::Variant(_)
-                                | Action::Goal(_)
-                                | Action::Fragment(_)
-                        );
+                    let reads_visitor =
+                        rule.when.about_the_visitor() || rule.action.reads_visitor();
                     private_if_missing |= reads_visitor;
                     if !can_change {
                         if !request.trace {
@@ -206,7 +200,14 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
                         Verdict::Skipped("it changes HTML pages only, and this is not one".into())
                     } else {
                         decision.private |= reads_visitor;
-                        match apply(rule, index, request, &mut render, &mut decision) {
+                        let applied = rule.action.apply(
+                            index,
+                            &rule.name,
+                            request,
+                            &mut render,
+                            &mut decision,
+                        );
+                        match applied {
                             Applied::Fired => {
                                 decision.fired.push(rule.name.clone());
                                 Verdict::Fired
@@ -230,25 +231,4 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
         decision.private = private_if_missing;
     }
     decision
-}
-
-/// Runs the action of a rule that matched.
-fn apply(
-    rule: &Rule,
-    index: usize,
-    request: &Request<'_>,
-    render: &mut Render<'_>,
-    decision: &mut Decision,
-) -> Applied {
-    match &rule.action {
-        Action::Redirect(a) => a.apply(request, decision),
-        Action::Block(a) => a.apply(decision),
-        Action::OfferLocal(a) => a.apply(index, request, render, decision),
-        Action::Preview(a) => a.apply(index, &rule.name, request, decision),
-        Action::Inject(a) => a.apply(index, render, decision),
-        Action::Headers(a) => a.apply(decision),
-        Action::Variant(a) => a.apply(index, request, decision),
-        Action::Goal(a) => a.apply(request, decision),
-        Action::Fragment(a) => a.apply(index, &rule.name, request, decision),
-    }
 }

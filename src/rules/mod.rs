@@ -5,6 +5,7 @@
 //! Terminal actions (`redirect`, `block`, and a hidden `preview`) end
 //! evaluation; the others accumulate in file order.
 
+mod action;
 mod block;
 mod condition;
 mod decision;
@@ -12,6 +13,7 @@ pub mod fragment;
 mod goal;
 mod headers;
 mod inject;
+mod kind;
 mod load;
 mod offer_local;
 pub mod preview;
@@ -19,15 +21,17 @@ mod raw;
 mod redirect;
 pub mod variant;
 
+pub use action::Action;
 pub use condition::When;
 pub use decision::{evaluate, Decision, Outcome, Render, Request, Trace, Verdict};
+pub use kind::{TemplateExtra, WrittenSelector};
 pub use load::{load, LoadError};
 pub use offer_local::sample_offer;
 
 use std::sync::Arc;
 
 use crate::config::Origin;
-use crate::transform::{Templates, OFFER_TEMPLATE};
+use crate::transform::Templates;
 
 /// One compiled rule.
 #[derive(Debug)]
@@ -40,86 +44,6 @@ pub struct Rule {
     pub action: Action,
     /// Every CSS selector the rule uses, in the order written.
     pub selectors: Vec<WrittenSelector>,
-}
-
-/// What a rule does when it matches.
-#[derive(Debug)]
-pub enum Action {
-    Redirect(redirect::Redirect),
-    Block(block::Block),
-    OfferLocal(offer_local::OfferLocal),
-    Preview(preview::Preview),
-    Inject(inject::Inject),
-    Headers(headers::Headers),
-    Variant(variant::Experiment),
-    Goal(goal::Goal),
-    Fragment(fragment::Fragment),
-}
-
-impl Action {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Action::Redirect(_) => "redirect",
-            Action::Block(_) => "block",
-            Action::OfferLocal(_) => "offer-local",
-            Action::Preview(_) => "preview",
-            Action::Inject(_) => "inject",
-            Action::Headers(_) => "headers",
-            Action::Variant(_) => "variant",
-            Action::Goal(_) => "goal",
-            Action::Fragment(_) => "fragment",
-        }
-    }
-
-    /// The template the action renders, with what it adds to the context.
-    pub fn template(&self) -> Option<(&str, TemplateExtra)> {
-        match self {
-            Action::Inject(inject::Inject {
-                content: inject::Content::Template(name),
-                ..
-            }) => Some((name, TemplateExtra::None)),
-            Action::OfferLocal(o) => Some((
-                o.template.as_deref().unwrap_or(OFFER_TEMPLATE),
-                TemplateExtra::Offer,
-            )),
-            Action::Fragment(f) => Some((&f.template, TemplateExtra::Data)),
-            _ => None,
-        }
-    }
-
-    /// Whether the action can change a response that is not an HTML page
-    /// (an asset, a missing page); the others only edit HTML, so they
-    /// neither run on nor make private anything else.
-    pub fn changes_any_file(&self) -> bool {
-        match self {
-            Action::Redirect(a) => a.changes_any_file(),
-            Action::Block(a) => a.changes_any_file(),
-            Action::OfferLocal(a) => a.changes_any_file(),
-            Action::Preview(a) => a.changes_any_file(),
-            Action::Inject(a) => a.changes_any_file(),
-            Action::Headers(a) => a.changes_any_file(),
-            Action::Variant(a) => a.changes_any_file(),
-            Action::Goal(a) => a.changes_any_file(),
-            Action::Fragment(a) => a.changes_any_file(),
-        }
-    }
-}
-
-/// What a template gets besides `request` and `site`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TemplateExtra {
-    None,
-    /// `offer`, from `offer-local`.
-    Offer,
-    /// `data`, the fragment source's JSON.
-    Data,
-}
-
-/// A CSS selector as a rule wrote it, kept for `check` to try on pages.
-#[derive(Debug)]
-pub struct WrittenSelector {
-    pub text: String,
-    pub origin: Origin,
 }
 
 /// A loaded generation of rules with their templates.
