@@ -11,19 +11,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::decision::{Applied, Decision, Render, Request};
+pub use super::decision::{Needed, OnError};
 use super::kind::{ActionKind, Compiling, TemplateExtra};
 use crate::context::RequestContext;
 use crate::transform::Timing;
-
-/// What to do when the source fails or is too slow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    /// The last good copy (within `stale_for`), else empty.
-    Stale,
-    Empty,
-    /// Leave the placeholder as it is.
-    Keep,
-}
 
 /// A value of the request placed in the source's query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,18 +102,6 @@ pub struct Fragment {
     pub selector: Arc<Selector>,
     pub template: Arc<str>,
     pub source: Source,
-    pub timing: Timing,
-    pub on_error: OnError,
-}
-
-/// One fragment a page needs, for the transform stage to fetch and fill.
-#[derive(Debug, Clone)]
-pub struct Needed {
-    pub slot: (usize, usize),
-    pub rule: Arc<str>,
-    pub selector: Arc<Selector>,
-    pub template: Arc<str>,
-    pub url: String,
     pub timing: Timing,
     pub on_error: OnError,
 }

@@ -8,9 +8,9 @@ use http::HeaderValue;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::decision::{Applied, Decision, Render, Request};
+use super::decision::{Applied, Assignment, Decision, Render, Request};
 use super::kind::{ActionKind, Compiling};
-use super::variant::{keep_cookie, Assignment, COOKIE_PREFIX};
+use super::variant::{keep_cookie, COOKIE_PREFIX};
 
 #[derive(Debug)]
 pub struct Goal {

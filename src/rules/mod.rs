@@ -9,6 +9,7 @@ mod action;
 mod block;
 mod condition;
 mod decision;
+mod evaluate;
 pub mod fragment;
 mod goal;
 mod headers;
@@ -23,7 +24,8 @@ pub mod variant;
 
 pub use action::Action;
 pub use condition::When;
-pub use decision::{evaluate, Decision, Outcome, Render, Request, Trace, Verdict};
+pub use decision::{Decision, Outcome, Render, Request, Trace, Verdict};
+pub use evaluate::evaluate;
 pub use kind::{TemplateExtra, WrittenSelector};
 pub use load::{load, LoadError};
 pub use offer_local::sample_offer;

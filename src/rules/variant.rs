@@ -4,7 +4,6 @@
 //! and a new variant drawn by weight. QA may force one with
 //! `?outpost_variant=<name>` when the rule allows it.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use http::HeaderValue;
@@ -12,6 +11,7 @@ use lol_html::Selector;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use super::decision::Assignment;
 use super::decision::{Applied, Decision, Render, Request};
 use super::kind::{ActionKind, Compiling};
 use crate::transform::{Edit, Op, Place};
@@ -100,58 +100,6 @@ pub fn keep_cookie(name: &str, value: &str) -> Option<HeaderValue> {
         "{name}={value}; Max-Age=2592000; Path=/; SameSite=Lax"
     ))
     .ok()
-}
-
-/// The variant a response was served in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assignment {
-    pub experiment: Arc<str>,
-    pub variant: Arc<str>,
-    /// Newly drawn for a new visitor: counted once, as an exposure or as
-    /// not applied. Kept variants (returning visitors) and forced ones (QA)
-    /// are not counted again, so exposures and conversions both count
-    /// visitors.
-    pub drawn: bool,
-    /// Where the variant's transforms are in the decision's edits.
-    pub edits: Range<usize>,
-    /// The file the variant serves instead of the page.
-    pub serve: Option<Arc<str>>,
-    /// Set once the response is made: the page went out showing the
-    /// variant as written (see [`Assignment::applied_in`]).
-    pub applied: bool,
-    /// The Set-Cookie that keeps a new draw, for the response to take back
-    /// when the page did not go out.
-    pub keep: Option<HeaderValue>,
-}
-
-impl Assignment {
-    /// A visitor's variant as a goal sees it: no page of its own.
-    pub fn of(experiment: Arc<str>, variant: Arc<str>) -> Assignment {
-        Assignment {
-            experiment,
-            variant,
-            drawn: false,
-            edits: 0..0,
-            serve: None,
-            applied: false,
-            keep: None,
-        }
-    }
-
-    /// Whether the page served shows the variant as written: its own file
-    /// was served (when it names one) and every one of its transforms
-    /// matched an element. `served_file` is the variant file served, if
-    /// any; `matched` says per edit of the decision whether it matched
-    /// (empty when the page was not rewritten).
-    pub fn applied_in(&self, served_file: Option<&str>, matched: &[bool]) -> bool {
-        let file = self
-            .serve
-            .as_deref()
-            .is_none_or(|own| served_file == Some(own));
-        file && matched
-            .get(self.edits.clone())
-            .is_some_and(|m| m.iter().all(|&hit| hit))
-    }
 }
 
 impl ActionKind for Experiment {
@@ -343,6 +291,7 @@ fn transform(raw: &Spanned<RawTransform>, cx: &mut Compiling<'_>) -> Option<Tran
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ops::Range;
 
     fn exp(weights: &[u32]) -> Experiment {
         Experiment {
