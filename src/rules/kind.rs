@@ -11,7 +11,7 @@ use lol_html::Selector;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 
-use super::condition::When;
+use super::conditions::When;
 use super::decision::{Applied, Decision, Render, Request};
 use crate::config::{Diagnostic, Origin};
 use crate::transform::Templates;

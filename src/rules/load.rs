@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::action::{self, misplaced_key, Action, RawAction};
-use super::condition::When;
+use super::conditions::When;
 use super::kind::Compiling;
 use super::raw::{RawFile, RawRule};
 use super::{Rule, Rules};

@@ -7,7 +7,7 @@
 
 mod action;
 mod block;
-mod condition;
+mod conditions;
 mod decision;
 mod evaluate;
 pub mod fragment;
@@ -23,7 +23,7 @@ mod redirect;
 pub mod variant;
 
 pub use action::Action;
-pub use condition::When;
+pub use conditions::When;
 pub use decision::{Decision, Outcome, Render, Request, Trace, Verdict};
 pub use evaluate::evaluate;
 pub use kind::{TemplateExtra, WrittenSelector};

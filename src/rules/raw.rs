@@ -2,7 +2,6 @@
 //! A rule is read in two steps: first what every rule has (this file), then
 //! its action's own keys, once the action is known (`action.rs`).
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde::de::{self, IgnoredAny};
@@ -10,42 +9,13 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use super::action::all_keys;
+use super::conditions::RawWhen;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
     #[serde(default)]
     pub rule: Vec<Spanned<RawRule>>,
-}
-
-/// One value or a list of them (a list means any of).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany<T> {
-    One(T),
-    Many(Vec<T>),
-}
-
-impl<T> OneOrMany<T> {
-    pub fn into_vec(self) -> Vec<T> {
-        match self {
-            OneOrMany::One(t) => vec![t],
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWhen {
-    pub path: Option<Spanned<OneOrMany<String>>>,
-    pub country: Option<Spanned<OneOrMany<String>>>,
-    pub not_country: Option<Spanned<OneOrMany<String>>>,
-    pub language: Option<Spanned<OneOrMany<String>>>,
-    pub query: Option<BTreeMap<String, OneOrMany<String>>>,
-    pub cookie: Option<BTreeMap<String, OneOrMany<String>>>,
-    pub header: Option<BTreeMap<Spanned<String>, Spanned<OneOrMany<String>>>>,
-    pub method: Option<Spanned<OneOrMany<String>>>,
 }
 
 /// What every rule has, and which action keys it wrote where.
