@@ -1,7 +1,7 @@
 //! Evaluation: the rules for a request's site, in order, into one decision.
 
 use super::decision::{Applied, Decision, Outcome, Render, Request, Trace, Verdict};
-use super::Rules;
+use super::rule::Rules;
 use crate::store::StoredFile;
 
 pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {

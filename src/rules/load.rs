@@ -12,7 +12,7 @@ use super::action::{self, misplaced_key, Action, RawAction};
 use super::conditions::When;
 use super::kind::Compiling;
 use super::raw::{RawFile, RawRule};
-use super::{Rule, Rules};
+use super::rule::{Rule, Rules};
 use crate::config::{closest, parse_toml, Diagnostic, Origin};
 use crate::transform::Templates;
 
