@@ -142,3 +142,59 @@ impl Miss<'_> {
         self.0.describe(ctx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{Country, SitePath};
+    use http::{HeaderMap, Method};
+
+    fn when(written: &str) -> When {
+        let raw: RawWhen = toml::from_str(written).unwrap();
+        let mut errors = Vec::new();
+        let err = |_: Range<usize>, m: String| Diagnostic::whole_file("t.toml".as_ref(), m);
+        let when = When::compile(raw, &err, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        when
+    }
+
+    #[test]
+    fn the_url_is_checked_before_the_visitor() {
+        let headers = HeaderMap::new();
+        let ctx = RequestContext {
+            method: &Method::GET,
+            path: SitePath::parse("/about").unwrap(),
+            raw_query: None,
+            query: Vec::new(),
+            host: "a.test",
+            scheme: "http",
+            client: [127, 0, 0, 1].into(),
+            country: Country::parse("FR").unwrap(),
+            languages: vec!["fr".into()],
+            cookies: Vec::new(),
+            headers: &headers,
+        };
+        // Another visitor on this URL would not have matched either.
+        let both = when("country = \"IT\"\npath = \"/it/*\"");
+        assert!(both.about_the_visitor());
+        let miss = both.check(&ctx).unwrap_err();
+        assert!(!miss.about_the_visitor());
+        assert_eq!(miss.describe(&ctx), "path /about does not match");
+
+        let country = when("country = \"IT\"");
+        let miss = country.check(&ctx).unwrap_err();
+        assert!(miss.about_the_visitor());
+        assert_eq!(miss.describe(&ctx), "country is FR");
+        let not = when("not_country = [\"DE\", \"FR\"]");
+        assert_eq!(not.check(&ctx).unwrap_err().describe(&ctx), "country is FR");
+        assert!(when("not_country = \"DE\"\nlanguage = \"FR\"")
+            .check(&ctx)
+            .is_ok());
+
+        // Empty lists ask nothing.
+        let empty = when("path = []\ncountry = []\nlanguage = []");
+        assert!(empty.check(&ctx).is_ok() && !empty.about_the_visitor());
+        assert!(empty.path.is_empty());
+        assert!(when("path = \"/about\"").path.is_match("/about"));
+    }
+}
