@@ -1,9 +1,14 @@
 //! `block` (terminal): answer with a status (451 by default) and optionally
 //! one of the site's pages.
 
-use http::StatusCode;
+use std::sync::Arc;
 
-use super::decision::{Applied, Decision, Outcome};
+use http::StatusCode;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::decision::{Applied, Decision, Outcome, Render, Request};
+use super::kind::{ActionKind, Compiling};
 
 #[derive(Debug)]
 pub struct Block {
@@ -11,13 +16,36 @@ pub struct Block {
     pub page: Option<String>,
 }
 
-impl Block {
+#[derive(Debug, Deserialize)]
+pub struct RawBlock {
+    status: Option<Spanned<u16>>,
+    page: Option<Spanned<String>>,
+}
+
+impl ActionKind for Block {
+    const NAME: &'static str = "block";
+    type Raw = RawBlock;
+
+    fn compile(raw: RawBlock, cx: &mut Compiling<'_>) -> Option<Block> {
+        Some(Block {
+            status: cx.status(&raw.status, &[], 451),
+            page: raw.page.map(Spanned::into_inner),
+        })
+    }
+
     /// A block answers for whatever file the path names.
-    pub fn changes_any_file(&self) -> bool {
+    fn changes_any_file(&self) -> bool {
         true
     }
 
-    pub fn apply(&self, decision: &mut Decision) -> Applied {
+    fn apply(
+        &self,
+        _index: usize,
+        _rule: &Arc<str>,
+        _request: &Request<'_>,
+        _render: &mut Render<'_>,
+        decision: &mut Decision,
+    ) -> Applied {
         decision.outcome = Outcome::Block {
             status: self.status,
             page: self.page.clone(),

@@ -1,16 +1,15 @@
-//! Evaluation: the rules for a request's site, in order, into one decision.
+//! What evaluation sees of a request, and what the rules decide about it.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, StatusCode};
+use lol_html::Selector;
 
-use super::fragment::Needed;
-use super::variant::Assignment;
-use super::{Action, Rule, Rules};
 use crate::context::RequestContext;
 use crate::site::Sites;
 use crate::store::{SiteVersion, StoredFile};
-use crate::transform::{template_context, Edit, Snippet, Templates};
+use crate::transform::{template_context, Edit, Snippet, Templates, Timing};
 
 /// How the request is answered.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -161,94 +160,76 @@ pub enum Applied {
     Skipped(String),
 }
 
-pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
-    let mut decision = Decision::default();
-    let mut render = Render::new(request, &rules.templates);
-    let site = &request.site.site;
-    // Edits only change an HTML page; an asset only rules that change any
-    // file can touch. A missing page counts as HTML (its URL may name one).
-    let html = request.page.is_none_or(StoredFile::is_html);
-    // A hidden file must answer exactly as a missing one, private or not.
-    let mut private_if_missing = false;
-    for (index, rule) in rules.rules.iter().enumerate() {
-        let can_change = html || rule.action.changes_any_file();
-        let verdict = if decision.outcome != Outcome::Serve {
-            Verdict::NotReached
-        } else if !rule.applies_to(site) {
-            Verdict::NotForThisSite
-        } else {
-            match rule.when.check(request.ctx) {
-                Err(miss) => {
-                    // Another visitor could have matched, and so changed
-                    // this response.
-                    decision.private |= can_change && miss.about_the_visitor();
-                    private_if_missing |= miss.about_the_visitor();
-                    if !request.trace {
-                        continue;
-                    }
-                    Verdict::NoMatch(miss.describe(request.ctx))
-                }
-                Ok(()) => {
-                    // These actions read the visitor whatever they do.
-                    let reads_visitor = rule.when.about_the_visitor()
-                        || matches!(
-                            rule.action,
-                            Action::OfferLocal(_)
-                                | Action::Variant(_)
-                                | Action::Goal(_)
-                                | Action::Fragment(_)
-                        );
-                    private_if_missing |= reads_visitor;
-                    if !can_change {
-                        if !request.trace {
-                            continue;
-                        }
-                        Verdict::Skipped("it changes HTML pages only, and this is not one".into())
-                    } else {
-                        decision.private |= reads_visitor;
-                        match apply(rule, index, request, &mut render, &mut decision) {
-                            Applied::Fired => {
-                                decision.fired.push(rule.name.clone());
-                                Verdict::Fired
-                            }
-                            Applied::Skipped(why) => Verdict::Skipped(why),
-                        }
-                    }
-                }
-            }
-        };
-        if !request.trace {
-            continue;
-        }
-        decision.trace.push(Trace {
-            rule: rule.name.to_string(),
-            action: rule.action.name(),
-            verdict,
-        });
-    }
-    if decision.outcome == Outcome::Hidden {
-        decision.private = private_if_missing;
-    }
-    decision
+/// What to do when the source fails or is too slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// The last good copy (within `stale_for`), else empty.
+    Stale,
+    Empty,
+    /// Leave the placeholder as it is.
+    Keep,
 }
 
-/// Runs the action of a rule that matched.
-fn apply(
-    rule: &Rule,
-    index: usize,
-    request: &Request<'_>,
-    render: &mut Render<'_>,
-    decision: &mut Decision,
-) -> Applied {
-    match &rule.action {
-        Action::Redirect(a) => a.apply(request, decision),
-        Action::Block(a) => a.apply(decision),
-        Action::OfferLocal(a) => a.apply(index, request, render, decision),
-        Action::Preview(a) => a.apply(index, &rule.name, request, decision),
-        Action::Inject(a) => a.apply(index, render, decision),
-        Action::Headers(a) => a.apply(decision),
-        Action::Variant(a) => a.apply(index, request, decision),
-        Action::Goal(a) => a.apply(request, decision),
-        Action::Fragment(a) => a.apply(index, &rule.name, request, decision),
+/// One fragment a page needs, for the transform stage to fetch and fill.
+#[derive(Debug, Clone)]
+pub struct Needed {
+    pub slot: (usize, usize),
+    pub rule: Arc<str>,
+    pub selector: Arc<Selector>,
+    pub template: Arc<str>,
+    pub url: String,
+    pub timing: Timing,
+    pub on_error: OnError,
+}
+
+/// The variant a response was served in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub experiment: Arc<str>,
+    pub variant: Arc<str>,
+    /// Newly drawn for a new visitor: counted once, as an exposure or as
+    /// not applied. Kept variants (returning visitors) and forced ones (QA)
+    /// are not counted again, so exposures and conversions both count
+    /// visitors.
+    pub drawn: bool,
+    /// Where the variant's transforms are in the decision's edits.
+    pub edits: Range<usize>,
+    /// The file the variant serves instead of the page.
+    pub serve: Option<Arc<str>>,
+    /// Set once the response is made: the page went out showing the
+    /// variant as written (see [`Assignment::applied_in`]).
+    pub applied: bool,
+    /// The Set-Cookie that keeps a new draw, for the response to take back
+    /// when the page did not go out.
+    pub keep: Option<HeaderValue>,
+}
+
+impl Assignment {
+    /// A visitor's variant as a goal sees it: no page of its own.
+    pub fn of(experiment: Arc<str>, variant: Arc<str>) -> Assignment {
+        Assignment {
+            experiment,
+            variant,
+            drawn: false,
+            edits: 0..0,
+            serve: None,
+            applied: false,
+            keep: None,
+        }
+    }
+
+    /// Whether the page served shows the variant as written: its own file
+    /// was served (when it names one) and every one of its transforms
+    /// matched an element. `served_file` is the variant file served, if
+    /// any; `matched` says per edit of the decision whether it matched
+    /// (empty when the page was not rewritten).
+    pub fn applied_in(&self, served_file: Option<&str>, matched: &[bool]) -> bool {
+        let file = self
+            .serve
+            .as_deref()
+            .is_none_or(|own| served_file == Some(own));
+        file && matched
+            .get(self.edits.clone())
+            .is_some_and(|m| m.iter().all(|&hit| hit))
     }
 }

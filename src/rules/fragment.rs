@@ -7,20 +7,14 @@
 use std::sync::Arc;
 
 use lol_html::Selector;
+use serde::Deserialize;
+use toml::Spanned;
 
-use super::decision::{Applied, Decision, Request};
+use super::decision::{Applied, Decision, Render, Request};
+pub use super::decision::{Needed, OnError};
+use super::kind::{ActionKind, Compiling, TemplateExtra};
 use crate::context::RequestContext;
 use crate::transform::Timing;
-
-/// What to do when the source fails or is too slow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    /// The last good copy (within `stale_for`), else empty.
-    Stale,
-    Empty,
-    /// Leave the placeholder as it is.
-    Keep,
-}
 
 /// A value of the request placed in the source's query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,29 +106,77 @@ pub struct Fragment {
     pub on_error: OnError,
 }
 
-/// One fragment a page needs, for the transform stage to fetch and fill.
-#[derive(Debug, Clone)]
-pub struct Needed {
-    pub slot: (usize, usize),
-    pub rule: Arc<str>,
-    pub selector: Arc<Selector>,
-    pub template: Arc<str>,
-    pub url: String,
-    pub timing: Timing,
-    pub on_error: OnError,
+#[derive(Debug, Deserialize)]
+pub struct RawFragment {
+    selector: Option<Spanned<String>>,
+    template: Option<Spanned<String>>,
+    source: Option<Spanned<String>>,
+    ttl: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    stale_for: Option<Spanned<String>>,
+    on_error: Option<Spanned<String>>,
 }
 
-impl Fragment {
+impl ActionKind for Fragment {
+    const NAME: &'static str = "fragment";
+    const READS_VISITOR: bool = true;
+    type Raw = RawFragment;
+
+    fn compile(raw: RawFragment, cx: &mut Compiling<'_>) -> Option<Fragment> {
+        let (Some(source), Some(_), Some(_)) = (&raw.source, &raw.selector, &raw.template) else {
+            cx.missing::<Self>("`source`, `selector` and `template`");
+            return None;
+        };
+        let parsed = Source::parse(source.get_ref())
+            .map_err(|e| cx.error(source.span(), e))
+            .ok();
+        let selector = cx.selector(&raw.selector);
+        let template = cx.template(&raw.template);
+        let timing = Timing {
+            ttl: cx.duration(&raw.ttl, "10s"),
+            timeout: cx.duration(&raw.timeout, "300ms"),
+            stale_for: cx.duration(&raw.stale_for, "1h"),
+        };
+        let on_error = match raw
+            .on_error
+            .as_ref()
+            .map(|o| (o.get_ref().as_str(), o.span()))
+        {
+            None | Some(("stale", _)) => OnError::Stale,
+            Some(("empty", _)) => OnError::Empty,
+            Some(("keep", _)) => OnError::Keep,
+            Some((other, span)) => {
+                cx.error(
+                    span,
+                    format!("on_error `{other}` is not one of stale, empty, keep"),
+                );
+                OnError::Stale
+            }
+        };
+        Some(Fragment {
+            selector: selector?,
+            template: template?.into(),
+            source: parsed?,
+            timing,
+            on_error,
+        })
+    }
+
     /// Fragments fill HTML pages only.
-    pub fn changes_any_file(&self) -> bool {
+    fn changes_any_file(&self) -> bool {
         false
     }
 
-    pub fn apply(
+    fn template(&self) -> Option<(&str, TemplateExtra)> {
+        Some((&self.template, TemplateExtra::Data))
+    }
+
+    fn apply(
         &self,
         index: usize,
         rule: &Arc<str>,
         request: &Request<'_>,
+        _render: &mut Render<'_>,
         decision: &mut Decision,
     ) -> Applied {
         decision.fragments.push(Needed {

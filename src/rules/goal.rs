@@ -5,9 +5,12 @@
 use std::sync::Arc;
 
 use http::HeaderValue;
+use serde::Deserialize;
+use toml::Spanned;
 
-use super::decision::{Applied, Decision, Request};
-use super::variant::{keep_cookie, Assignment, COOKIE_PREFIX};
+use super::decision::{Applied, Assignment, Decision, Render, Request};
+use super::kind::{ActionKind, Compiling};
+use super::variant::{keep_cookie, COOKIE_PREFIX};
 
 #[derive(Debug)]
 pub struct Goal {
@@ -21,12 +24,12 @@ pub struct Goal {
     set_converted: Option<HeaderValue>,
 }
 
-impl Goal {
-    /// A conversion's cookie goes on any response (a download can be a goal).
-    pub fn changes_any_file(&self) -> bool {
-        true
-    }
+#[derive(Debug, Deserialize)]
+pub struct RawGoal {
+    experiment: Option<Spanned<String>>,
+}
 
+impl Goal {
     /// A goal of `experiment`; its variants are linked once all rules load.
     pub fn new(experiment: &str) -> Goal {
         let converted = format!("outpost_conv_{experiment}");
@@ -38,8 +41,34 @@ impl Goal {
             converted,
         }
     }
+}
 
-    pub fn apply(&self, request: &Request<'_>, decision: &mut Decision) -> Applied {
+impl ActionKind for Goal {
+    const NAME: &'static str = "goal";
+    const READS_VISITOR: bool = true;
+    type Raw = RawGoal;
+
+    fn compile(raw: RawGoal, cx: &mut Compiling<'_>) -> Option<Goal> {
+        let Some(experiment) = &raw.experiment else {
+            cx.missing::<Self>("an `experiment`");
+            return None;
+        };
+        Some(Goal::new(experiment.get_ref()))
+    }
+
+    /// A conversion's cookie goes on any response (a download can be a goal).
+    fn changes_any_file(&self) -> bool {
+        true
+    }
+
+    fn apply(
+        &self,
+        _index: usize,
+        _rule: &Arc<str>,
+        request: &Request<'_>,
+        _render: &mut Render<'_>,
+        decision: &mut Decision,
+    ) -> Applied {
         let ctx = request.ctx;
         let Some(variant) = ctx
             .cookie(&self.variant_cookie)

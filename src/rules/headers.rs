@@ -1,8 +1,14 @@
 //! `headers`: set and remove response headers.
 
-use http::{HeaderName, HeaderValue};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::decision::{Applied, Decision};
+use http::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::decision::{Applied, Decision, Render, Request};
+use super::kind::{ActionKind, Compiling};
 
 #[derive(Debug)]
 pub struct Headers {
@@ -10,13 +16,53 @@ pub struct Headers {
     pub remove: Vec<HeaderName>,
 }
 
-impl Headers {
+#[derive(Debug, Deserialize)]
+pub struct RawHeaders {
+    set: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    remove: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+impl ActionKind for Headers {
+    const NAME: &'static str = "headers";
+    type Raw = RawHeaders;
+
+    fn compile(raw: RawHeaders, cx: &mut Compiling<'_>) -> Option<Headers> {
+        let mut set = Vec::new();
+        for (k, v) in raw.set.iter().flat_map(|m| m.get_ref().iter()) {
+            match (
+                HeaderName::try_from(k.get_ref().as_str()),
+                HeaderValue::try_from(v.get_ref().as_str()),
+            ) {
+                (Ok(n), Ok(v)) => set.push((n, v)),
+                (Err(_), _) => {
+                    cx.error(k.span(), format!("`{}` is not a header name", k.get_ref()))
+                }
+                (_, Err(_)) => cx.error(v.span(), "not a valid header value"),
+            }
+        }
+        let mut remove = Vec::new();
+        for k in raw.remove.iter().flat_map(|v| v.get_ref().iter()) {
+            match HeaderName::try_from(k.get_ref().as_str()) {
+                Ok(n) => remove.push(n),
+                Err(_) => cx.error(k.span(), format!("`{}` is not a header name", k.get_ref())),
+            }
+        }
+        Some(Headers { set, remove })
+    }
+
     /// Headers go on any response.
-    pub fn changes_any_file(&self) -> bool {
+    fn changes_any_file(&self) -> bool {
         true
     }
 
-    pub fn apply(&self, decision: &mut Decision) -> Applied {
+    fn apply(
+        &self,
+        _index: usize,
+        _rule: &Arc<str>,
+        _request: &Request<'_>,
+        _render: &mut Render<'_>,
+        decision: &mut Decision,
+    ) -> Applied {
         decision.set_headers.extend(self.set.iter().cloned());
         decision.remove_headers.extend(self.remove.iter().cloned());
         Applied::Fired

@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use lol_html::Selector;
+use serde::Deserialize;
+use toml::Spanned;
 
-use super::decision::{Applied, Decision, Render};
+use super::decision::{Applied, Decision, Render, Request};
+use super::kind::{ActionKind, Compiling, TemplateExtra};
 use crate::transform::{Edit, Op, Place, Snippet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,13 +57,74 @@ pub struct Inject {
     pub content: Content,
 }
 
-impl Inject {
+#[derive(Debug, Deserialize)]
+pub struct RawInject {
+    template: Option<Spanned<String>>,
+    html: Option<Spanned<String>>,
+    selector: Option<Spanned<String>>,
+    position: Option<Spanned<String>>,
+}
+
+impl ActionKind for Inject {
+    const NAME: &'static str = "inject";
+    type Raw = RawInject;
+
+    fn compile(raw: RawInject, cx: &mut Compiling<'_>) -> Option<Inject> {
+        let content = match (&raw.template, &raw.html) {
+            (Some(_), None) => Content::Template(cx.template(&raw.template)?),
+            (None, Some(h)) => Content::Html(h.get_ref().as_str().into()),
+            _ => {
+                cx.missing::<Self>("exactly one of `template` and `html`");
+                return None;
+            }
+        };
+        let Some(selector) = cx.selector(&raw.selector) else {
+            if raw.selector.is_none() {
+                cx.missing::<Self>("a `selector`");
+            }
+            return None;
+        };
+        let position = match &raw.position {
+            None => Position::Append,
+            Some(p) => match Position::parse(p.get_ref()) {
+                Some(pos) => pos,
+                None => {
+                    let names = Position::NAMES.join(", ");
+                    cx.error(
+                        p.span(),
+                        format!("position `{}` is not one of {names}", p.get_ref()),
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(Inject {
+            selector,
+            position,
+            content,
+        })
+    }
+
     /// Injected HTML goes into HTML pages only.
-    pub fn changes_any_file(&self) -> bool {
+    fn changes_any_file(&self) -> bool {
         false
     }
 
-    pub fn apply(&self, index: usize, render: &mut Render<'_>, decision: &mut Decision) -> Applied {
+    fn template(&self) -> Option<(&str, TemplateExtra)> {
+        match &self.content {
+            Content::Template(name) => Some((name, TemplateExtra::None)),
+            Content::Html(_) => None,
+        }
+    }
+
+    fn apply(
+        &self,
+        index: usize,
+        _rule: &Arc<str>,
+        _request: &Request<'_>,
+        render: &mut Render<'_>,
+        decision: &mut Decision,
+    ) -> Applied {
         let html = match &self.content {
             Content::Html(h) => h.clone(),
             Content::Template(name) => match render.render(name, None) {

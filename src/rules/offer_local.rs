@@ -11,9 +11,12 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode};
 use lol_html::Selector;
+use serde::Deserialize;
+use toml::Spanned;
 
 use super::decision::{identity, Applied, Decision, Outcome, Render, Request};
-use super::redirect::{exact_host, url_on};
+use super::kind::{ActionKind, Compiling, TemplateExtra};
+use super::redirect::{exact_host, url_on, REDIRECTS};
 use crate::store::{Lookup, SiteVersion};
 use crate::transform::{Edit, Op, Place, OFFER_TEMPLATE};
 
@@ -36,15 +39,53 @@ pub struct OfferLocal {
     pub status: StatusCode,
 }
 
-impl OfferLocal {
+#[derive(Debug, Deserialize)]
+pub struct RawOfferLocal {
+    template: Option<Spanned<String>>,
+    selector: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    status: Option<Spanned<u16>>,
+}
+
+impl ActionKind for OfferLocal {
+    const NAME: &'static str = "offer-local";
+    const READS_VISITOR: bool = true;
+    type Raw = RawOfferLocal;
+
+    fn compile(raw: RawOfferLocal, cx: &mut Compiling<'_>) -> Option<OfferLocal> {
+        let mode = match raw.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+            None | Some(("banner", _)) => Mode::Banner,
+            Some(("redirect", _)) => Mode::Redirect,
+            Some((other, span)) => {
+                cx.error(
+                    span,
+                    format!("mode `{other}` is not `banner` or `redirect`"),
+                );
+                Mode::Banner
+            }
+        };
+        Some(OfferLocal {
+            template: cx.template(&raw.template),
+            selector: cx.selector(&raw.selector),
+            mode,
+            status: cx.status(&raw.status, &REDIRECTS, 302),
+        })
+    }
+
     /// A banner goes into HTML pages only; a redirect answers for any file.
-    pub fn changes_any_file(&self) -> bool {
+    fn changes_any_file(&self) -> bool {
         self.mode == Mode::Redirect
     }
 
-    pub fn apply(
+    fn template(&self) -> Option<(&str, TemplateExtra)> {
+        let name = self.template.as_deref().unwrap_or(OFFER_TEMPLATE);
+        Some((name, TemplateExtra::Offer))
+    }
+
+    fn apply(
         &self,
         index: usize,
+        _rule: &Arc<str>,
         request: &Request<'_>,
         render: &mut Render<'_>,
         decision: &mut Decision,

@@ -10,9 +10,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use http::{HeaderName, HeaderValue};
+use serde::Deserialize;
 use sha2::Sha256;
+use toml::Spanned;
 
-use super::decision::{Applied, Decision, Outcome, Request};
+use super::decision::{Applied, Decision, Outcome, Render, Request};
+use super::kind::{ActionKind, Compiling};
 use crate::transform::{Edit, Op, Place};
 
 #[derive(Debug)]
@@ -24,19 +27,42 @@ pub struct Preview {
     pub paths: Arc<crate::config::PathGlobs>,
 }
 
+#[derive(Debug, Deserialize)]
+pub struct RawPreview {
+    param: Option<Spanned<String>>,
+    value: Option<Spanned<String>>,
+    secret: Option<Spanned<String>>,
+}
+
 const NOINDEX_META: &str = r#"<meta name="robots" content="noindex, nofollow">"#;
 
-impl Preview {
+impl ActionKind for Preview {
+    const NAME: &'static str = "preview";
+    type Raw = RawPreview;
+
+    fn compile(raw: RawPreview, cx: &mut Compiling<'_>) -> Option<Preview> {
+        if cx.when.path.is_empty() {
+            cx.missing::<Self>("`when.path`: the paths it hides");
+        }
+        Some(Preview {
+            param: raw.param.map_or("preview".into(), Spanned::into_inner),
+            value: raw.value.map_or("true".into(), Spanned::into_inner),
+            secret: raw.secret.map(Spanned::into_inner),
+            paths: Arc::new(cx.when.path.clone()),
+        })
+    }
+
     /// Hiding works on any file.
-    pub fn changes_any_file(&self) -> bool {
+    fn changes_any_file(&self) -> bool {
         true
     }
 
-    pub fn apply(
+    fn apply(
         &self,
         index: usize,
-        rule: &str,
+        rule: &Arc<str>,
         request: &Request<'_>,
+        _render: &mut Render<'_>,
         decision: &mut Decision,
     ) -> Applied {
         let mut values = request.ctx.query_values(&self.param);

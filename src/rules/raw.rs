@@ -1,9 +1,15 @@
 //! Rules files as written: serde types only, with spans for later checks.
+//! A rule is read in two steps: first what every rule has (this file), then
+//! its action's own keys, once the action is known (`action.rs`).
 
-use std::collections::BTreeMap;
+use std::ops::Range;
 
-use serde::Deserialize;
+use serde::de::{self, IgnoredAny};
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
+
+use super::action::all_keys;
+use super::conditions::RawWhen;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -12,144 +18,73 @@ pub struct RawFile {
     pub rule: Vec<Spanned<RawRule>>,
 }
 
-/// One value or a list of them (a list means any of).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany<T> {
-    One(T),
-    Many(Vec<T>),
+/// What every rule has, and which action keys it wrote where.
+#[derive(Debug)]
+pub struct RawRule {
+    pub name: Spanned<String>,
+    pub sites: Option<Vec<Spanned<String>>>,
+    pub when: RawWhen,
+    pub action: Spanned<String>,
+    /// The action keys present, with their values' spans, for checking
+    /// that each belongs to the rule's action.
+    pub keys: Vec<(&'static str, Range<usize>)>,
 }
 
-impl<T> OneOrMany<T> {
-    pub fn into_vec(self) -> Vec<T> {
-        match self {
-            OneOrMany::One(t) => vec![t],
-            OneOrMany::Many(v) => v,
+const COMMON: [&str; 4] = ["name", "sites", "when", "action"];
+
+/// Every key a rule may have: the common ones, then every action's.
+fn rule_keys() -> &'static [&'static str] {
+    static ALL: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| COMMON.iter().chain(all_keys()).copied().collect())
+}
+
+/// A key of a rule: an unknown one is an error naming them all, so the
+/// closest gets suggested.
+struct Key(&'static str);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        let key = String::deserialize(d)?;
+        match rule_keys().iter().find(|k| **k == key) {
+            Some(k) => Ok(Key(k)),
+            None => Err(de::Error::unknown_field(&key, rule_keys())),
         }
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWhen {
-    pub path: Option<Spanned<OneOrMany<String>>>,
-    pub country: Option<Spanned<OneOrMany<String>>>,
-    pub not_country: Option<Spanned<OneOrMany<String>>>,
-    pub language: Option<Spanned<OneOrMany<String>>>,
-    pub query: Option<BTreeMap<String, OneOrMany<String>>>,
-    pub cookie: Option<BTreeMap<String, OneOrMany<String>>>,
-    pub header: Option<BTreeMap<Spanned<String>, Spanned<OneOrMany<String>>>>,
-    pub method: Option<Spanned<OneOrMany<String>>>,
+impl<'de> Deserialize<'de> for RawRule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawRule, D::Error> {
+        d.deserialize_struct("RawRule", rule_keys(), RuleVisitor)
+    }
 }
 
-/// Every key any action takes; which ones an action allows is checked after
-/// parsing, so an unknown key still gets a suggestion from serde.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRule {
-    pub name: Spanned<String>,
-    pub sites: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
-    pub when: RawWhen,
-    pub action: Spanned<String>,
-    // redirect
-    pub to: Option<Spanned<String>>,
-    pub to_site: Option<Spanned<String>>,
-    // redirect, block
-    pub status: Option<Spanned<u16>>,
-    // block
-    pub page: Option<Spanned<String>>,
-    // offer-local, inject, fragment
-    pub template: Option<Spanned<String>>,
-    pub selector: Option<Spanned<String>>,
-    // offer-local
-    pub mode: Option<Spanned<String>>,
-    // preview
-    pub param: Option<Spanned<String>>,
-    pub value: Option<Spanned<String>>,
-    pub secret: Option<Spanned<String>>,
-    // inject
-    pub html: Option<Spanned<String>>,
-    pub position: Option<Spanned<String>>,
-    // headers
-    pub set: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
-    pub remove: Option<Spanned<Vec<Spanned<String>>>>,
-    // variant, goal
-    pub experiment: Option<Spanned<String>>,
-    // variant
-    pub variants: Option<Spanned<Vec<Spanned<RawVariant>>>>,
-    pub allow_force: Option<Spanned<bool>>,
-    // fragment
-    pub source: Option<Spanned<String>>,
-    pub ttl: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<String>>,
-    pub stale_for: Option<Spanned<String>>,
-    pub on_error: Option<Spanned<String>>,
-}
+struct RuleVisitor;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawVariant {
-    pub name: Spanned<String>,
-    pub weight: Option<Spanned<u32>>,
-    pub serve: Option<Spanned<String>>,
-    #[serde(default)]
-    pub transforms: Vec<Spanned<RawTransform>>,
-}
+impl<'de> de::Visitor<'de> for RuleVisitor {
+    type Value = RawRule;
 
-/// One change; exactly one of the operations must be given.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTransform {
-    pub selector: Spanned<String>,
-    pub set_text: Option<String>,
-    pub set_html: Option<String>,
-    pub set_attr: Option<RawAttr>,
-    pub remove: Option<bool>,
-    pub append_html: Option<String>,
-    pub prepend_html: Option<String>,
-}
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a rule")
+    }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawAttr {
-    pub name: String,
-    pub value: String,
-}
-
-impl RawRule {
-    /// The action-specific keys present, with their spans, for checking
-    /// that each belongs to the rule's action.
-    pub fn present_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
-        fn span<T>(v: &Option<Spanned<T>>) -> Option<std::ops::Range<usize>> {
-            v.as_ref().map(Spanned::span)
+    fn visit_map<M: de::MapAccess<'de>>(self, mut map: M) -> Result<RawRule, M::Error> {
+        let (mut name, mut sites, mut when, mut action) = (None, None, None, None);
+        let mut keys = Vec::new();
+        while let Some(Key(key)) = map.next_key()? {
+            match key {
+                "name" => name = Some(map.next_value()?),
+                "sites" => sites = Some(map.next_value()?),
+                "when" => when = Some(map.next_value()?),
+                "action" => action = Some(map.next_value()?),
+                _ => keys.push((key, map.next_value::<Spanned<IgnoredAny>>()?.span())),
+            }
         }
-        [
-            ("to", span(&self.to)),
-            ("to_site", span(&self.to_site)),
-            ("status", span(&self.status)),
-            ("page", span(&self.page)),
-            ("template", span(&self.template)),
-            ("selector", span(&self.selector)),
-            ("mode", span(&self.mode)),
-            ("param", span(&self.param)),
-            ("value", span(&self.value)),
-            ("secret", span(&self.secret)),
-            ("html", span(&self.html)),
-            ("position", span(&self.position)),
-            ("set", span(&self.set)),
-            ("remove", span(&self.remove)),
-            ("experiment", span(&self.experiment)),
-            ("variants", span(&self.variants)),
-            ("allow_force", span(&self.allow_force)),
-            ("source", span(&self.source)),
-            ("ttl", span(&self.ttl)),
-            ("timeout", span(&self.timeout)),
-            ("stale_for", span(&self.stale_for)),
-            ("on_error", span(&self.on_error)),
-        ]
-        .into_iter()
-        .filter_map(|(key, span)| Some((key, span?)))
-        .collect()
+        Ok(RawRule {
+            name: name.ok_or_else(|| de::Error::missing_field("name"))?,
+            sites,
+            when: when.unwrap_or_default(),
+            action: action.ok_or_else(|| de::Error::missing_field("action"))?,
+            keys,
+        })
     }
 }

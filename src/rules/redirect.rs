@@ -4,11 +4,19 @@
 //! Placeholders may only stand after the host, and the result is checked
 //! again, so a request can never turn a redirect into one to another host.
 
-use http::StatusCode;
+use std::sync::Arc;
 
-use super::decision::{Applied, Decision, Outcome, Request};
+use http::StatusCode;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::decision::{Applied, Decision, Outcome, Render, Request};
+use super::kind::{ActionKind, Compiling};
 use crate::context::RequestContext;
 use crate::store::SiteVersion;
+
+/// The statuses a redirect may answer with.
+pub const REDIRECTS: [u16; 5] = [301, 302, 303, 307, 308];
 
 /// Bytes a path in a Location header must not carry as they are.
 const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
@@ -79,6 +87,13 @@ fn split(to: &str) -> Vec<Part> {
 pub struct Redirect {
     pub target: Target,
     pub status: StatusCode,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawRedirect {
+    to: Option<Spanned<String>>,
+    to_site: Option<Spanned<String>>,
+    status: Option<Spanned<u16>>,
 }
 
 impl Target {
@@ -165,13 +180,47 @@ pub fn url_on(ctx: &RequestContext<'_>, host: &str, path: &str, query: Option<&s
     url
 }
 
-impl Redirect {
+impl ActionKind for Redirect {
+    const NAME: &'static str = "redirect";
+    type Raw = RawRedirect;
+
+    fn compile(raw: RawRedirect, cx: &mut Compiling<'_>) -> Option<Redirect> {
+        let status = cx.status(&raw.status, &REDIRECTS, 302);
+        let target = match (&raw.to, &raw.to_site) {
+            (Some(to), None) => match Target::parse_to(to.get_ref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    cx.error(to.span(), e);
+                    return None;
+                }
+            },
+            (None, Some(site)) => {
+                if !cx.sites.contains(site.get_ref()) {
+                    cx.error(site.span(), format!("no site named `{}`", site.get_ref()));
+                }
+                Target::Site(site.get_ref().clone())
+            }
+            _ => {
+                cx.missing::<Self>("exactly one of `to` and `to_site`");
+                return None;
+            }
+        };
+        Some(Redirect { target, status })
+    }
+
     /// A redirect answers for whatever file the path names.
-    pub fn changes_any_file(&self) -> bool {
+    fn changes_any_file(&self) -> bool {
         true
     }
 
-    pub fn apply(&self, request: &Request<'_>, decision: &mut Decision) -> Applied {
+    fn apply(
+        &self,
+        _index: usize,
+        _rule: &Arc<str>,
+        request: &Request<'_>,
+        _render: &mut Render<'_>,
+        decision: &mut Decision,
+    ) -> Applied {
         let ctx = request.ctx;
         let location = match &self.target {
             Target::Site(site) => match request

@@ -4,13 +4,16 @@
 //! and a new variant drawn by weight. QA may force one with
 //! `?outpost_variant=<name>` when the rule allows it.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use http::HeaderValue;
 use lol_html::Selector;
+use serde::Deserialize;
+use toml::Spanned;
 
-use super::decision::{Applied, Decision, Request};
+pub use super::decision::Assignment;
+use super::decision::{Applied, Decision, Render, Request};
+use super::kind::{ActionKind, Compiling};
 use crate::transform::{Edit, Op, Place};
 
 pub const FORCE_PARAM: &str = "outpost_variant";
@@ -45,6 +48,52 @@ pub struct Experiment {
     pub cookie: String,
 }
 
+#[derive(Debug, Deserialize)]
+pub struct RawExperiment {
+    experiment: Option<Spanned<String>>,
+    variants: Option<Spanned<Vec<Spanned<RawVariant>>>>,
+    allow_force: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariant {
+    name: Spanned<String>,
+    weight: Option<Spanned<u32>>,
+    serve: Option<Spanned<String>>,
+    #[serde(default)]
+    transforms: Vec<Spanned<RawTransform>>,
+}
+
+/// One change; exactly one of the operations must be given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransform {
+    selector: Spanned<String>,
+    set_text: Option<String>,
+    set_html: Option<String>,
+    set_attr: Option<RawAttr>,
+    remove: Option<bool>,
+    append_html: Option<String>,
+    prepend_html: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAttr {
+    name: String,
+    value: String,
+}
+
+/// Names that go into cookies: letters, digits, `-` and `_`.
+fn cookie_safe(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// A 30-day cookie `name=value`, as experiments and goals set them.
 pub fn keep_cookie(name: &str, value: &str) -> Option<HeaderValue> {
     HeaderValue::try_from(format!(
@@ -53,66 +102,90 @@ pub fn keep_cookie(name: &str, value: &str) -> Option<HeaderValue> {
     .ok()
 }
 
-/// The variant a response was served in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assignment {
-    pub experiment: Arc<str>,
-    pub variant: Arc<str>,
-    /// Newly drawn for a new visitor: counted once, as an exposure or as
-    /// not applied. Kept variants (returning visitors) and forced ones (QA)
-    /// are not counted again, so exposures and conversions both count
-    /// visitors.
-    pub drawn: bool,
-    /// Where the variant's transforms are in the decision's edits.
-    pub edits: Range<usize>,
-    /// The file the variant serves instead of the page.
-    pub serve: Option<Arc<str>>,
-    /// Set once the response is made: the page went out showing the
-    /// variant as written (see [`Assignment::applied_in`]).
-    pub applied: bool,
-    /// The Set-Cookie that keeps a new draw, for the response to take back
-    /// when the page did not go out.
-    pub keep: Option<HeaderValue>,
-}
+impl ActionKind for Experiment {
+    const NAME: &'static str = "variant";
+    const READS_VISITOR: bool = true;
+    type Raw = RawExperiment;
 
-impl Assignment {
-    /// A visitor's variant as a goal sees it: no page of its own.
-    pub fn of(experiment: Arc<str>, variant: Arc<str>) -> Assignment {
-        Assignment {
-            experiment,
-            variant,
-            drawn: false,
-            edits: 0..0,
-            serve: None,
-            applied: false,
-            keep: None,
+    fn compile(raw: RawExperiment, cx: &mut Compiling<'_>) -> Option<Experiment> {
+        let Some(experiment) = &raw.experiment else {
+            cx.missing::<Self>("an `experiment`");
+            return None;
+        };
+        if !cookie_safe(experiment.get_ref()) {
+            cx.error(
+                experiment.span(),
+                "experiment names may use letters, digits, `-` and `_` (up to 64)",
+            );
         }
+        let Some(raw_variants) = &raw.variants else {
+            cx.missing::<Self>("`variants`");
+            return None;
+        };
+        let cookie = format!("{COOKIE_PREFIX}{}", experiment.get_ref());
+        let mut variants: Vec<Variant> = Vec::new();
+        for v in raw_variants.get_ref() {
+            let v = v.get_ref();
+            let name = v.name.get_ref();
+            if !cookie_safe(name) {
+                cx.error(
+                    v.name.span(),
+                    "variant names may use letters, digits, `-` and `_` (up to 64)",
+                );
+            }
+            if variants.iter().any(|o: &Variant| *o.name == **name) {
+                cx.error(v.name.span(), format!("variant `{name}` is listed twice"));
+            }
+            let transforms = v
+                .transforms
+                .iter()
+                .filter_map(|t| transform(t, cx))
+                .collect();
+            if let Some(serve) = v.serve.as_ref().filter(|s| !s.get_ref().starts_with('/')) {
+                cx.error(
+                    serve.span(),
+                    "`serve` is a path on the site, starting with `/`",
+                );
+            }
+            variants.push(Variant {
+                name: name.as_str().into(),
+                weight: v.weight.as_ref().map_or(1, |w| *w.get_ref()),
+                serve: v.serve.as_ref().map(|s| s.get_ref().as_str().into()),
+                serve_origin: v.serve.as_ref().map(|s| cx.origin(s.span())),
+                transforms,
+                set_cookie: keep_cookie(&cookie, name),
+            });
+        }
+        if variants.is_empty() {
+            cx.error(
+                raw_variants.span(),
+                "an experiment needs at least one variant",
+            );
+        } else if variants.iter().map(|v| v.weight).sum::<u32>() == 0 {
+            cx.error(raw_variants.span(), "the variants' weights add up to 0");
+        }
+        Some(Experiment {
+            cookie,
+            experiment: experiment.get_ref().as_str().into(),
+            variants,
+            allow_force: raw.allow_force.as_ref().is_some_and(|f| *f.get_ref()),
+        })
     }
 
-    /// Whether the page served shows the variant as written: its own file
-    /// was served (when it names one) and every one of its transforms
-    /// matched an element. `served_file` is the variant file served, if
-    /// any; `matched` says per edit of the decision whether it matched
-    /// (empty when the page was not rewritten).
-    pub fn applied_in(&self, served_file: Option<&str>, matched: &[bool]) -> bool {
-        let file = self
-            .serve
-            .as_deref()
-            .is_none_or(|own| served_file == Some(own));
-        file && matched
-            .get(self.edits.clone())
-            .is_some_and(|m| m.iter().all(|&hit| hit))
-    }
-}
-
-impl Experiment {
     /// Transforms edit HTML pages only; a variant that serves another file
     /// replaces any file.
-    pub fn changes_any_file(&self) -> bool {
+    fn changes_any_file(&self) -> bool {
         self.variants.iter().any(|v| v.serve.is_some())
     }
 
-    pub fn apply(&self, index: usize, request: &Request<'_>, decision: &mut Decision) -> Applied {
+    fn apply(
+        &self,
+        index: usize,
+        _rule: &Arc<str>,
+        request: &Request<'_>,
+        _render: &mut Render<'_>,
+        decision: &mut Decision,
+    ) -> Applied {
         let ctx = request.ctx;
         let forced = self
             .allow_force
@@ -158,7 +231,9 @@ impl Experiment {
         });
         Applied::Fired
     }
+}
 
+impl Experiment {
     fn variant(&self, name: &str) -> Option<&Variant> {
         self.variants.iter().find(|v| &*v.name == name)
     }
@@ -179,9 +254,44 @@ impl Experiment {
     }
 }
 
+/// One transform of a variant, which must make exactly one change.
+fn transform(raw: &Spanned<RawTransform>, cx: &mut Compiling<'_>) -> Option<Transform> {
+    let span = raw.span();
+    let t = raw.get_ref();
+    let selector = cx.selector_at(&t.selector)?;
+    let mut ops = Vec::new();
+    if let Some(x) = &t.set_text {
+        ops.push(Op::SetText(x.as_str().into()));
+    }
+    if let Some(x) = &t.set_html {
+        ops.push(Op::SetHtml(x.as_str().into()));
+    }
+    if let Some(a) = &t.set_attr {
+        ops.push(Op::SetAttr(a.name.as_str().into(), a.value.as_str().into()));
+    }
+    if t.remove == Some(true) {
+        ops.push(Op::Remove);
+    }
+    if let Some(x) = &t.append_html {
+        ops.push(Op::Append(x.as_str().into()));
+    }
+    if let Some(x) = &t.prepend_html {
+        ops.push(Op::Prepend(x.as_str().into()));
+    }
+    if ops.len() != 1 {
+        cx.error(span, "a transform needs exactly one of set_text, set_html, set_attr, remove, append_html, prepend_html");
+        return None;
+    }
+    Some(Transform {
+        selector,
+        op: ops.remove(0),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ops::Range;
 
     fn exp(weights: &[u32]) -> Experiment {
         Experiment {

@@ -1,0 +1,200 @@
+//! Conditions (`when`): compiled at load, matched against a request context.
+//! Every condition must hold; a list means any of its values.
+//!
+//! Each condition's file holds all that is known about it (see
+//! [`ConditionKind`]); the table below is the one place that lists them,
+//! and its order is the order they are checked in: the URL's first, so
+//! that a request another URL would have matched is not made private.
+
+mod cookie;
+mod country;
+mod header;
+mod kind;
+mod language;
+mod method;
+mod path;
+mod query;
+
+use std::ops::Range;
+
+use serde::Deserialize;
+
+use kind::{ConditionKind, Errors};
+
+use crate::config::{Diagnostic, PathGlobs};
+use crate::context::RequestContext;
+
+macro_rules! conditions {
+    ($($key:ident => $variant:ident($kind:ty)),* $(,)?) => {
+        /// A `when` as written: its keys are the conditions' names.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawWhen {
+            $($key: Option<<$kind as ConditionKind>::Raw>,)*
+        }
+
+        /// One compiled condition.
+        #[derive(Debug)]
+        enum Condition {
+            $($variant($kind)),*
+        }
+
+        impl Condition {
+            fn holds(&self, ctx: &RequestContext<'_>) -> bool {
+                match self {
+                    $(Condition::$variant(c) => c.holds(ctx)),*
+                }
+            }
+
+            fn describe(&self, ctx: &RequestContext<'_>) -> String {
+                match self {
+                    $(Condition::$variant(c) => c.describe(ctx)),*
+                }
+            }
+
+            fn about_the_visitor(&self) -> bool {
+                match self {
+                    $(Condition::$variant(_) => <$kind as ConditionKind>::ABOUT_THE_VISITOR),*
+                }
+            }
+        }
+
+        /// Every condition written, compiled in table order.
+        fn compile_all(raw: RawWhen, errors: &mut Errors<'_>) -> Vec<Condition> {
+            let mut all = Vec::new();
+            $(if let Some(raw) = raw.$key {
+                let mut some = Vec::new();
+                <$kind>::compile(raw, errors, &mut some);
+                all.extend(some.into_iter().map(Condition::$variant));
+            })*
+            all
+        }
+    };
+}
+
+conditions! {
+    method => Method(method::Method),
+    path => Path(path::Path),
+    query => Query(query::Query),
+    country => Country(country::Country),
+    not_country => NotCountry(country::NotCountry),
+    language => Language(language::Language),
+    cookie => Cookie(cookie::Cookie),
+    header => Header(header::Header),
+}
+
+/// A compiled `when`.
+#[derive(Debug, Default)]
+pub struct When {
+    /// The paths it is limited to (empty: any), kept apart to tell quickly
+    /// whether any rule could apply to a path.
+    pub path: PathGlobs,
+    conditions: Vec<Condition>,
+}
+
+impl When {
+    /// Compiles a raw `when`; `err` turns a span into a diagnostic.
+    pub fn compile(
+        raw: RawWhen,
+        err: &dyn Fn(Range<usize>, String) -> Diagnostic,
+        errors: &mut Vec<Diagnostic>,
+    ) -> When {
+        let conditions = compile_all(raw, &mut Errors { err, list: errors });
+        let path = conditions.iter().find_map(|c| match c {
+            Condition::Path(p) => Some(p.0.clone()),
+            _ => None,
+        });
+        When {
+            path: path.unwrap_or_default(),
+            conditions,
+        }
+    }
+
+    /// Whether the conditions read anything about the visitor (not just the
+    /// URL), which makes a response private.
+    pub fn about_the_visitor(&self) -> bool {
+        self.conditions.iter().any(Condition::about_the_visitor)
+    }
+
+    /// `Ok` when every condition holds, else the first that failed.
+    pub fn check<'w>(&'w self, ctx: &RequestContext<'_>) -> Result<(), Miss<'w>> {
+        match self.conditions.iter().find(|c| !c.holds(ctx)) {
+            Some(failed) => Err(Miss(failed)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The first condition of a `when` that a request failed. Put into words
+/// only when someone asks (`explain`), not on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Miss<'w>(&'w Condition);
+
+impl Miss<'_> {
+    /// Whether the failed condition is about the visitor (so that another
+    /// visitor could have matched: the response is then private).
+    pub fn about_the_visitor(self) -> bool {
+        self.0.about_the_visitor()
+    }
+
+    /// What failed, in words, for the request it failed on.
+    pub fn describe(self, ctx: &RequestContext<'_>) -> String {
+        self.0.describe(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{Country, SitePath};
+    use http::{HeaderMap, Method};
+
+    fn when(written: &str) -> When {
+        let raw: RawWhen = toml::from_str(written).unwrap();
+        let mut errors = Vec::new();
+        let err = |_: Range<usize>, m: String| Diagnostic::whole_file("t.toml".as_ref(), m);
+        let when = When::compile(raw, &err, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        when
+    }
+
+    #[test]
+    fn the_url_is_checked_before_the_visitor() {
+        let headers = HeaderMap::new();
+        let ctx = RequestContext {
+            method: &Method::GET,
+            path: SitePath::parse("/about").unwrap(),
+            raw_query: None,
+            query: Vec::new(),
+            host: "a.test",
+            scheme: "http",
+            client: [127, 0, 0, 1].into(),
+            country: Country::parse("FR").unwrap(),
+            languages: vec!["fr".into()],
+            cookies: Vec::new(),
+            headers: &headers,
+        };
+        // Another visitor on this URL would not have matched either.
+        let both = when("country = \"IT\"\npath = \"/it/*\"");
+        assert!(both.about_the_visitor());
+        let miss = both.check(&ctx).unwrap_err();
+        assert!(!miss.about_the_visitor());
+        assert_eq!(miss.describe(&ctx), "path /about does not match");
+
+        let country = when("country = \"IT\"");
+        let miss = country.check(&ctx).unwrap_err();
+        assert!(miss.about_the_visitor());
+        assert_eq!(miss.describe(&ctx), "country is FR");
+        let not = when("not_country = [\"DE\", \"FR\"]");
+        assert_eq!(not.check(&ctx).unwrap_err().describe(&ctx), "country is FR");
+        assert!(when("not_country = \"DE\"\nlanguage = \"FR\"")
+            .check(&ctx)
+            .is_ok());
+
+        // Empty lists ask nothing.
+        let empty = when("path = []\ncountry = []\nlanguage = []");
+        assert!(empty.check(&ctx).is_ok() && !empty.about_the_visitor());
+        assert!(empty.path.is_empty());
+        assert!(when("path = \"/about\"").path.is_match("/about"));
+    }
+}
