@@ -124,8 +124,8 @@ pub async fn handle_as<B>(
     trace: bool,
 ) -> (Response<Body>, Option<Decision>) {
     let started = Instant::now();
-    let sites = app.live.sites_full();
-    let rules = app.live.rules_full();
+    let sites = app.live.sites();
+    let rules = app.live.rules();
     let host = request_host(req.uri(), req.headers());
 
     let mut seen = Seen::default();

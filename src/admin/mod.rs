@@ -126,7 +126,7 @@ async fn status(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
     let live = &app.live;
     let problems = live.problems();
     let skipped = live.skipped();
-    let mut sites: Vec<_> = live.sites_full().iter().cloned().collect();
+    let mut sites: Vec<_> = live.sites().iter().cloned().collect();
     sites.sort_by(|a, b| a.site.cmp(&b.site));
     // Folders with a problem and nothing served are listed too.
     let unserved = problems
@@ -150,7 +150,7 @@ async fn status(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
         })
         .chain(unserved)
         .collect();
-    let rules = live.rules_full();
+    let rules = live.rules();
     let f = &app.fragments.stats;
     Json(json!({
         "ready": live.ready(),
@@ -246,7 +246,7 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
         gauge,
         "The store version each site serves.",
     );
-    for v in live.sites_full().iter() {
+    for v in live.sites().iter() {
         sample(
             &mut out,
             "outpost_site_version",
@@ -276,7 +276,7 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
         &mut out,
         "outpost_rules_generation",
         &[],
-        live.rules_full().generation,
+        live.rules().generation,
     );
     let f = &app.fragments.stats;
     let counter = "counter";
