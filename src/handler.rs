@@ -85,12 +85,12 @@ pub async fn pipeline<O: Observe>(
     peer: SocketAddr,
     observe: &O,
 ) -> (Response<Body>, Option<Decision>) {
+    let mut ctx = Ctx::new(head, peer);
     // Sites and rules are one snapshot: a request never sees a new site
     // with old rules.
     let served = app.live.served();
     let (sites, rules) = (&served.sites, &served.rules);
-    let network = app.network();
-    let mut ctx = Ctx::new(head, peer);
+    let (network, experiments) = (app.network(), &app.experiments);
     // An early answer (a bad host or path, the static path) skips the rest.
     let answered: Result<_, Response<Body>> = async {
         // site
@@ -116,6 +116,9 @@ pub async fn pipeline<O: Observe>(
             trace,
         };
         let decision = ctx.decision.insert(rules::evaluate(rules, &request));
+        for a in &decision.conversions {
+            experiments.convert(a);
+        }
         // body
         let content = body::choose(&app.fragments, &request, rules, lookup, decision).await;
         // transform
@@ -123,7 +126,6 @@ pub async fn pipeline<O: Observe>(
         ctx.rendered = transform::page(app.live.rendered(), site, rules.generation, page, edits);
         // respond
         let (rendered, named) = (ctx.rendered.as_deref(), app.rules_header);
-        let experiments = &app.experiments;
         let response = respond::decided(&request, decision, &content, rendered, experiments, named);
         Ok(response)
     }

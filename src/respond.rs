@@ -24,9 +24,9 @@ use crate::transform::Rendered;
 pub type Body = Full<Bytes>;
 
 /// The respond stage of a request the rules decided: the response its
-/// outcome asks for, its variants settled and counted, and the decision's
-/// headers and cookies on top. `content` is what the body stage chose,
-/// `rendered` the page with the decision's edits, if it had any.
+/// outcome asks for, its variants settled and their exposures counted, and
+/// the decision's headers and cookies on top. `content` is what the body
+/// stage chose, `rendered` the page with the decision's edits, if any.
 pub fn decided(
     request: &rules::Request<'_>,
     decision: &mut Decision,
@@ -36,9 +36,6 @@ pub fn decided(
     rules_header: bool,
 ) -> Response<Body> {
     let (context, site) = (request.ctx, request.site);
-    for a in &decision.conversions {
-        experiments.convert(a);
-    }
     let head = context.method == Method::HEAD;
     // When the page went out: whether it was a variant's file, and which
     // edits matched.
