@@ -10,9 +10,62 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
+use http::Response;
 use serde::Serialize;
 
 use crate::config::AccessLogTarget;
+use crate::ctx::Ctx;
+use crate::metrics::Metrics;
+
+/// The log stage: counts the answer to `ctx` in the metrics (when on) and
+/// writes its line (when the log is on).
+pub fn log<B: http_body::Body>(
+    log: &AccessLog,
+    metrics: Option<&Metrics>,
+    ctx: &Ctx<'_>,
+    response: &Response<B>,
+) {
+    let status = response.status().as_u16();
+    let bytes = response.body().size_hint().exact().unwrap_or(0);
+    let micros = ctx.started.elapsed().as_micros() as u64;
+    if let Some(metrics) = metrics {
+        metrics.observe(
+            ctx.site.map_or("", |s| s.site.as_str()),
+            status,
+            bytes,
+            micros,
+        );
+    }
+    if !log.enabled() {
+        return;
+    }
+    let decision = ctx.decision.as_ref();
+    let variant = decision.filter(|d| !d.variants.is_empty()).map(|d| {
+        let names: Vec<String> = d
+            .variants
+            .iter()
+            .map(|a| format!("{}={}", a.experiment, a.variant))
+            .collect();
+        names.join(",")
+    });
+    log.record(Entry {
+        time: now(),
+        site: ctx.site.map(|s| s.site.clone()),
+        method: ctx.head.method.to_string(),
+        path: ctx.head.uri.path().chars().take(1024).collect(),
+        status,
+        bytes,
+        micros,
+        country: ctx.context.as_ref().map(|c| c.country.to_string()),
+        rules: decision.map_or_else(Vec::new, |d| {
+            d.fired.iter().map(|n| n.to_string()).collect()
+        }),
+        variant,
+        version: ctx.site.map(|s| s.number),
+        // The visitor's address, when the context found it behind proxies.
+        client: ctx.context.as_ref().map_or(ctx.peer.ip(), |c| c.client),
+    });
+}
 
 /// One request's record.
 #[derive(Debug, Serialize)]

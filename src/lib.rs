@@ -30,12 +30,14 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod body;
 pub mod check;
 pub mod cli;
 pub mod compress;
 pub mod config;
 pub mod connections;
 pub mod context;
+pub mod ctx;
 pub mod demo_upstream;
 pub mod experiments;
 pub mod explain;

@@ -1,16 +1,18 @@
-//! What is served now, and how it changes: each site's current version, swapped
-//! atomically when ingest produces a new one or a rollback picks an old one.
+//! What is served now, and how it changes: each site's current version and
+//! the rules in force, one snapshot swapped atomically when ingest produces a
+//! new version, a rollback picks an old one, or rules load.
 //!
-//! A request loads the table once and sees one version of its site from
-//! start to end. Changes are serialized by one lock, so two ingests never
-//! race to switch the same table.
+//! A request loads the snapshot once and sees one version of its site and
+//! one generation of rules from start to end: never a new site with old
+//! rules. Site changes are serialized by one lock, so two ingests never race
+//! to switch the same table; a rules load swaps only the rules half.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::{ArcSwap, Guard};
+use arc_swap::ArcSwap;
 
 use crate::config::Diagnostic;
 use crate::rules::Rules;
@@ -20,10 +22,15 @@ use crate::store::{
 };
 use crate::transform::RenderCache;
 
+/// Sites and rules as one request sees them.
+pub struct Served {
+    pub sites: Arc<Sites>,
+    pub rules: Arc<Rules>,
+}
+
 pub struct Live {
     root: PathBuf,
-    sites: ArcSwap<Sites>,
-    rules: ArcSwap<Rules>,
+    served: ArcSwap<Served>,
     rules_problems: Mutex<Vec<Diagnostic>>,
     rendered: RenderCache,
     /// Keep a copy of each good rules load for the next start (not for the
@@ -67,8 +74,10 @@ impl Live {
         }
         Ok(Live {
             root,
-            sites: ArcSwap::from_pointee(sites),
-            rules: ArcSwap::from_pointee(Rules::empty()),
+            served: ArcSwap::from_pointee(Served {
+                sites: Arc::new(sites),
+                rules: Arc::new(Rules::empty()),
+            }),
             rules_problems: Mutex::new(Vec::new()),
             rendered: RenderCache::new(crate::config::DEFAULT_RENDER_CACHE_SIZE),
             keeps_rules_copy: true,
@@ -94,24 +103,40 @@ impl Live {
         self
     }
 
+    /// The sites and rules served now, held for as long as a request
+    /// needs them.
+    pub fn served(&self) -> Arc<Served> {
+        self.served.load_full()
+    }
+
     /// The table of sites being served now.
-    pub fn sites(&self) -> Guard<Arc<Sites>> {
-        self.sites.load()
+    pub fn sites(&self) -> Arc<Sites> {
+        self.served.load().sites.clone()
     }
 
     /// The rules in force now.
-    pub fn rules(&self) -> Guard<Arc<Rules>> {
-        self.rules.load()
+    pub fn rules(&self) -> Arc<Rules> {
+        self.served.load().rules.clone()
     }
 
-    /// The rules in force now, held for as long as a request needs them.
-    pub fn rules_full(&self) -> Arc<Rules> {
-        self.rules.load_full()
+    /// Serves `sites` with the rules in force (a rules load may have
+    /// swapped them meanwhile: they are kept).
+    fn set_sites(&self, sites: Sites) {
+        let sites = Arc::new(sites);
+        self.served.rcu(|now| Served {
+            sites: sites.clone(),
+            rules: now.rules.clone(),
+        });
     }
 
-    /// The sites served now, held for as long as a request needs them.
-    pub fn sites_full(&self) -> Arc<Sites> {
-        self.sites.load_full()
+    /// Puts `rules` in force for the sites served (an ingest may have
+    /// swapped them meanwhile: they are kept).
+    fn set_rules(&self, rules: Rules) {
+        let rules = Arc::new(rules);
+        self.served.rcu(|now| Served {
+            sites: now.sites.clone(),
+            rules: rules.clone(),
+        });
     }
 
     /// Pages rendered by rules, by everything they depend on.
@@ -144,7 +169,7 @@ impl Live {
                     generation = rules.generation,
                     "rules loaded"
                 );
-                self.rules.store(Arc::new(rules));
+                self.set_rules(rules);
                 self.rules_problems.lock().unwrap().clear();
                 self.rendered.clear();
                 if self.keeps_rules_copy {
@@ -159,7 +184,7 @@ impl Live {
                     tracing::error!("{d}");
                 }
                 *self.rules_problems.lock().unwrap() = e.0.clone();
-                if self.rules.load().generation > 0 {
+                if self.rules().generation > 0 {
                     tracing::error!("rules not loaded; the last good rules keep serving");
                 } else {
                     // Starting with broken rules: the copy kept from the
@@ -167,7 +192,7 @@ impl Live {
                     match crate::rules::load(&self.last_good_rules(), &names) {
                         Ok(rules) => {
                             tracing::error!("rules not loaded; the last good rules keep serving (from cache/last-good)");
-                            self.rules.store(Arc::new(rules));
+                            self.set_rules(rules);
                         }
                         Err(_) => tracing::error!(
                             "rules not loaded, and no good copy is kept: serving without rules"
@@ -284,21 +309,20 @@ impl Live {
         // Sites whose folders are gone give up their hosts first, so a
         // renamed folder can take them whatever order the events came in.
         let vanished: Vec<String> = self
-            .sites
-            .load()
+            .sites()
             .iter()
             .filter(|v| v.site != name && !self.sites_dir.join(&v.site).is_dir())
             .map(|v| v.site.clone())
             .collect();
         for gone in vanished {
             tracing::info!(site = %gone, "site folder gone; no longer served");
-            self.sites.store(Arc::new(self.sites.load().without(&gone)));
+            self.set_sites(self.sites().without(&gone));
             if let Err(e) = self.store.remove_site(&gone) {
                 tracing::error!(site = %gone, error = %e, "cannot forget site");
             }
             self.skipped.lock().unwrap().remove(&gone);
         }
-        let current = self.sites.load_full();
+        let current = self.sites();
         let check = |config: &_| {
             let problems = current.conflicts(name, config);
             if problems.is_empty() {
@@ -337,14 +361,14 @@ impl Live {
                     "serving new version"
                 );
                 let (sites, _) = current.with(version.clone());
-                self.sites.store(Arc::new(sites));
+                self.set_sites(sites);
                 self.rendered.clear();
                 self.problems.lock().unwrap().remove(name);
             }
             Ok(Ingested::Removed) => {
                 if current.get(name).is_some() {
                     tracing::info!(site = name, "site folder gone; no longer served");
-                    self.sites.store(Arc::new(current.without(name)));
+                    self.set_sites(current.without(name));
                 }
                 if let Err(e) = self.store.remove_site(name) {
                     tracing::error!(site = name, error = %e, "cannot forget site");
@@ -394,7 +418,7 @@ impl Live {
             Ok(version) => {
                 tracing::info!(site = name, version = number, "serving stored version");
                 let (sites, _) = current.with(Arc::new(version));
-                self.sites.store(Arc::new(sites));
+                self.set_sites(sites);
                 self.rendered.clear();
             }
             Err(e) => tracing::error!(site = name, error = %e, "stored version unreadable"),
@@ -421,8 +445,7 @@ impl Live {
             return;
         }
         let sites: Vec<String> = self
-            .sites
-            .load()
+            .sites()
             .iter()
             .filter(|v| v.files().any(|(_, f)| f.hash == hash))
             .map(|v| v.site.clone())
@@ -433,7 +456,7 @@ impl Live {
             match self.refresh(&site) {
                 Ok(Ingested::Unchanged) => {
                     let _one_at_a_time = self.publishing.lock().unwrap();
-                    self.serve_stored(&site, &self.sites.load_full());
+                    self.serve_stored(&site, &self.sites());
                 }
                 Ok(_) => {}
                 // Logged by refresh; the next change of the folder retries.
@@ -448,8 +471,8 @@ impl Live {
         let _one_at_a_time = self.publishing.lock().unwrap();
         let number = self.store.rollback(name)?;
         let version = Arc::new(self.store.load_version(name, number)?);
-        let (sites, _) = self.sites.load().with(version);
-        self.sites.store(Arc::new(sites));
+        let (sites, _) = self.sites().with(version);
+        self.set_sites(sites);
         self.rendered.clear();
         tracing::info!(site = name, version = number, "rolled back");
         Ok(number)

@@ -11,8 +11,8 @@ use http::{Request, Response};
 
 use crate::access_log::AccessLog;
 use crate::config::{AccessLogTarget, Diagnostic, Overrides, Settings};
-use crate::context::{Country, Geo};
-use crate::handler::{self, App};
+use crate::context::{Country, Geo, Head};
+use crate::handler::{self, App, Explain};
 use crate::live::Live;
 use crate::respond::Body;
 use crate::rules::Decision;
@@ -120,12 +120,14 @@ impl Offline {
             .body(())
             .map_err(|_| OfflineError::Url(visit.url.clone()))?;
         let peer: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
-        Ok(self.runtime.block_on(handler::handle_as(
+        let observe = Explain {
+            country: visit.country,
+        };
+        Ok(self.runtime.block_on(handler::pipeline(
             &self.app,
-            &req,
+            Head::from(&req),
             peer,
-            visit.country,
-            true,
+            &observe,
         )))
     }
 }

@@ -1,17 +1,232 @@
-//! Responding: turns a stored file into an HTTP response, honouring
-//! conditional requests (ETag, Last-Modified), single byte ranges and the
-//! client's Accept-Encoding. Bodies are shared `Bytes`; nothing is copied.
+//! Responding: the response a request's outcome asks for, with the
+//! decision's headers and cookies on top and its variants settled. A stored
+//! file becomes a response honouring conditional requests (ETag,
+//! Last-Modified), single byte ranges and the client's Accept-Encoding.
+//! Bodies are shared `Bytes`; nothing is copied.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::store::{Damaged, Encoding, StoredFile};
+use crate::body::Content;
+use crate::context::{Head, PathError, SitePath};
+use crate::experiments::Experiments;
+use crate::live::Live;
+use crate::rules::{self, Decision, Outcome};
+use crate::site::NoSite;
+use crate::store::{Damaged, Encoding, Lookup, SiteVersion, StoredFile};
+use crate::transform::Rendered;
 
 pub type Body = Full<Bytes>;
+
+/// The respond stage of a request the rules decided: the response its
+/// outcome asks for, its variants settled and their exposures counted, and
+/// the decision's headers and cookies on top. `content` is what the body
+/// stage chose, `rendered` the page with the decision's edits, if any.
+pub fn decided(
+    request: &rules::Request<'_>,
+    decision: &mut Decision,
+    content: &Content<'_>,
+    rendered: Option<&Rendered>,
+    experiments: &Experiments,
+    rules_header: bool,
+) -> Response<Body> {
+    let (context, site) = (request.ctx, request.site);
+    let head = context.method == Method::HEAD;
+    // When the page went out: whether it was a variant's file, and which
+    // edits matched.
+    let mut shown = None;
+    let mut response = match (&decision.outcome, content) {
+        (Outcome::Redirect { status, location }, _) => redirect(*status, location),
+        (Outcome::Block { status, .. }, Content::Blocked(Some(page))) => {
+            file(context.headers, head, page, *status, &[])
+        }
+        (Outcome::Block { status, .. }, _) => plain(*status, "Unavailable\n"),
+        (Outcome::Hidden, _) => {
+            // Exactly as a missing page: same page, same headers, and the
+            // rule that hid it is not named.
+            let mut response = not_found(site, context.headers, head);
+            settle_variants(experiments, context.method, decision, None);
+            let shown = &decision.fired[..decision.fired.len().saturating_sub(1)];
+            finish(&mut response, decision, rules_header.then_some(shown));
+            return response;
+        }
+        (
+            Outcome::Serve,
+            Content::Page {
+                file: page,
+                variant,
+            },
+        ) => {
+            shown = Some((*variant, rendered.map_or(&[][..], |r| &r.matched[..])));
+            let page = rendered.map_or(*page, |r| &r.page);
+            let extra = site_headers(site, &context.path);
+            file(context.headers, head, page, StatusCode::OK, &extra)
+        }
+        (Outcome::Serve, _) => lookup(
+            site,
+            context.method,
+            context.headers,
+            context.raw_query,
+            &context.path,
+        ),
+    };
+    settle_variants(experiments, context.method, decision, shown);
+    finish(
+        &mut response,
+        decision,
+        rules_header.then_some(&decision.fired[..]),
+    );
+    response
+}
+
+/// The static path: the file the path finds, as it is stored.
+pub fn static_file(site: &SiteVersion, head: &Head<'_>, path: &SitePath) -> Response<Body> {
+    lookup(site, head.method, head.headers, head.uri.query(), path)
+}
+
+/// The file `path` finds, as it is stored (no rule applies, or none
+/// changed the answer).
+fn lookup(
+    site: &SiteVersion,
+    method: &Method,
+    request: &HeaderMap,
+    query: Option<&str>,
+    path: &SitePath,
+) -> Response<Body> {
+    let head = match *method {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => return method_not_allowed(),
+    };
+    match site.lookup(path) {
+        Lookup::Found(found) => file(
+            request,
+            head,
+            found,
+            StatusCode::OK,
+            &site_headers(site, path),
+        ),
+        Lookup::AddSlash => {
+            let location = match query {
+                Some(q) => format!("{}/?{q}", path.path),
+                None => format!("{}/", path.path),
+            };
+            redirect(StatusCode::PERMANENT_REDIRECT, &location)
+        }
+        Lookup::Missing => not_found(site, request, head),
+    }
+}
+
+/// The answer when no site can serve the request.
+pub fn no_site(why: NoSite) -> Response<Body> {
+    match why {
+        NoSite::BadHost(e) => plain(StatusCode::BAD_REQUEST, e.answer()),
+        NoSite::NoHost => plain(StatusCode::BAD_REQUEST, "400 Bad Request: no Host header\n"),
+        NoSite::Starting => starting(),
+        NoSite::Unknown => plain(
+            StatusCode::NOT_FOUND,
+            "404 Not Found: no site for this host\n",
+        ),
+    }
+}
+
+/// The answer to a path that cannot name a file.
+pub fn bad_path(why: PathError) -> Response<Body> {
+    match why {
+        PathError::TooLong => plain(StatusCode::URI_TOO_LONG, "414 URI Too Long\n"),
+        PathError::Invalid => plain(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
+    }
+}
+
+/// What every answer goes through last: a 404 while the first scan runs
+/// becomes a 503 (the page may be new on disk and not scanned yet), and a
+/// damaged body found on the way starts its repair.
+pub fn checked(live: &Arc<Live>, mut response: Response<Body>) -> Response<Body> {
+    if response.status() == StatusCode::NOT_FOUND && !live.ready() {
+        response = starting();
+    }
+    if let Some(damaged) = response.extensions_mut().remove::<Damaged>() {
+        live.repair(damaged);
+    }
+    response
+}
+
+/// Marks each variant of the response applied or not, and counts the
+/// visitors a GET or HEAD drew into one: an exposure when the page went out
+/// showing the variant as written, else not applied. `shown`, when the page
+/// went out: whether the variant file was served, and which edits matched.
+/// When it did not (a redirect, a block, a gate, a missing page), the draw
+/// is not kept: the visitor saw nothing of the experiment, and is drawn and
+/// counted on the page.
+fn settle_variants(
+    experiments: &Experiments,
+    method: &Method,
+    decision: &mut Decision,
+    shown: Option<(bool, &[bool])>,
+) {
+    let Some((served, matched)) = shown else {
+        for a in &decision.variants {
+            if let Some(keep) = &a.keep {
+                decision.cookies.retain(|c| c != keep);
+            }
+        }
+        return;
+    };
+    let file = served.then(|| decision.serve.clone()).flatten();
+    let count = method == Method::GET || method == Method::HEAD;
+    for a in &mut decision.variants {
+        a.applied = a.applied_in(file.as_deref(), matched);
+        if count && a.drawn {
+            experiments.expose(a, a.applied);
+        }
+    }
+}
+
+/// The decision's headers and cookies, on top of the response; `named`
+/// are the rules to list in `X-Outpost-Rules`, when that header is on.
+fn finish(response: &mut Response<Body>, decision: &Decision, named: Option<&[Arc<str>]>) {
+    let headers = response.headers_mut();
+    if decision.private {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+    }
+    for name in &decision.remove_headers {
+        headers.remove(name);
+    }
+    for (name, value) in &decision.set_headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    for cookie in &decision.cookies {
+        headers.append(header::SET_COOKIE, cookie.clone());
+    }
+    if let Some(named) = named.filter(|n| !n.is_empty()) {
+        if let Ok(v) = HeaderValue::try_from(named.join(", ")) {
+            headers.insert("x-outpost-rules", v);
+        }
+    }
+}
+
+/// The site's own not-found page, or a plain 404.
+fn not_found(site: &SiteVersion, request: &HeaderMap, head: bool) -> Response<Body> {
+    match site.not_found_page() {
+        Some(page) => file(request, head, page, StatusCode::NOT_FOUND, &[]),
+        None => plain(StatusCode::NOT_FOUND, "404 Not Found\n"),
+    }
+}
+
+/// The site's configured headers for a path.
+fn site_headers(site: &SiteVersion, path: &SitePath) -> Vec<(HeaderName, HeaderValue)> {
+    site.config
+        .headers
+        .iter()
+        .filter(|rule| rule.glob.is_match(&path.path))
+        .flat_map(|rule| rule.headers.iter().cloned())
+        .collect()
+}
 
 /// A response with a short plain-text body.
 pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {

@@ -6,8 +6,43 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use http::Version;
+
 use crate::config::{Diagnostic, HostPattern, SiteConfig};
+use crate::context::{request_host, Head, HostError};
 use crate::store::SiteVersion;
+
+/// Why no site answers a request.
+#[derive(Debug)]
+pub enum NoSite {
+    BadHost(HostError),
+    /// An HTTP/1.1 request without Host, malformed (RFC 9112 §3.2).
+    NoHost,
+    /// No loaded site claims the host, and the first scan is still running.
+    Starting,
+    /// No site claims the host, and there is no default site.
+    Unknown,
+}
+
+/// The site stage: the site that answers `head`, with the Host header as
+/// sent (`""` when none). `ready`: whether the first scan of sites/ ended.
+pub fn resolve<'s, 'r>(
+    sites: &'s Sites,
+    head: &Head<'r>,
+    ready: bool,
+) -> Result<(&'s SiteVersion, &'r str), NoSite> {
+    let host = request_host(head.uri, head.headers).map_err(NoSite::BadHost)?;
+    if host.is_none() && head.version == Version::HTTP_11 {
+        return Err(NoSite::NoHost);
+    }
+    match sites.resolve(host) {
+        // Until the first scan ends, a host no loaded site claims may be
+        // a site not loaded yet: neither the default site nor a 404.
+        _ if !ready && sites.claimant(host).is_none() => Err(NoSite::Starting),
+        None => Err(NoSite::Unknown),
+        Some(site) => Ok((site, host.unwrap_or(""))),
+    }
+}
 
 /// The sites being served, each at its current version, by host.
 #[derive(Debug, Default, Clone)]

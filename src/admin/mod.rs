@@ -129,7 +129,7 @@ async fn status(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
     let live = &app.live;
     let problems = live.problems();
     let skipped = live.skipped();
-    let mut sites: Vec<_> = live.sites_full().iter().cloned().collect();
+    let mut sites: Vec<_> = live.sites().iter().cloned().collect();
     sites.sort_by(|a, b| a.site.cmp(&b.site));
     // Folders with a problem and nothing served are listed too.
     let unserved = problems
@@ -153,7 +153,7 @@ async fn status(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
         })
         .chain(unserved)
         .collect();
-    let rules = live.rules_full();
+    let rules = live.rules();
     let f = &app.fragments.stats;
     Json(json!({
         "ready": live.ready(),
@@ -269,7 +269,7 @@ fn site_metrics(live: &Live, out: &mut String) {
         gauge,
         "The store version each site serves.",
     );
-    for v in live.sites_full().iter() {
+    for v in live.sites().iter() {
         sample(out, "outpost_site_version", &[("site", &v.site)], v.number);
     }
     family(
@@ -294,7 +294,7 @@ fn site_metrics(live: &Live, out: &mut String) {
         out,
         "outpost_rules_generation",
         &[],
-        live.rules_full().generation,
+        live.rules().generation,
     );
 }
 

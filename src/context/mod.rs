@@ -17,13 +17,33 @@ pub use path::{PathError, SitePath, MAX_PATH};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use ipnet::IpNet;
 
 // Named once: looking a header up by a `&str` parses the name every time.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const CF_IPCOUNTRY: HeaderName = HeaderName::from_static("cf-ipcountry");
+
+/// A request's head, as the stages read it (none reads the body).
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'r> {
+    pub method: &'r Method,
+    pub uri: &'r Uri,
+    pub version: Version,
+    pub headers: &'r HeaderMap,
+}
+
+impl<'r, B> From<&'r Request<B>> for Head<'r> {
+    fn from(req: &'r Request<B>) -> Head<'r> {
+        Head {
+            method: req.method(),
+            uri: req.uri(),
+            version: req.version(),
+            headers: req.headers(),
+        }
+    }
+}
 
 /// What the context builder needs from the server's settings.
 pub struct Network<'a> {
@@ -50,19 +70,19 @@ pub struct RequestContext<'r> {
 }
 
 impl<'r> RequestContext<'r> {
-    /// Builds the context. `country` overrides the lookup (for `explain`
-    /// and rule tests, which have no real visitor).
-    #[allow(clippy::too_many_arguments)]
+    /// The context stage: builds the context of a request for `path` (its
+    /// path, parsed), sent to `host` by `peer`. `country` overrides the
+    /// lookup (for `explain` and rule tests, which have no real visitor).
     pub fn build(
-        method: &'r Method,
+        head: &Head<'r>,
         path: SitePath,
-        raw_query: Option<&'r str>,
         host: &'r str,
-        headers: &'r HeaderMap,
         peer: IpAddr,
         network: &Network<'_>,
         country: Option<Country>,
     ) -> RequestContext<'r> {
+        let headers = head.headers;
+        let raw_query = head.uri.query();
         let read = Read::from(headers);
         let trusted_peer = is_trusted(peer, network.trusted_proxies);
         // What proxies say counts only when the peer is one of them.
@@ -102,7 +122,7 @@ impl<'r> RequestContext<'r> {
             cookies::cookies(read.cookie.map(|v| v.as_bytes()).into_iter())
         };
         RequestContext {
-            method,
+            method: head.method,
             path,
             raw_query,
             query: cookies::query(raw_query),

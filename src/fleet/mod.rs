@@ -400,7 +400,7 @@ async fn follow_once(
                 let _ = live.reload_rules();
             })
         } else {
-            let served = live.sites_full().get(&entry.key).cloned();
+            let served = live.sites().get(&entry.key).cloned();
             match take_site(&b, root, &entry.key, &published, served.as_deref()).await {
                 Ok(compressed) => {
                     // Ingest now rather than after the watcher's quiet period.
