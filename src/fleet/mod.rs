@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::{self, kv, object_store};
+use async_nats::jetstream::{self, kv, object_store, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -138,20 +138,29 @@ async fn buckets(url: &str) -> Result<Buckets, FleetError> {
             .await
             .map_err(nats)?,
     };
+    // A bucket is created as the stream key-value buckets are (ADR-8):
+    // async-nats's own create_key_value first reads account fields that
+    // nats-server 2.9 (Debian 12's) does not send.
     let kv = |bucket: &'static str, history: i64| {
         let js = js.clone();
         async move {
-            match js.get_key_value(bucket).await {
-                Ok(s) => Ok(s),
-                Err(_) => js
-                    .create_key_value(kv::Config {
-                        bucket: bucket.into(),
-                        history,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(nats),
+            if let Ok(s) = js.get_key_value(bucket).await {
+                return Ok(s);
             }
+            js.get_or_create_stream(stream::Config {
+                name: format!("KV_{bucket}"),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: history,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                num_replicas: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+            js.get_key_value(bucket).await.map_err(nats)
         }
     };
     Ok(Buckets {
