@@ -165,9 +165,16 @@ fn main() -> ExitCode {
         Some(Command::Explain(args)) => explain(args),
         Some(Command::PreviewLink(args)) => preview_link(args),
         Some(Command::Stats(args)) => stats(args),
-        Some(Command::Publish(args)) => publish(args),
-        Some(Command::Rollback(args)) => fleet_rollback(args),
-        Some(Command::Fleet(args)) => fleet_status(args),
+        Some(Command::Publish(args)) => print_report(outpost::cli::publish::publish(
+            &args.fleet,
+            &args.root.root,
+            args.sites,
+            args.all,
+        )),
+        Some(Command::Rollback(args)) => {
+            print_report(outpost::cli::publish::rollback(&args.fleet, &args.site))
+        }
+        Some(Command::Fleet(args)) => print_report(outpost::cli::status::status(&args.fleet)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -332,53 +339,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the runtime")
 }
 
-fn publish(args: PublishArgs) -> anyhow::Result<()> {
-    let mut sites = args.sites;
-    if args.all {
-        for entry in std::fs::read_dir(args.root.root.join("sites")).context("listing sites/")? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') {
-                sites.push(name);
-            }
-        }
-        sites.sort();
-    }
-    anyhow::ensure!(!sites.is_empty(), "name the sites to publish, or --all");
-    let problems = outpost::check::check(&args.root.root).problems;
-    anyhow::ensure!(
-        problems.is_empty(),
-        "not published: `outpost check` finds problems:\n{}",
-        Diagnostic::lines(&problems)
-    );
-    let report = runtime()?.block_on(outpost::fleet::publish(
-        &args.fleet,
-        &args.root.root,
-        &sites,
-    ))?;
-    for (key, version, new, total) in report {
-        println!("{key}: version {version} ({new} of {total} files new to the fleet)");
-    }
-    Ok(())
-}
-
-fn fleet_rollback(args: RollbackArgs) -> anyhow::Result<()> {
-    let version = runtime()?.block_on(outpost::fleet::rollback(&args.fleet, &args.site))?;
-    println!("{}: every box now takes version {version}", args.site);
-    Ok(())
-}
-
-fn fleet_status(args: FleetArgs) -> anyhow::Result<()> {
-    let boxes = runtime()?.block_on(outpost::fleet::status(&args.fleet))?;
-    for (name, report) in &boxes {
-        println!("{name}");
-        if let Some(served) = report["served"].as_object() {
-            for (site, version) in served {
-                println!("  {site}: {}", version.as_str().unwrap_or_default());
-            }
-        }
-    }
-    if boxes.is_empty() {
-        println!("no boxes have reported");
-    }
+/// Runs a fleet command and prints its report.
+fn print_report<E>(
+    command: impl std::future::Future<Output = Result<String, E>>,
+) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    print!("{}", runtime()?.block_on(command)?);
     Ok(())
 }

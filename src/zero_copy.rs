@@ -23,7 +23,7 @@ use std::sync::{Arc, RwLock};
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use rustix::mm::{MapFlags, ProtFlags};
+use memmap2::{Mmap, MmapOptions};
 use rustix::net::{SendAncillaryBuffer, SendFlags};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
@@ -51,31 +51,20 @@ pub fn sent_bytes() -> u64 {
 }
 
 /// One file, mapped read-only; the owner of the `Bytes` that point into it.
-struct Mapping {
-    ptr: *mut std::ffi::c_void,
-    len: usize,
-}
-
-// The mapping is read-only and nothing in the process writes to a pack once
-// it is mapped, so sharing the bytes across threads is sound.
-unsafe impl Send for Mapping {}
-unsafe impl Sync for Mapping {}
+struct Mapping(Mmap);
 
 impl AsRef<[u8]> for Mapping {
     fn as_ref(&self) -> &[u8] {
-        // SAFETY: `ptr` maps `len` readable bytes until `drop`.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast(), self.len) }
+        &self.0
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // Forgotten before unmapping, so no lookup can find an unmapped range.
-        // The file closes when the last send from it is done.
-        REGIONS.write().unwrap().remove(&(self.ptr as usize));
-        // SAFETY: mapped in `map` with this length; no `Bytes` points here
-        // any more, since they own this mapping.
-        let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
+        // Forgotten before the `Mmap` unmaps (after this), so no lookup can
+        // find an unmapped range. The file closes when the last send from it
+        // is done.
+        REGIONS.write().unwrap().remove(&(self.0.as_ptr() as usize));
     }
 }
 
@@ -83,26 +72,18 @@ impl Drop for Mapping {
 /// slices of them are sent with sendfile. The file is closed when the last
 /// `Bytes` and the last send from it are gone.
 pub fn map(file: File, len: usize) -> io::Result<Bytes> {
-    // SAFETY: a fresh read-only shared mapping of a pack, which the process
-    // never writes or shrinks once written; `Mapping` unmaps it exactly once.
-    let ptr = unsafe {
-        rustix::mm::mmap(
-            std::ptr::null_mut(),
-            len,
-            ProtFlags::READ,
-            MapFlags::SHARED,
-            &file,
-            0,
-        )?
-    };
+    // SAFETY: a read-only mapping of a pack, which the process never writes
+    // or shrinks once written, so the mapped bytes never change under us.
+    let mapping = unsafe { MmapOptions::new().len(len).map(&file)? };
+    let start = mapping.as_ptr() as usize;
     REGIONS.write().unwrap().insert(
-        ptr as usize,
+        start,
         Region {
-            end: ptr as usize + len,
+            end: start + len,
             file: Arc::new(file.into()),
         },
     );
-    Ok(Bytes::from_owner(Mapping { ptr, len }))
+    Ok(Bytes::from_owner(Mapping(mapping)))
 }
 
 /// Where a slice lies in a mapped file: the file and the offset. Reading a

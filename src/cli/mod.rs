@@ -3,3 +3,5 @@
 //! imports them.
 
 pub mod preview_link;
+pub mod publish;
+pub mod status;

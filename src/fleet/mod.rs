@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_nats::jetstream::{self, kv, object_store};
+use async_nats::jetstream::{self, kv, object_store, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -93,6 +93,27 @@ pub struct PublishedFile {
     pub pack: String,
 }
 
+/// What a box reports, under its name in `outpost-boxes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct BoxReport {
+    /// The version taken per site (and `_rules`); under `<key>!error`, why
+    /// the last version published under the key was refused.
+    pub served: BTreeMap<String, String>,
+    pub updated_unix_ms: u64,
+}
+
+/// What a publish did for one site (or the rules).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication {
+    /// The site, or `_rules`.
+    pub key: String,
+    pub version: String,
+    /// Files whose content the fleet did not have before.
+    pub new_files: usize,
+    pub files: usize,
+}
+
 struct Buckets {
     files: object_store::ObjectStore,
     sites: kv::Store,
@@ -117,20 +138,29 @@ async fn buckets(url: &str) -> Result<Buckets, FleetError> {
             .await
             .map_err(nats)?,
     };
+    // A bucket is created as the stream key-value buckets are (ADR-8):
+    // async-nats's own create_key_value first reads account fields that
+    // nats-server 2.9 (Debian 12's) does not send.
     let kv = |bucket: &'static str, history: i64| {
         let js = js.clone();
         async move {
-            match js.get_key_value(bucket).await {
-                Ok(s) => Ok(s),
-                Err(_) => js
-                    .create_key_value(kv::Config {
-                        bucket: bucket.into(),
-                        history,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(nats),
+            if let Ok(s) = js.get_key_value(bucket).await {
+                return Ok(s);
             }
+            js.get_or_create_stream(stream::Config {
+                name: format!("KV_{bucket}"),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: history,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                num_replicas: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+            js.get_key_value(bucket).await.map_err(nats)
         }
     };
     Ok(Buckets {
@@ -230,13 +260,12 @@ async fn upload(
     ))
 }
 
-/// Publishes `sites` (and the rules) from `root`; returns, per site, the
-/// version and how many files were new to the fleet.
+/// Publishes the rules and `sites` from `root`.
 pub async fn publish(
     url: &str,
     root: &Path,
     sites: &[String],
-) -> Result<Vec<(String, String, usize, usize)>, FleetError> {
+) -> Result<Vec<Publication>, FleetError> {
     let b = buckets(url).await?;
     let mut report = Vec::new();
     let previous_rules = latest(&b, RULES_KEY).await;
@@ -248,12 +277,12 @@ pub async fn publish(
     )
     .await?;
     put(&b, RULES_KEY, &rules).await?;
-    report.push((
-        RULES_KEY.to_string(),
-        rules.version.clone(),
-        new,
-        rules.files.len(),
-    ));
+    report.push(Publication {
+        key: RULES_KEY.to_string(),
+        version: rules.version.clone(),
+        new_files: new,
+        files: rules.files.len(),
+    });
     for site in sites {
         let dir = root.join("sites").join(site);
         let settings = std::fs::read_to_string(dir.join("site.toml"))
@@ -261,12 +290,12 @@ pub async fn publish(
         let previous = latest(&b, site).await;
         let (published, new) = upload(&b, &dir.join("public"), settings, previous.as_ref()).await?;
         put(&b, site, &published).await?;
-        report.push((
-            site.clone(),
-            published.version.clone(),
-            new,
-            published.files.len(),
-        ));
+        report.push(Publication {
+            key: site.clone(),
+            version: published.version.clone(),
+            new_files: new,
+            files: published.files.len(),
+        });
     }
     Ok(report)
 }
@@ -345,8 +374,8 @@ pub async fn rollback(url: &str, site: &str) -> Result<String, FleetError> {
     Ok(previous.version)
 }
 
-/// What each box reported it serves.
-pub async fn status(url: &str) -> Result<BTreeMap<String, serde_json::Value>, FleetError> {
+/// What each box reported it serves (an unreadable report as empty).
+pub async fn status(url: &str) -> Result<BTreeMap<String, BoxReport>, FleetError> {
     let b = buckets(url).await?;
     let mut keys = b.boxes.keys().await.map_err(nats)?;
     let mut out = BTreeMap::new();
@@ -361,9 +390,9 @@ pub async fn status(url: &str) -> Result<BTreeMap<String, serde_json::Value>, Fl
 
 /// Follows the fleet until the process ends, reconnecting as needed.
 pub async fn follow(url: String, root: PathBuf, live: Arc<Live>, box_id: String) {
-    let mut served: BTreeMap<String, String> = BTreeMap::new();
+    let mut report = BoxReport::default();
     loop {
-        match follow_once(&url, &root, &live, &box_id, &mut served).await {
+        match follow_once(&url, &root, &live, &box_id, &mut report).await {
             Ok(()) => tracing::warn!("fleet watch ended; reconnecting"),
             Err(e) => {
                 tracing::warn!(error = %e, "fleet unreachable; serving what this box has and retrying")
@@ -378,7 +407,7 @@ async fn follow_once(
     root: &Path,
     live: &Arc<Live>,
     box_id: &str,
-    served: &mut BTreeMap<String, String>,
+    report: &mut BoxReport,
 ) -> Result<(), FleetError> {
     let b = buckets(url).await?;
     // The latest value of every key first (what was published while this
@@ -392,7 +421,7 @@ async fn follow_once(
         }
         let published: Published = serde_json::from_slice(&entry.value)
             .map_err(|e| FleetError::Manifest(entry.key.clone(), e.to_string()))?;
-        if served.get(&entry.key) == Some(&published.version) {
+        if report.served.get(&entry.key) == Some(&published.version) {
             continue;
         }
         let result = if entry.key == RULES_KEY {
@@ -416,19 +445,22 @@ async fn follow_once(
         match result {
             Ok(()) => {
                 tracing::info!(key = %entry.key, version = %published.version, "took published version");
-                served.insert(entry.key.clone(), published.version.clone());
+                report
+                    .served
+                    .insert(entry.key.clone(), published.version.clone());
             }
             Err(e) => {
                 tracing::error!(key = %entry.key, error = %e, "published version refused; keeping the current one");
-                served.insert(format!("{}!error", entry.key), e.to_string());
+                report
+                    .served
+                    .insert(format!("{}!error", entry.key), e.to_string());
             }
         }
-        let report =
-            serde_json::json!({ "served": served, "updated_unix_ms": unix_ms(SystemTime::now()) });
+        report.updated_unix_ms = unix_ms(SystemTime::now());
         b.boxes
             .put(
                 box_id,
-                Bytes::from(serde_json::to_vec(&report).expect("serializes")),
+                Bytes::from(serde_json::to_vec(report).expect("serializes")),
             )
             .await
             .map_err(nats)?;
