@@ -38,7 +38,6 @@ pub mod connections;
 pub mod context;
 pub mod demo_upstream;
 pub mod experiments;
-pub mod explain;
 pub mod file_watch;
 pub mod fleet;
 pub mod handler;
