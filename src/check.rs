@@ -1,6 +1,7 @@
-//! `outpost check`: every problem in a root folder's settings, sites, rules
-//! and templates, then the rule cases, as `file:line:col: message` lines;
-//! and warnings about what loads but likely does nothing.
+//! What `outpost check` finds (`cli::check` prints it): every problem in a
+//! root folder's settings, sites, rules and templates, then the rule cases,
+//! as diagnostics at `file:line:col`; and warnings about what loads but
+//! likely does nothing.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -25,6 +25,9 @@
 //! files such as a certificate), [`fleet`] moves versions between
 //! boxes, and [`server`] runs the listeners, with [`connections`] keeping
 //! any one client from holding them all.
+//!
+//! Above everything, [`cli`] holds the binary's commands, one file each;
+//! no other module imports it.
 
 #![deny(unsafe_code)]
 
@@ -40,7 +43,6 @@ pub mod context;
 pub mod ctx;
 pub mod demo_upstream;
 pub mod experiments;
-pub mod explain;
 pub mod file_watch;
 pub mod fleet;
 pub mod handler;

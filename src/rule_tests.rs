@@ -1,6 +1,7 @@
-//! `outpost test`: rule cases from rules/tests/*.toml, each a request and
-//! what must come of it, run through the same pipeline as the server so a
-//! rules change can be checked in CI before it is published.
+//! The rule cases of `outpost test` (`cli::test` prints them) and `outpost
+//! check`: rule cases from rules/tests/*.toml, each a request and what must
+//! come of it, run through the same pipeline as the server so a rules
+//! change can be checked in CI before it is published.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

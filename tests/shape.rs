@@ -27,7 +27,7 @@ const LAYERS: &[&[&str]] = &[
     &["offline", "admin"],
     &["server"],
     &["rule_tests"],
-    &["check", "explain"],
+    &["check"],
     &["cli"],
 ];
 

@@ -1,7 +1,30 @@
-//! Commands that read a root offline, above the request path (they load it
-//! through `offline`, which runs the handler), so that nothing on the path
-//! imports them.
+//! The commands of the `outpost` binary, one file each: the crate's top
+//! layer. A command reads its arguments, calls the library and prints; it
+//! runs the request path offline (through `offline`) or asks a running
+//! server (through [`admin_client`]), so nothing below imports it.
 
+use std::path::PathBuf;
+
+use crate::config::Diagnostic;
+
+pub mod admin_client;
+pub mod check;
+pub mod explain;
 pub mod preview_link;
 pub mod publish;
+pub mod serve;
+pub mod stats;
 pub mod status;
+pub mod test;
+
+#[derive(clap::Args, Clone)]
+pub struct RootArg {
+    /// The root folder, holding sites/ and rules/.
+    #[arg(long, default_value = ".")]
+    pub root: PathBuf,
+}
+
+/// Settings that do not load, one `file:line:col: message` a line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", Diagnostic::lines(.0))]
+pub struct SettingsError(pub Vec<Diagnostic>);

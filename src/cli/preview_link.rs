@@ -1,6 +1,18 @@
 //! `outpost preview-link`: a URL with a token that opens a gated preview.
 
+use crate::offline::Offline;
 use crate::rules::{preview, Action};
+
+#[derive(clap::Args)]
+pub struct PreviewLinkArgs {
+    /// The URL of a gated page.
+    url: String,
+    #[command(flatten)]
+    root: super::RootArg,
+    /// How long the link works: 30m, 12h, 7d...
+    #[arg(long, default_value = "7d")]
+    ttl: humantime::Duration,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -12,13 +24,16 @@ pub enum LinkError {
     Url(#[from] crate::offline::OfflineError),
 }
 
+/// Loads the root offline and prints the link.
+pub fn run(args: PreviewLinkArgs) -> Result<(), LinkError> {
+    let offline = Offline::load(&args.root.root)?;
+    println!("{}", link(&offline, &args.url, *args.ttl)?);
+    Ok(())
+}
+
 /// `url` with a token that opens it (and the rule's other gated pages)
 /// until `ttl` from now.
-pub fn link(
-    offline: &crate::offline::Offline,
-    url: &str,
-    ttl: std::time::Duration,
-) -> Result<String, LinkError> {
+pub fn link(offline: &Offline, url: &str, ttl: std::time::Duration) -> Result<String, LinkError> {
     let parsed =
         url::Url::parse(url).map_err(|_| crate::offline::OfflineError::Url(url.to_string()))?;
     let sites = offline.app.live.sites();

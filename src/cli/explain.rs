@@ -3,11 +3,82 @@
 
 use std::fmt::Write;
 
+use crate::context::Country;
 use crate::offline::{body_bytes, Offline, OfflineError, Visit};
 use crate::rules::{Outcome, Verdict};
 
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    /// The URL to explain, like http://casino-uk.localhost/reviews/
+    url: String,
+    #[command(flatten)]
+    root: super::RootArg,
+    /// The visitor's country (ISO code), instead of a geo lookup.
+    #[arg(long)]
+    country: Option<String>,
+    /// A cookie the visitor sends, NAME=VALUE (repeatable).
+    #[arg(long = "cookie")]
+    cookies: Vec<String>,
+    /// A header the visitor sends, 'Name: value' (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// Also print the HTML sent.
+    #[arg(long)]
+    body: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("{0}")]
+    Country(String),
+    #[error("`{item}` is not {what}")]
+    NotAPair { item: String, what: &'static str },
+    #[error(transparent)]
+    Offline(#[from] OfflineError),
+}
+
+/// Loads the root offline and prints the report for the visit the
+/// arguments describe.
+pub fn run(args: ExplainArgs) -> Result<(), ExplainError> {
+    let country = match &args.country {
+        Some(c) => {
+            Some(Country::parse_written(&c.to_ascii_uppercase()).map_err(ExplainError::Country)?)
+        }
+        None => None,
+    };
+    let visit = Visit {
+        url: args.url,
+        method: None,
+        country,
+        cookies: pairs(&args.cookies, '=', "NAME=VALUE")?,
+        headers: pairs(&args.headers, ':', "'Name: value'")?,
+    };
+    let offline = Offline::load(&args.root.root)?;
+    print!("{}", explain(&offline, &visit, args.body)?);
+    Ok(())
+}
+
+/// `items` split at their first `sep`, both sides trimmed.
+fn pairs(
+    items: &[String],
+    sep: char,
+    what: &'static str,
+) -> Result<Vec<(String, String)>, ExplainError> {
+    items
+        .iter()
+        .map(|i| {
+            i.split_once(sep)
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| ExplainError::NotAPair {
+                    item: i.clone(),
+                    what,
+                })
+        })
+        .collect()
+}
+
 /// The report for `visit`, as text.
-pub fn explain(offline: &Offline, visit: &Visit, with_body: bool) -> Result<String, OfflineError> {
+fn explain(offline: &Offline, visit: &Visit, with_body: bool) -> Result<String, OfflineError> {
     let (response, decision) = offline.answer(visit)?;
     let mut out = String::new();
     let sites = offline.app.live.sites();
