@@ -420,7 +420,7 @@ fn generation(gen: u32) -> Vec<Pages> {
                         "<!doctype html><title>{site} {name}, generation {gen}</title>\n<p>"
                     )
                     .into_bytes();
-                    let len = rng.usize(20_000..50_000);
+                    let len = rng.usize(2_000..5_000);
                     body.extend(prose(&mut rng, len));
                     (name.clone(), body)
                 })
