@@ -70,6 +70,8 @@ fn a_large_file_changed_while_being_sent_is_sent_whole() {
 #[test]
 fn a_changed_file_goes_live_as_one_new_version() {
     let root = root();
+    root.write("sites/main/public/a.html", "a")
+        .write("sites/main/public/b.html", "b");
     let s = Server::start(root.path());
     assert_eq!(s.get("main.localhost", "/").text(), "version one");
     let versions = s.log_count("serving new version");
