@@ -49,11 +49,9 @@ impl Gate {
 
     /// Blocks until released (when `held`) or stopped; true if released.
     fn wait(&self, held: bool) -> bool {
+        let go = |&mut (released, stopped): &mut (bool, bool)| stopped || held && released;
         let s = self.state.lock().unwrap();
-        let s = self
-            .changed
-            .wait_while(s, |(released, stopped)| !(held && *released) && !*stopped)
-            .unwrap();
+        let s = self.changed.wait_while(s, |s| !go(s)).unwrap();
         held && s.0 && !s.1
     }
 }
