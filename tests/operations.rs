@@ -120,7 +120,7 @@ fn https_with_http2_by_alpn_and_reload_on_change() {
     std::fs::rename(root.join("tls/cert.pem.tmp"), root.join("tls/cert.pem")).unwrap();
     s.wait_for_log(
         "the previous certificate keeps serving",
-        Duration::from_secs(3),
+        Duration::from_secs(10),
     );
     assert_eq!(curl(addr, true).1, "secure home");
 
@@ -128,7 +128,7 @@ fn https_with_http2_by_alpn_and_reload_on_change() {
     certificate(&root.join("tls"), "new", "second");
     std::fs::rename(root.join("tls/new.key"), root.join("tls/cert.key")).unwrap();
     std::fs::rename(root.join("tls/new.pem"), root.join("tls/cert.pem")).unwrap();
-    assert!(eventually(Duration::from_secs(3), || {
+    assert!(eventually(Duration::from_secs(10), || {
         let v = curl(addr, true).2;
         v.contains("CN=second") || v.contains("CN = second")
     }));

@@ -168,7 +168,7 @@ fn personalized_pages_are_private_with_an_etag_of_the_body_sent() {
     // A change to the site invalidates the rendered copy.
     let page = std::fs::read_to_string(root.join("sites/uk/public/index.html")).unwrap();
     root.write("sites/uk/public/index.html", &page.replace("Home", "Start"));
-    assert!(common::eventually(Duration::from_secs(2), || get(
+    assert!(common::eventually(Duration::from_secs(10), || get(
         &s,
         "/",
         &[("CF-IPCountry", "IT")]
@@ -426,7 +426,7 @@ fn a_running_server_keeps_its_last_good_rules() {
         .contains("outpost-offer"));
     for (what, text, _) in BAD_RULES {
         root.write("rules/zz-bad.toml", text);
-        s.wait_for_log("the last good rules keep serving", Duration::from_secs(3));
+        s.wait_for_log("the last good rules keep serving", Duration::from_secs(10));
         assert!(
             get(&s, "/", &[("CF-IPCountry", "IT")])
                 .text()
@@ -443,7 +443,7 @@ fn a_running_server_keeps_its_last_good_rules() {
         "rules/a.toml",
         "[[rule]]\nname = \"only-headers\"\naction = \"headers\"\nset = { X-New = \"1\" }\n",
     );
-    assert!(common::eventually(Duration::from_secs(2), || get(
+    assert!(common::eventually(Duration::from_secs(10), || get(
         &s,
         "/",
         &[]
@@ -553,7 +553,7 @@ fn starting_with_broken_rules_serves_the_last_good_copy() {
     let s = Server::start(root.path());
     s.wait_for_log(
         "the last good rules keep serving (from cache/last-good)",
-        Duration::from_secs(2),
+        Duration::from_secs(10),
     );
     assert_eq!(
         get(&s, "/drafts/a.html", &[]).status,

@@ -193,7 +193,7 @@ impl Server {
             Duration::from_secs(60),
         );
         server.addr = line.rsplit(' ').next().unwrap().parse().unwrap();
-        let line = server.wait_for(&server.stdout.clone(), "admin on ", Duration::from_secs(5));
+        let line = server.wait_for(&server.stdout.clone(), "admin on ", Duration::from_secs(60));
         server.admin = line.rsplit(' ').next().unwrap().parse().unwrap();
         server
     }
@@ -245,7 +245,7 @@ impl Server {
     /// Waits until `needle` appeared at least `count` times in the log.
     pub fn wait_for_log_count(&self, needle: &str, count: usize) {
         assert!(
-            eventually(Duration::from_secs(5), || self.log_count(needle) >= count),
+            eventually(Duration::from_secs(10), || self.log_count(needle) >= count),
             "`{needle}` not logged {count} times:\n{}",
             self.stderr.lock().unwrap().join("\n")
         );
