@@ -60,7 +60,7 @@ fn mutations_need_the_token() {
     let root = root(Some("s3cret"));
     let s = Server::start(root.path());
     root.write("sites/main/public/index.html", "v2");
-    assert!(eventually(Duration::from_secs(2), || s
+    assert!(eventually(Duration::from_secs(10), || s
         .get("main.localhost", "/")
         .text()
         == "v2"));

@@ -306,7 +306,7 @@ fn a_missing_variant_file_serves_the_control() {
     assert!(r.text().contains("Welcome"));
     s.wait_for_log(
         "variant file missing; serving the control",
-        Duration::from_secs(2),
+        Duration::from_secs(10),
     );
 }
 

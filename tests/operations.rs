@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{eventually, run_on, Root, Server};
 
@@ -120,7 +120,7 @@ fn https_with_http2_by_alpn_and_reload_on_change() {
     std::fs::rename(root.join("tls/cert.pem.tmp"), root.join("tls/cert.pem")).unwrap();
     s.wait_for_log(
         "the previous certificate keeps serving",
-        Duration::from_secs(3),
+        Duration::from_secs(10),
     );
     assert_eq!(curl(addr, true).1, "secure home");
 
@@ -128,7 +128,7 @@ fn https_with_http2_by_alpn_and_reload_on_change() {
     certificate(&root.join("tls"), "new", "second");
     std::fs::rename(root.join("tls/new.key"), root.join("tls/cert.key")).unwrap();
     std::fs::rename(root.join("tls/new.pem"), root.join("tls/cert.pem")).unwrap();
-    assert!(eventually(Duration::from_secs(3), || {
+    assert!(eventually(Duration::from_secs(10), || {
         let v = curl(addr, true).2;
         v.contains("CN=second") || v.contains("CN = second")
     }));
@@ -218,22 +218,24 @@ fn sigterm_finishes_requests_in_flight() {
     );
 }
 
+/// 10,000 idle connections and 50 heads sent a byte at a time do not keep
+/// others from being answered: with a header timeout longer than the test,
+/// every request is answered while all of them are still open (a server
+/// that served them in turn would answer no one before cutting them).
 #[test]
 fn slow_and_idle_clients_do_not_starve_others() {
     let root = Root::new();
     root.write(
         "outpost.toml",
-        "admin_listen = \"127.0.0.1:0\"\nheader_timeout = \"2s\"\n",
+        "admin_listen = \"127.0.0.1:0\"\nheader_timeout = \"10m\"\n",
     );
     root.site("main", &["main.localhost"], true)
         .write("sites/main/public/index.html", "home");
     let s = Server::start(root.path());
     rlimit::increase_nofile_limit(u64::MAX).unwrap();
-    // 10,000 idle connections.
     let idle: Vec<TcpStream> = (0..10_000)
         .map(|_| TcpStream::connect(s.addr).unwrap())
         .collect();
-    // Slowloris: heads sent a byte at a time.
     let slow: Vec<TcpStream> = (0..50)
         .map(|_| {
             let mut c = TcpStream::connect(s.addr).unwrap();
@@ -241,34 +243,70 @@ fn slow_and_idle_clients_do_not_starve_others() {
             c
         })
         .collect();
-    let mut times = Vec::new();
     for i in 0..100 {
         if i % 20 == 0 {
             for mut c in &slow {
-                let _ = c.write_all(b"T");
+                c.write_all(b"T").unwrap();
             }
         }
-        let t = Instant::now();
         assert_eq!(s.get("main.localhost", "/").text(), "home");
-        times.push(t.elapsed());
     }
-    times.sort();
-    let p99 = times[98];
-    assert!(
-        p99 < Duration::from_millis(250),
-        "p99 {p99:?} with 10,000 idle and 50 slow clients"
+    let closed = idle
+        .iter()
+        .chain(&slow)
+        .filter(|c| still_open(c).is_err())
+        .count();
+    assert_eq!(closed, 0, "connections closed while the others were served");
+    assert_eq!(s.metric("outpost_connections_shed_total"), 0);
+}
+
+/// Whether the server has left `c` open: nothing to read and no end.
+fn still_open(c: &TcpStream) -> Result<(), String> {
+    c.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    let got = match c.peek(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+        Ok(n) => Err(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    c.set_nonblocking(false).unwrap();
+    got
+}
+
+/// A head sent a byte at a time is cut at the header timeout, counted from
+/// the connection's opening: the bytes do not buy it more time. The client
+/// waits ten times the timeout, which only a head kept alive would reach.
+#[test]
+fn a_head_sent_a_byte_at_a_time_is_cut_at_the_header_timeout() {
+    let root = Root::new();
+    root.write(
+        "outpost.toml",
+        "admin_listen = \"127.0.0.1:0\"\nheader_timeout = \"1s\"\n",
     );
-    // The slow heads are cut off after the header timeout.
-    let mut c = &slow[0];
+    root.site("main", &["main.localhost"], true)
+        .write("sites/main/public/index.html", "home");
+    let s = Server::start(root.path());
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(b"GET / HT").unwrap();
+    let mut writer = c.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        // A byte every tenth of the timeout, until the server hangs up.
+        while writer.write_all(b"T").is_ok() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let started = Instant::now();
     let mut buf = [0u8; 256];
-    let n = c.read(&mut buf).unwrap_or(0);
+    let answer = match c.read(&mut buf) {
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => String::new(),
+        Err(e) => panic!("not cut by the header timeout: {e}"),
+    };
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "closed by the header timeout"
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
     );
-    let answer = String::from_utf8_lossy(&buf[..n]);
-    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
-    drop(idle);
+    c.shutdown(std::net::Shutdown::Both).unwrap();
+    trickle.join().unwrap();
+    assert_eq!(s.get("main.localhost", "/").text(), "home");
 }

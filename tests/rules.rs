@@ -1,86 +1,20 @@
-//! Rules over real HTTP: bad rules files (reported by `check`, never taking
-//! a running server down), every action, personalized caching, and the
-//! hostile inputs each must survive.
+//! Rules: what each action makes of a request, in-process over the fixture
+//! tests/fixtures/rules (its rule cases, and the response headers they
+//! cannot check); over real HTTP what needs a server: bad rules files
+//! (reported by `check`, never taking a running server down), changes
+//! going live, personalized caching, and the hostile inputs each must
+//! survive.
 
 mod common;
 use std::time::Duration;
 
-use common::{run_on, Root, Server};
+use common::{fixture, run_on, InProcess, Root, Server};
 
-const PAGE: &str = "<!doctype html><html lang=en><head><title>t</title></head><body><main><h1>Home</h1><a href=\"/drafts/b.html\">b</a><a href=\"/about.html\">about</a></main></body></html>";
-
+/// A copy of the rules fixture to change and serve; its rule cases are
+/// left out (they run in-process, see `fixture_rule_cases_pass`).
 fn root() -> Root {
-    let root = Root::new();
-    root.write("sites/uk/site.toml", "hosts = [\"uk.localhost\"]\nlocale = \"en-GB\"\ncountries = [\"GB\", \"IE\"]\ngroup = \"g\"\ndefault = true\n")
-        .write("sites/it/site.toml", "hosts = [\"it.localhost\"]\nlocale = \"it-IT\"\ncountries = [\"IT\"]\ngroup = \"g\"\n")
-        .write("sites/uk/public/index.html", PAGE)
-        .write("sites/uk/public/about.html", "<html><head><link rel=\"alternate\" hreflang=\"it-IT\" href=\"http://it.localhost/chi-siamo.html\"></head><body>About</body></html>")
-        .write("sites/uk/public/only-uk.html", "<html><body>only uk</body></html>")
-        .write("sites/uk/public/drafts/a.html", PAGE)
-        .write("sites/uk/public/drafts/b.html", "<html><body>draft b</body></html>")
-        .write("sites/uk/public/secret/s.html", "<html><body>embargoed</body></html>")
-        .write("sites/uk/public/404.html", "<html><body>Not found</body></html>")
-        .write("sites/uk/public/blocked.html", "<html><body>Not here</body></html>")
-        .write("sites/it/public/index.html", "<html><body>Ciao</body></html>")
-        .write("sites/it/public/chi-siamo.html", "<html><body>Chi siamo</body></html>")
-        .write("sites/it/public/only-uk.html.nope", "")
-        .write("rules/templates/note.html", "<p class=note>Hello {{ request.country }} {{ request.query.name | default(value='') }}</p>")
-        .write(
-            "rules/a.toml",
-            r#"
-[[rule]]
-name = "offer"
-sites = ["uk", "it"]
-action = "offer-local"
-
-[[rule]]
-name = "note"
-sites = ["uk"]
-when = { path = "/", query = { name = "*" } }
-action = "inject"
-template = "note.html"
-selector = "h1"
-position = "after"
-
-[[rule]]
-name = "drafts"
-when = { path = "/drafts/**" }
-action = "preview"
-
-[[rule]]
-name = "embargo"
-when = { path = "/secret/**" }
-action = "preview"
-param = "token"
-secret = "s3cret"
-
-[[rule]]
-name = "block-kp"
-when = { country = "KP" }
-action = "block"
-page = "/blocked.html"
-
-[[rule]]
-name = "old"
-when = { path = "/old/**" }
-action = "redirect"
-to = "/new{path}?{query}"
-status = 308
-
-[[rule]]
-name = "go-it"
-when = { path = "/to-it/**" }
-action = "redirect"
-to_site = "it"
-
-[[rule]]
-name = "hdrs"
-when = { header = { X-Debug = "on*" } }
-action = "headers"
-set = { X-Hello = "world" }
-remove = ["Last-Modified"]
-"#,
-        );
+    let root = Root::copy_of(&fixture("rules"));
+    std::fs::remove_dir_all(root.join("rules/tests")).unwrap();
     root
 }
 
@@ -88,60 +22,79 @@ fn get(s: &Server, path: &str, headers: &[(&str, &str)]) -> common::Response {
     s.request("GET", "uk.localhost", path, headers)
 }
 
+/// The rule cases of the fixture (tests/fixtures/rules/rules/tests), run
+/// in-process as `outpost test` runs them: offers, notes, previews,
+/// blocks and redirects, by status, location and body.
 #[test]
-fn offer_banner_for_visitors_of_another_site() {
-    let root = root();
-    let s = Server::start(root.path());
-    let r = get(&s, "/about.html", &[("CF-IPCountry", "IT")]);
-    assert_eq!(r.status, 200);
-    let body = r.text();
-    assert!(body.contains("role=\"region\""), "a landmark: {body}");
-    assert!(body.contains("lang=\"it-IT\""));
-    assert!(
-        body.contains("Vai al sito italiano"),
-        "in the target's language"
-    );
-    assert!(
-        body.contains("http:&#x2F;&#x2F;it.localhost&#x2F;chi-siamo.html"),
-        "hreflang equivalent: {body}"
-    );
-    assert!(body.contains("outpost_stay=1"), "a dismiss link");
+fn fixture_rule_cases_pass() {
+    let report = outpost::rule_tests::run(&fixture("rules")).unwrap();
+    let failures: Vec<String> = report.failures.iter().map(|d| d.to_string()).collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(report.passed, 20);
+}
+
+/// What the cases cannot check: response headers, in-process.
+fn in_process() -> InProcess {
+    InProcess::load(&fixture("rules"))
+}
+
+#[test]
+fn offers_are_private_and_staying_sets_a_cookie() {
+    let app = in_process();
+    let about = "http://uk.localhost/about.html";
+    let r = app.get(about, &[("CF-IPCountry", "IT")]);
+    assert!(r.text().contains("outpost-offer"), "{}", r.text());
     assert_eq!(r.header("cache-control"), Some("private"));
-    // Same path where the page has no alternate but the target has the path.
-    let body = get(&s, "/", &[("CF-IPCountry", "IT")]).text();
-    assert!(
-        body.contains("http:&#x2F;&#x2F;it.localhost&#x2F;\""),
-        "{body}"
-    );
-    // Else the target's home.
-    let body = get(&s, "/only-uk.html", &[("CF-IPCountry", "IT")]).text();
-    assert!(
-        body.contains("http:&#x2F;&#x2F;it.localhost&#x2F;\""),
-        "{body}"
-    );
-    // Own-country visitors and unknown countries get the page as it is.
-    assert!(!get(&s, "/", &[("CF-IPCountry", "GB")])
-        .text()
-        .contains("outpost-offer"));
-    assert!(!get(&s, "/", &[]).text().contains("outpost-offer"));
-    // Staying: a cookie, and the URL without the parameter.
-    let r = get(
-        &s,
-        "/about.html?outpost_stay=1&x=1",
+    let r = app.get(
+        &format!("{about}?outpost_stay=1&x=1"),
         &[("CF-IPCountry", "IT")],
     );
     assert_eq!(r.status, 302);
-    assert_eq!(r.header("location"), Some("/about.html?x=1"));
     assert!(r
         .header("set-cookie")
         .unwrap()
         .starts_with("outpost_stay=1; Max-Age=2592000"));
-    let r = get(
-        &s,
-        "/about.html",
+    let r = app.get(
+        about,
         &[("CF-IPCountry", "IT"), ("Cookie", "outpost_stay=1")],
     );
     assert!(!r.text().contains("outpost-offer"));
+}
+
+#[test]
+fn a_hidden_draft_answers_as_a_missing_page() {
+    let app = in_process();
+    let missing = app.get("http://uk.localhost/drafts/none.html", &[]);
+    let hidden = app.get("http://uk.localhost/drafts/a.html", &[]);
+    assert_eq!(hidden.status, 404);
+    assert_eq!(hidden.body, missing.body);
+    let names = |r: &common::Response| {
+        let mut h: Vec<String> = r
+            .headers
+            .iter()
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .filter(|k| k != "date")
+            .collect();
+        h.sort();
+        h
+    };
+    assert_eq!(names(&hidden), names(&missing), "indistinguishable headers");
+    let r = app.get("http://uk.localhost/drafts/a.html?preview=true", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-robots-tag"), Some("noindex, nofollow"));
+    assert_eq!(r.header("cache-control"), Some("private, no-store"));
+}
+
+#[test]
+fn headers_rules_with_header_globs() {
+    let app = in_process();
+    let about = "http://uk.localhost/about.html";
+    let r = app.get(about, &[("X-Debug", "ON please")]);
+    assert_eq!(r.header("x-hello"), Some("world"));
+    assert_eq!(r.header("last-modified"), None);
+    let r = app.get(about, &[("X-Debug", "off")]);
+    assert_eq!(r.header("x-hello"), None);
+    assert!(r.header("last-modified").is_some());
 }
 
 #[test]
@@ -213,84 +166,15 @@ fn personalized_pages_are_private_with_an_etag_of_the_body_sent() {
     brotli::BrotliDecompress(&mut br.body.as_slice(), &mut out).unwrap();
     assert_eq!(out, it.body);
     // A change to the site invalidates the rendered copy.
-    root.write("sites/uk/public/index.html", &PAGE.replace("Home", "Start"));
-    assert!(common::eventually(Duration::from_secs(2), || get(
+    let page = std::fs::read_to_string(root.join("sites/uk/public/index.html")).unwrap();
+    root.write("sites/uk/public/index.html", &page.replace("Home", "Start"));
+    assert!(common::eventually(Duration::from_secs(10), || get(
         &s,
         "/",
         &[("CF-IPCountry", "IT")]
     )
     .text()
     .contains("Start")));
-}
-
-#[test]
-fn inject_with_a_template_escapes_request_values() {
-    let root = root();
-    let s = Server::start(root.path());
-    let body = get(
-        &s,
-        "/?name=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
-        &[("CF-IPCountry", "GB")],
-    )
-    .text();
-    assert!(
-        body.contains(
-            "<h1>Home</h1><p class=note>Hello GB &lt;script&gt;alert(1)&lt;&#x2F;script&gt;</p>"
-        ),
-        "{body}"
-    );
-    assert!(
-        !get(&s, "/", &[]).text().contains("class=note"),
-        "no query, no note"
-    );
-}
-
-#[test]
-fn preview_gating() {
-    let root = root();
-    let s = Server::start(root.path());
-    let missing = get(&s, "/drafts/none.html", &[]);
-    let hidden = get(&s, "/drafts/a.html", &[]);
-    assert_eq!(hidden.status, 404);
-    assert_eq!(hidden.body, missing.body);
-    let names = |r: &common::Response| {
-        let mut h: Vec<String> = r
-            .headers
-            .iter()
-            .map(|(k, _)| k.to_ascii_lowercase())
-            .filter(|k| k != "date")
-            .collect();
-        h.sort();
-        h
-    };
-    assert_eq!(names(&hidden), names(&missing), "indistinguishable headers");
-    for q in [
-        "preview=TRUE",
-        "preview=true&preview=false",
-        "preview=false",
-        "preview=",
-        "preview=1",
-    ] {
-        assert_eq!(
-            get(&s, &format!("/drafts/a.html?{q}"), &[]).status,
-            404,
-            "{q}"
-        );
-    }
-    let r = get(&s, "/drafts/a.html?preview=true", &[]);
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("x-robots-tag"), Some("noindex, nofollow"));
-    assert_eq!(r.header("cache-control"), Some("private, no-store"));
-    let body = r.text();
-    assert!(body.contains(r#"<meta name="robots" content="noindex, nofollow"></head>"#));
-    assert!(
-        body.contains(r#"href="/drafts/b.html?preview=true""#),
-        "{body}"
-    );
-    assert!(
-        body.contains(r#"href="/about.html""#),
-        "ungated links untouched"
-    );
 }
 
 #[test]
@@ -346,26 +230,6 @@ fn preview_tokens_are_signed_and_expire() {
 }
 
 #[test]
-fn block_and_redirects() {
-    let root = root();
-    let s = Server::start(root.path());
-    let r = get(&s, "/", &[("CF-IPCountry", "KP")]);
-    assert_eq!(r.status, 451);
-    assert!(r.text().contains("Not here"));
-    let r = get(&s, "/old/a/b?x=1", &[]);
-    assert_eq!(r.status, 308);
-    assert_eq!(r.header("location"), Some("/new/old/a/b?x=1"));
-    let r = get(&s, "/old/a", &[]);
-    assert_eq!(r.header("location"), Some("/new/old/a"));
-    let r = s.request("GET", "uk.localhost:8080", "/to-it/x?y=1", &[]);
-    assert_eq!(r.status, 302);
-    assert_eq!(
-        r.header("location"),
-        Some("http://it.localhost:8080/to-it/x?y=1")
-    );
-}
-
-#[test]
 fn redirects_built_from_the_request_never_leave_the_host() {
     let root = root();
     root.write(
@@ -402,18 +266,6 @@ fn redirects_built_from_the_request_never_leave_the_host() {
     let out = run_on(root.path(), &["check"]);
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("b.toml:4:6: placeholders may only appear in the path or query"));
-}
-
-#[test]
-fn headers_rules_with_header_globs() {
-    let root = root();
-    let s = Server::start(root.path());
-    let r = get(&s, "/about.html", &[("X-Debug", "ON please")]);
-    assert_eq!(r.header("x-hello"), Some("world"));
-    assert_eq!(r.header("last-modified"), None);
-    let r = get(&s, "/about.html", &[("X-Debug", "off")]);
-    assert_eq!(r.header("x-hello"), None);
-    assert!(r.header("last-modified").is_some());
 }
 
 #[test]
@@ -574,7 +426,7 @@ fn a_running_server_keeps_its_last_good_rules() {
         .contains("outpost-offer"));
     for (what, text, _) in BAD_RULES {
         root.write("rules/zz-bad.toml", text);
-        s.wait_for_log("the last good rules keep serving", Duration::from_secs(3));
+        s.wait_for_log("the last good rules keep serving", Duration::from_secs(10));
         assert!(
             get(&s, "/", &[("CF-IPCountry", "IT")])
                 .text()
@@ -591,7 +443,7 @@ fn a_running_server_keeps_its_last_good_rules() {
         "rules/a.toml",
         "[[rule]]\nname = \"only-headers\"\naction = \"headers\"\nset = { X-New = \"1\" }\n",
     );
-    assert!(common::eventually(Duration::from_secs(2), || get(
+    assert!(common::eventually(Duration::from_secs(10), || get(
         &s,
         "/",
         &[]
@@ -701,7 +553,7 @@ fn starting_with_broken_rules_serves_the_last_good_copy() {
     let s = Server::start(root.path());
     s.wait_for_log(
         "the last good rules keep serving (from cache/last-good)",
-        Duration::from_secs(2),
+        Duration::from_secs(10),
     );
     assert_eq!(
         get(&s, "/drafts/a.html", &[]).status,

@@ -387,8 +387,11 @@ mod tests {
     /// A guess right up to its last byte takes as long to refuse as one
     /// wrong from its first. A long token magnifies what an early-exit
     /// compare would leak (tens of times longer for the near guess); rounds
-    /// alternate so drift in the machine's speed hits both alike.
+    /// alternate so drift in the machine's speed hits both alike. Ignored:
+    /// a ratio of timings is for a quiet machine, so .ci/run runs it alone
+    /// after the other tests.
     #[test]
+    #[ignore = "timing ratio; run alone by .ci/run"]
     fn a_wrong_token_is_refused_in_the_same_time_wherever_it_differs() {
         let token = "k".repeat(64 * 1024);
         let near = format!("{}x", &token[..token.len() - 1]);

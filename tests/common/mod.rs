@@ -26,6 +26,13 @@ impl Root {
         Root { dir }
     }
 
+    /// A copy of a fixture root (see [`fixture`]) to change.
+    pub fn copy_of(from: &Path) -> Root {
+        let root = Root::new();
+        copy_dir(from, root.path());
+        root
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -58,6 +65,65 @@ impl Root {
 
     pub fn join(&self, rel: &str) -> PathBuf {
         self.path().join(rel)
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A fixture root under tests/fixtures/, read as it is (tests that change
+/// files work on a [`Root::copy_of`] it).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The server's pipeline in-process (`outpost::offline`, as `explain` and
+/// `outpost test` use it): the answers a running server gives, for logic
+/// that needs no socket, process or watcher.
+pub struct InProcess(outpost::offline::Offline);
+
+impl InProcess {
+    pub fn load(root: &Path) -> InProcess {
+        let offline = outpost::offline::Offline::load(root)
+            .unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+        InProcess(offline)
+    }
+
+    /// GET `url` (`http://host/path?query`) with `headers`.
+    pub fn get(&self, url: &str, headers: &[(&str, &str)]) -> Response {
+        let visit = outpost::offline::Visit {
+            url: url.to_string(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let (response, _) = self.0.answer(&visit).unwrap();
+        Response {
+            status: response.status().as_u16(),
+            headers: response
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                    (k.to_string(), v)
+                })
+                .collect(),
+            body: outpost::offline::body_bytes(&response).to_vec(),
+        }
     }
 }
 
@@ -127,7 +193,7 @@ impl Server {
             Duration::from_secs(60),
         );
         server.addr = line.rsplit(' ').next().unwrap().parse().unwrap();
-        let line = server.wait_for(&server.stdout.clone(), "admin on ", Duration::from_secs(5));
+        let line = server.wait_for(&server.stdout.clone(), "admin on ", Duration::from_secs(60));
         server.admin = line.rsplit(' ').next().unwrap().parse().unwrap();
         server
     }
@@ -179,7 +245,7 @@ impl Server {
     /// Waits until `needle` appeared at least `count` times in the log.
     pub fn wait_for_log_count(&self, needle: &str, count: usize) {
         assert!(
-            eventually(Duration::from_secs(5), || self.log_count(needle) >= count),
+            eventually(Duration::from_secs(10), || self.log_count(needle) >= count),
             "`{needle}` not logged {count} times:\n{}",
             self.stderr.lock().unwrap().join("\n")
         );
@@ -223,6 +289,16 @@ impl Server {
         }
         req.push_str("\r\n");
         raw(self.admin, req.as_bytes())
+    }
+
+    /// The value of one series on the admin listener's /metrics, written as
+    /// it appears there: `name` or `name{label="value"}`.
+    pub fn metric(&self, series: &str) -> u64 {
+        let metrics = self.admin("GET", "/metrics", &[]).text();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing from\n{metrics}"))
     }
 
     pub fn kill(&mut self) {

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -14,7 +14,10 @@ pub enum Mode {
     /// Answers after a delay.
     Slow(Duration, String),
     Status(u16),
-    /// Reads the request and never answers.
+    /// Answers once the test calls [`Upstream::release`]: a page that comes
+    /// back before then did not wait for this source.
+    Held(String),
+    /// Reads the request and never answers (until the upstream is dropped).
     Hang,
     Redirect(String),
     /// A body of this many bytes, with no Content-Length.
@@ -26,6 +29,31 @@ pub struct Upstream {
     pub requests: Arc<AtomicUsize>,
     mode: Arc<Mutex<Mode>>,
     stop: Arc<AtomicBool>,
+    gate: Arc<Gate>,
+}
+
+/// Whether held answers may go, and whether the upstream is gone.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn set(&self, released: bool, stopped: bool) {
+        let mut s = self.state.lock().unwrap();
+        s.0 |= released;
+        s.1 |= stopped;
+        self.changed.notify_all();
+    }
+
+    /// Blocks until released (when `held`) or stopped; true if released.
+    fn wait(&self, held: bool) -> bool {
+        let go = |&mut (released, stopped): &mut (bool, bool)| stopped || held && released;
+        let s = self.state.lock().unwrap();
+        let s = self.changed.wait_while(s, |s| !go(s)).unwrap();
+        held && s.0 && !s.1
+    }
 }
 
 impl Upstream {
@@ -35,15 +63,16 @@ impl Upstream {
         let requests = Arc::new(AtomicUsize::new(0));
         let mode = Arc::new(Mutex::new(mode));
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, m, s) = (requests.clone(), mode.clone(), stop.clone());
+        let gate = Arc::new(Gate::default());
+        let (r, m, s, g) = (requests.clone(), mode.clone(), stop.clone(), gate.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (r, m, s) = (r.clone(), m.clone(), s.clone());
-                std::thread::spawn(move || serve(stream, &r, &m, &s));
+                let (r, m, s, g) = (r.clone(), m.clone(), s.clone(), g.clone());
+                std::thread::spawn(move || serve(stream, &r, &m, &s, &g));
             }
         });
         Upstream {
@@ -51,7 +80,13 @@ impl Upstream {
             requests,
             mode,
             stop,
+            gate,
         }
+    }
+
+    /// Lets [`Mode::Held`] answers go, those waiting and those to come.
+    pub fn release(&self) {
+        self.gate.set(true, false);
     }
 
     pub fn set(&self, mode: Mode) {
@@ -70,11 +105,18 @@ impl Upstream {
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.gate.set(false, true);
         let _ = TcpStream::connect(self.addr);
     }
 }
 
-fn serve(stream: TcpStream, requests: &AtomicUsize, mode: &Mutex<Mode>, stop: &AtomicBool) {
+fn serve(
+    stream: TcpStream,
+    requests: &AtomicUsize,
+    mode: &Mutex<Mode>,
+    stop: &AtomicBool,
+    gate: &Gate,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
     loop {
@@ -105,8 +147,14 @@ fn serve(stream: TcpStream, requests: &AtomicUsize, mode: &Mutex<Mode>, stop: &A
                 reply(&mut out, "200 OK", "", &body);
             }
             Mode::Status(code) => reply(&mut out, &format!("{code} Oops"), "", "{}"),
+            Mode::Held(body) => {
+                if !gate.wait(true) {
+                    return;
+                }
+                reply(&mut out, "200 OK", "", &body);
+            }
             Mode::Hang => {
-                std::thread::sleep(Duration::from_secs(30));
+                gate.wait(false);
                 return;
             }
             Mode::Redirect(to) => reply(&mut out, "302 Found", &format!("Location: {to}\r\n"), ""),
