@@ -177,9 +177,26 @@ pub async fn shutdown_signal() {
 }
 
 /// The address a listener really bound (port 0 becomes a real port).
+/// Connections the kernel may hold ready before they are accepted. Linux
+/// caps it at `net.core.somaxconn` (4096 by default): a burst of new
+/// connections waits in the queue instead of having its SYNs dropped and
+/// retried a second later (tokio's default is 1024).
+const BACKLOG: u32 = 4096;
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr)
-        .await
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    };
+    socket
+        .and_then(|s| {
+            // As std and tokio do: a restart can bind while old
+            // connections linger in TIME_WAIT.
+            s.set_reuseaddr(true)?;
+            s.bind(addr)?;
+            s.listen(BACKLOG)
+        })
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
