@@ -1,20 +1,22 @@
 //! outpost: one binary that serves many static sites from an embedded store
 //! and personalizes them at request time.
 //!
-//! A request flows through the modules in this order (see `handler`):
+//! A request flows through the stages in this order, one line each in
+//! [`handler::pipeline`], sharing one [`ctx::Ctx`] (docs/architecture.md):
 //!
 //! 1. [`site`]: the Host header picks a site and its current version.
 //! 2. [`context`]: the path is decoded and normalized once. When no rule
-//!    applies to the site and path, the request goes straight to the store
-//!    and the response (the static path). Otherwise the visitor's address,
-//!    country, languages and cookies are read.
-//! 3. [`store`]: the path is looked up in the site's served version (an
-//!    index in memory; the bodies are slices of mapped pack files); the
-//!    rules see the page it finds (whether it exists, its hreflang links).
-//! 4. [`rules`]: the rules evaluate into a decision (redirect, block, edits,
-//!    variants, fragments).
-//! 5. [`transform`]: fragments are fetched and the page is rewritten (once
-//!    per distinct result, then cached).
+//!    applies to the site and path, the request goes straight to the stored
+//!    file and the response (the static path). Otherwise the visitor's
+//!    address, country, languages and cookies are read.
+//! 3. [`rules`]: the path is looked up in the site's version ([`store`]:
+//!    an index in memory, bodies are slices of mapped pack files) and the
+//!    rules evaluate, seeing the page found, into a decision (redirect,
+//!    block, edits, variants, fragments).
+//! 4. [`body`]: what goes out: the page, a variant's file or a block page,
+//!    with the fragments fetched.
+//! 5. [`transform`]: the page is rewritten (once per distinct result,
+//!    then cached).
 //! 6. [`respond`]: conditional requests, ranges and encodings make the response;
 //!    [`zero_copy`] sends large bodies to the socket with sendfile.
 //! 7. [`access_log`] and [`metrics`]: the request is recorded.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules from the bottom up; a module imports only modules of
 /// earlier layers (never one of its own layer but itself).
+#[rustfmt::skip]
 const LAYERS: &[&[&str]] = &[
     &["", "parallel", "zero_copy", "file_watch"],
     &["context"],
