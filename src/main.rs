@@ -3,12 +3,14 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use outpost::cli::explain::ExplainArgs;
 use outpost::cli::preview_link::PreviewLinkArgs;
+use outpost::cli::publish::{PublishArgs, RollbackArgs};
 use outpost::cli::serve::ServeArgs;
 use outpost::cli::stats::StatsArgs;
+use outpost::cli::status::FleetArgs;
 use outpost::cli::{self, RootArg};
 
 // Requests allocate many small, short-lived buffers from several threads;
@@ -50,36 +52,6 @@ enum Command {
     Rollback(RollbackArgs),
     /// The fleet: which version each box serves.
     Fleet(FleetArgs),
-}
-
-#[derive(Args)]
-struct PublishArgs {
-    /// The sites to publish (or --all).
-    sites: Vec<String>,
-    #[arg(long)]
-    all: bool,
-    #[command(flatten)]
-    root: RootArg,
-    /// The fleet's NATS server.
-    #[arg(long, default_value = "nats://127.0.0.1:4222")]
-    fleet: String,
-}
-
-#[derive(Args)]
-struct RollbackArgs {
-    site: String,
-    /// The fleet's NATS server.
-    #[arg(long, default_value = "nats://127.0.0.1:4222")]
-    fleet: String,
-}
-
-#[derive(Args)]
-struct FleetArgs {
-    /// `status`
-    #[arg(value_parser = ["status"])]
-    what: String,
-    #[arg(long, default_value = "nats://127.0.0.1:4222")]
-    fleet: String,
 }
 
 fn main() -> ExitCode {

@@ -3,8 +3,30 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use super::RootArg;
 use crate::config::Diagnostic;
 use crate::fleet::{self, FleetError};
+
+#[derive(clap::Args)]
+pub struct PublishArgs {
+    /// The sites to publish (or --all).
+    pub sites: Vec<String>,
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub root: RootArg,
+    /// The fleet's NATS server.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub fleet: String,
+}
+
+#[derive(clap::Args)]
+pub struct RollbackArgs {
+    pub site: String,
+    /// The fleet's NATS server.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub fleet: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {

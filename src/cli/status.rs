@@ -4,6 +4,15 @@ use std::fmt::Write;
 
 use crate::fleet::{self, FleetError};
 
+#[derive(clap::Args)]
+pub struct FleetArgs {
+    /// `status`
+    #[arg(value_parser = ["status"])]
+    pub what: String,
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub fleet: String,
+}
+
 /// One block per box that has reported: its name, then `  key: version`
 /// for each site (and the rules) it serves.
 pub async fn status(url: &str) -> Result<String, FleetError> {
