@@ -3,17 +3,17 @@
 //! the list into the `Action` enum, the keys each action takes, reading its
 //! keys as written, compiling, and dispatching evaluation.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use serde::de::{self, Deserialize, DeserializeOwned, DeserializeSeed, IgnoredAny};
 
 use super::block::Block;
-use super::decision::{Applied, Decision, Render, Request};
+use super::decision::{Applied, Decision};
 use super::fragment::Fragment;
 use super::goal::Goal;
 use super::headers::Headers;
 use super::inject::Inject;
-use super::kind::{ActionKind, Compiling, TemplateExtra};
+use super::kind::{ActionKind, Compiling, Firing, TemplateExtra};
 use super::offer_local::OfferLocal;
 use super::preview::Preview;
 use super::redirect::Redirect;
@@ -88,16 +88,9 @@ macro_rules! actions {
             }
 
             /// Runs the action of a rule that matched.
-            pub fn apply(
-                &self,
-                index: usize,
-                rule: &Arc<str>,
-                request: &Request<'_>,
-                render: &mut Render<'_>,
-                decision: &mut Decision,
-            ) -> Applied {
+            pub fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied {
                 match self {
-                    $(Action::$variant(a) => a.apply(index, rule, request, render, decision)),*
+                    $(Action::$variant(a) => a.apply(firing, decision)),*
                 }
             }
         }

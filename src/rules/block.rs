@@ -1,14 +1,12 @@
 //! `block` (terminal): answer with a status (451 by default) and optionally
 //! one of the site's pages.
 
-use std::sync::Arc;
-
 use http::StatusCode;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::decision::{Applied, Decision, Outcome, Render, Request};
-use super::kind::{ActionKind, Compiling};
+use super::decision::{Applied, Decision, Outcome};
+use super::kind::{ActionKind, Compiling, Firing};
 
 #[derive(Debug)]
 pub struct Block {
@@ -38,14 +36,7 @@ impl ActionKind for Block {
         true
     }
 
-    fn apply(
-        &self,
-        _index: usize,
-        _rule: &Arc<str>,
-        _request: &Request<'_>,
-        _render: &mut Render<'_>,
-        decision: &mut Decision,
-    ) -> Applied {
+    fn apply(&self, _: Firing<'_, '_>, decision: &mut Decision) -> Applied {
         decision.outcome = Outcome::Block {
             status: self.status,
             page: self.page.clone(),

@@ -1,6 +1,7 @@
 //! Evaluation: the rules for a request's site, in order, into one decision.
 
 use super::decision::{Applied, Decision, Outcome, Render, Request, Trace, Verdict};
+use super::kind::Firing;
 use super::rule::Rules;
 use crate::store::StoredFile;
 
@@ -43,13 +44,13 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
                         Verdict::Skipped("it changes HTML pages only, and this is not one".into())
                     } else {
                         decision.private |= reads_visitor;
-                        let applied = rule.action.apply(
+                        let firing = Firing {
                             index,
-                            &rule.name,
+                            rule: &rule.name,
                             request,
-                            &mut render,
-                            &mut decision,
-                        );
+                            render: &mut render,
+                        };
+                        let applied = rule.action.apply(firing, &mut decision);
                         match applied {
                             Applied::Fired => {
                                 decision.fired.push(rule.name.clone());

@@ -10,9 +10,9 @@ use lol_html::Selector;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::decision::{Applied, Decision, Render, Request};
+use super::decision::{Applied, Decision};
 pub use super::decision::{Needed, OnError};
-use super::kind::{ActionKind, Compiling, TemplateExtra};
+use super::kind::{ActionKind, Compiling, Firing, TemplateExtra};
 use crate::context::RequestContext;
 use crate::transform::Timing;
 
@@ -171,14 +171,13 @@ impl ActionKind for Fragment {
         Some((&self.template, TemplateExtra::Data))
     }
 
-    fn apply(
-        &self,
-        index: usize,
-        rule: &Arc<str>,
-        request: &Request<'_>,
-        _render: &mut Render<'_>,
-        decision: &mut Decision,
-    ) -> Applied {
+    fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied {
+        let Firing {
+            index,
+            rule,
+            request,
+            ..
+        } = firing;
         decision.fragments.push(Needed {
             slot: (index, 0),
             rule: rule.clone(),

@@ -8,8 +8,8 @@ use http::HeaderValue;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::decision::{Applied, Assignment, Decision, Render, Request};
-use super::kind::{ActionKind, Compiling};
+use super::decision::{Applied, Assignment, Decision};
+use super::kind::{ActionKind, Compiling, Firing};
 use super::variant::{keep_cookie, COOKIE_PREFIX};
 
 #[derive(Debug)]
@@ -61,14 +61,8 @@ impl ActionKind for Goal {
         true
     }
 
-    fn apply(
-        &self,
-        _index: usize,
-        _rule: &Arc<str>,
-        request: &Request<'_>,
-        _render: &mut Render<'_>,
-        decision: &mut Decision,
-    ) -> Applied {
+    fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied {
+        let Firing { request, .. } = firing;
         let ctx = request.ctx;
         let Some(variant) = ctx
             .cookie(&self.variant_cookie)

@@ -1,14 +1,13 @@
 //! `headers`: set and remove response headers.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::decision::{Applied, Decision, Render, Request};
-use super::kind::{ActionKind, Compiling};
+use super::decision::{Applied, Decision};
+use super::kind::{ActionKind, Compiling, Firing};
 
 #[derive(Debug)]
 pub struct Headers {
@@ -55,14 +54,7 @@ impl ActionKind for Headers {
         true
     }
 
-    fn apply(
-        &self,
-        _index: usize,
-        _rule: &Arc<str>,
-        _request: &Request<'_>,
-        _render: &mut Render<'_>,
-        decision: &mut Decision,
-    ) -> Applied {
+    fn apply(&self, _: Firing<'_, '_>, decision: &mut Decision) -> Applied {
         decision.set_headers.extend(self.set.iter().cloned());
         decision.remove_headers.extend(self.remove.iter().cloned());
         Applied::Fired

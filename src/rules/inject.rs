@@ -6,8 +6,8 @@ use lol_html::Selector;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::decision::{Applied, Decision, Render, Request};
-use super::kind::{ActionKind, Compiling, TemplateExtra};
+use super::decision::{Applied, Decision};
+use super::kind::{ActionKind, Compiling, Firing, TemplateExtra};
 use crate::transform::{Edit, Op, Place, Snippet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,14 +117,8 @@ impl ActionKind for Inject {
         }
     }
 
-    fn apply(
-        &self,
-        index: usize,
-        _rule: &Arc<str>,
-        _request: &Request<'_>,
-        render: &mut Render<'_>,
-        decision: &mut Decision,
-    ) -> Applied {
+    fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied {
+        let Firing { index, render, .. } = firing;
         let html = match &self.content {
             Content::Html(h) => h.clone(),
             Content::Template(name) => match render.render(name, None) {

@@ -29,16 +29,8 @@ pub trait ActionKind: Sized {
 
     fn compile(raw: Self::Raw, cx: &mut Compiling<'_>) -> Option<Self>;
 
-    /// Runs the action of a rule that matched; `index` is the rule's place,
-    /// which orders its edits among the others'.
-    fn apply(
-        &self,
-        index: usize,
-        rule: &Arc<str>,
-        request: &Request<'_>,
-        render: &mut Render<'_>,
-        decision: &mut Decision,
-    ) -> Applied;
+    /// Runs the action of a rule that matched.
+    fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied;
 
     /// Whether the action can change a response that is not an HTML page
     /// (an asset, a missing page); the others only edit HTML, so they
@@ -49,6 +41,16 @@ pub trait ActionKind: Sized {
     fn template(&self) -> Option<(&str, TemplateExtra)> {
         None
     }
+}
+
+/// A rule that matched, as its action sees it.
+pub struct Firing<'f, 'r> {
+    /// The rule's place, which orders its edits among the others'.
+    pub index: usize,
+    pub rule: &'f Arc<str>,
+    pub request: &'f Request<'r>,
+    /// Templates rendered with the request's context, shared by its rules.
+    pub render: &'f mut Render<'r>,
 }
 
 /// What a template gets besides `request` and `site`.

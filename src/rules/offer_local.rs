@@ -14,8 +14,8 @@ use lol_html::Selector;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::decision::{identity, Applied, Decision, Outcome, Render, Request};
-use super::kind::{ActionKind, Compiling, TemplateExtra};
+use super::decision::{identity, Applied, Decision, Outcome, Request};
+use super::kind::{ActionKind, Compiling, Firing, TemplateExtra};
 use super::redirect::{exact_host, url_on, REDIRECTS};
 use crate::store::{Lookup, SiteVersion};
 use crate::transform::{Edit, Op, Place, OFFER_TEMPLATE};
@@ -82,14 +82,13 @@ impl ActionKind for OfferLocal {
         Some((name, TemplateExtra::Offer))
     }
 
-    fn apply(
-        &self,
-        index: usize,
-        _rule: &Arc<str>,
-        request: &Request<'_>,
-        render: &mut Render<'_>,
-        decision: &mut Decision,
-    ) -> Applied {
+    fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied {
+        let Firing {
+            index,
+            request,
+            render,
+            ..
+        } = firing;
         let ctx = request.ctx;
         if ctx.query_values(STAY_PARAM).any(|v| v == "1") {
             let rest: Vec<(&str, &str)> = ctx

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 use toml::Spanned;
 
-use super::decision::{Applied, Decision, Outcome, Render, Request};
-use super::kind::{ActionKind, Compiling};
+use super::decision::{Applied, Decision, Outcome};
+use super::kind::{ActionKind, Compiling, Firing};
 use crate::transform::{Edit, Op, Place};
 
 #[derive(Debug)]
@@ -57,14 +57,13 @@ impl ActionKind for Preview {
         true
     }
 
-    fn apply(
-        &self,
-        index: usize,
-        rule: &Arc<str>,
-        request: &Request<'_>,
-        _render: &mut Render<'_>,
-        decision: &mut Decision,
-    ) -> Applied {
+    fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied {
+        let Firing {
+            index,
+            rule,
+            request,
+            ..
+        } = firing;
         let mut values = request.ctx.query_values(&self.param);
         let (first, second) = (values.next(), values.next());
         let allowed = match (first, second) {

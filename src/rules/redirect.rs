@@ -4,14 +4,12 @@
 //! Placeholders may only stand after the host, and the result is checked
 //! again, so a request can never turn a redirect into one to another host.
 
-use std::sync::Arc;
-
 use http::StatusCode;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::decision::{Applied, Decision, Outcome, Render, Request};
-use super::kind::{ActionKind, Compiling};
+use super::decision::{Applied, Decision, Outcome};
+use super::kind::{ActionKind, Compiling, Firing};
 use crate::context::RequestContext;
 use crate::store::SiteVersion;
 
@@ -213,14 +211,8 @@ impl ActionKind for Redirect {
         true
     }
 
-    fn apply(
-        &self,
-        _index: usize,
-        _rule: &Arc<str>,
-        request: &Request<'_>,
-        _render: &mut Render<'_>,
-        decision: &mut Decision,
-    ) -> Applied {
+    fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied {
+        let Firing { request, .. } = firing;
         let ctx = request.ctx;
         let location = match &self.target {
             Target::Site(site) => match request

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use super::decision::Assignment;
-use super::decision::{Applied, Decision, Render, Request};
-use super::kind::{ActionKind, Compiling};
+use super::decision::{Applied, Decision};
+use super::kind::{ActionKind, Compiling, Firing};
 use crate::transform::{Edit, Op, Place};
 
 pub const FORCE_PARAM: &str = "outpost_variant";
@@ -178,14 +178,8 @@ impl ActionKind for Experiment {
         self.variants.iter().any(|v| v.serve.is_some())
     }
 
-    fn apply(
-        &self,
-        index: usize,
-        _rule: &Arc<str>,
-        request: &Request<'_>,
-        _render: &mut Render<'_>,
-        decision: &mut Decision,
-    ) -> Applied {
+    fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied {
+        let Firing { index, request, .. } = firing;
         let ctx = request.ctx;
         let forced = self
             .allow_force

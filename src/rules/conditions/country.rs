@@ -9,33 +9,26 @@ use crate::context::{Country as VisitorCountry, RequestContext};
 #[derive(Debug)]
 pub struct Country(Vec<VisitorCountry>);
 
+/// `country`'s opposite, read and described as `country` is.
 #[derive(Debug)]
-pub struct NotCountry(Vec<VisitorCountry>);
-
-/// The countries written, each a valid code.
-fn countries(raw: Spanned<OneOrMany<String>>, errors: &mut Errors<'_>) -> Vec<VisitorCountry> {
-    let span = raw.span();
-    raw.into_inner()
-        .into_vec()
-        .into_iter()
-        .filter_map(|c| {
-            VisitorCountry::parse_written(&c)
-                .map_err(|e| errors.at(span.clone(), e))
-                .ok()
-        })
-        .collect()
-}
-
-fn describe(ctx: &RequestContext<'_>) -> String {
-    format!("country is {}", ctx.country)
-}
+pub struct NotCountry(Country);
 
 impl ConditionKind for Country {
     type Raw = Spanned<OneOrMany<String>>;
     const ABOUT_THE_VISITOR: bool = true;
 
     fn compile(raw: Self::Raw, errors: &mut Errors<'_>, out: &mut Vec<Country>) {
-        let list = countries(raw, errors);
+        let span = raw.span();
+        let list: Vec<VisitorCountry> = raw
+            .into_inner()
+            .into_vec()
+            .into_iter()
+            .filter_map(|c| {
+                VisitorCountry::parse_written(&c)
+                    .map_err(|e| errors.at(span.clone(), e))
+                    .ok()
+            })
+            .collect();
         if !list.is_empty() {
             out.push(Country(list));
         }
@@ -46,7 +39,7 @@ impl ConditionKind for Country {
     }
 
     fn describe(&self, ctx: &RequestContext<'_>) -> String {
-        describe(ctx)
+        format!("country is {}", ctx.country)
     }
 }
 
@@ -55,17 +48,16 @@ impl ConditionKind for NotCountry {
     const ABOUT_THE_VISITOR: bool = true;
 
     fn compile(raw: Self::Raw, errors: &mut Errors<'_>, out: &mut Vec<NotCountry>) {
-        let list = countries(raw, errors);
-        if !list.is_empty() {
-            out.push(NotCountry(list));
-        }
+        let mut country = Vec::new();
+        Country::compile(raw, errors, &mut country);
+        out.extend(country.into_iter().map(NotCountry));
     }
 
     fn holds(&self, ctx: &RequestContext<'_>) -> bool {
-        !self.0.contains(&ctx.country)
+        !self.0.holds(ctx)
     }
 
     fn describe(&self, ctx: &RequestContext<'_>) -> String {
-        describe(ctx)
+        self.0.describe(ctx)
     }
 }
