@@ -46,15 +46,8 @@ pub fn decided(
             file(context.headers, head, page, *status, &[])
         }
         (Outcome::Block { status, .. }, _) => plain(*status, "Unavailable\n"),
-        (Outcome::Hidden, _) => {
-            // Exactly as a missing page: same page, same headers, and the
-            // rule that hid it is not named.
-            let mut response = not_found(site, context.headers, head);
-            settle_variants(experiments, context.method, decision, None);
-            let shown = &decision.fired[..decision.fired.len().saturating_sub(1)];
-            finish(&mut response, decision, rules_header.then_some(shown));
-            return response;
-        }
+        // Exactly as a missing page: same page, same headers.
+        (Outcome::Hidden, _) => not_found(site, context.headers, head),
         (
             Outcome::Serve,
             Content::Page {
@@ -76,11 +69,13 @@ pub fn decided(
         ),
     };
     settle_variants(experiments, context.method, decision, shown);
-    finish(
-        &mut response,
-        decision,
-        rules_header.then_some(&decision.fired[..]),
-    );
+    // The rule that hid a page is not named: it was the last to fire.
+    let named = match decision.outcome {
+        Outcome::Hidden => decision.fired.len().saturating_sub(1),
+        _ => decision.fired.len(),
+    };
+    let named = rules_header.then_some(&decision.fired[..named]);
+    finish(&mut response, decision, named);
     response
 }
 

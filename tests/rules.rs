@@ -79,6 +79,8 @@ fn a_hidden_draft_answers_as_a_missing_page() {
         h
     };
     assert_eq!(names(&hidden), names(&missing), "indistinguishable headers");
+    // The rule that hid it is not named, even with X-Outpost-Rules on.
+    assert_eq!(hidden.header("x-outpost-rules"), None);
     let r = app.get("http://uk.localhost/drafts/a.html?preview=true", &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-robots-tag"), Some("noindex, nofollow"));
