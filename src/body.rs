@@ -89,15 +89,15 @@ fn variant_file<'s>(
     };
     let file = found(site, serve);
     if file.is_none() {
-        tracing::error!(site = %site.site, file = %serve, "variant file missing; serving the control");
+        tracing::error!(site = %site.site, file = %serve.path, "variant file missing; serving the control");
     }
     file
 }
 
 /// The file at `path` in the site, if there is one.
-fn found<'s>(site: &'s SiteVersion, path: &str) -> Option<&'s Arc<StoredFile>> {
-    match SitePath::parse(path).map(|p| site.lookup(&p)) {
-        Ok(Lookup::Found(f)) => Some(f),
+fn found<'s>(site: &'s SiteVersion, path: &SitePath) -> Option<&'s Arc<StoredFile>> {
+    match site.lookup(path) {
+        Lookup::Found(f) => Some(f),
         _ => None,
     }
 }

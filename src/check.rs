@@ -134,11 +134,11 @@ fn missing_variant_files(
                     .join("sites")
                     .join(site)
                     .join("public")
-                    .join(serve.trim_start_matches('/'));
+                    .join(serve.path.trim_start_matches('/'));
                 if !file.is_file() {
                     problems.push(origin.error(format!(
-                        "variant `{}` serves {serve}, which site `{site}` does not have",
-                        variant.name
+                        "variant `{}` serves {}, which site `{site}` does not have",
+                        variant.name, serve.path
                     )));
                 }
             }

@@ -365,6 +365,16 @@ const BAD_RULES: &[(&str, &str, &str)] = &[
         "[[rule]]\nname = \"x\"\naction = \"block\"\nto = \"/\"\n",
         "bad.toml:4:6: `to` does not apply to action `block`",
     ),
+    (
+        "block page that is not a path on the site",
+        "[[rule]]\nname = \"x\"\naction = \"block\"\npage = \"sorry.html\"\n",
+        "bad.toml:4:8: `page` is a path on the site, starting with `/`",
+    ),
+    (
+        "variant file that is not a path on the site",
+        "[[rule]]\nname = \"x\"\naction = \"variant\"\nexperiment = \"e\"\nvariants = [{ name = \"a\" }, { name = \"b\", serve = \"b.html\" }]\n",
+        "bad.toml:5:51: `serve` is a path on the site, starting with `/`",
+    ),
     ("empty file", "", "bad.toml:1:1: file is empty"),
     (
         "duplicate name across files",

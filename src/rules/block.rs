@@ -1,17 +1,20 @@
 //! `block` (terminal): answer with a status (451 by default) and optionally
 //! one of the site's pages.
 
+use std::sync::Arc;
+
 use http::StatusCode;
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::decision::{Applied, Decision, Outcome};
 use super::kind::{ActionKind, Compiling, Firing};
+use crate::context::SitePath;
 
 #[derive(Debug)]
 pub struct Block {
     pub status: StatusCode,
-    pub page: Option<String>,
+    pub page: Option<Arc<SitePath>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,7 +30,7 @@ impl ActionKind for Block {
     fn compile(raw: RawBlock, cx: &mut Compiling<'_>) -> Option<Block> {
         Some(Block {
             status: cx.status(&raw.status, &[], 451),
-            page: raw.page.map(Spanned::into_inner),
+            page: raw.page.as_ref().and_then(|p| cx.site_path("page", p)),
         })
     }
 

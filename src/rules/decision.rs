@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, StatusCode};
 use lol_html::Selector;
 
-use crate::context::RequestContext;
+use crate::context::{RequestContext, SitePath};
 use crate::site::Sites;
 use crate::store::{SiteVersion, StoredFile};
 use crate::transform::{template_context, Edit, Snippet, Templates, Timing};
@@ -24,7 +24,7 @@ pub enum Outcome {
     /// `page` is a path in the site whose content goes with `status`.
     Block {
         status: StatusCode,
-        page: Option<String>,
+        page: Option<Arc<SitePath>>,
     },
     /// Answer exactly as for a missing page.
     Hidden,
@@ -64,7 +64,7 @@ pub struct Decision {
     /// The response depends on the visitor: `Cache-Control: private`.
     pub private: bool,
     /// A variant's file to serve instead of the page.
-    pub serve: Option<Arc<str>>,
+    pub serve: Option<Arc<SitePath>>,
     /// The experiments' variants this response is in.
     pub variants: Vec<Assignment>,
     /// Conversions counted by goals.
@@ -195,7 +195,7 @@ pub struct Assignment {
     /// Where the variant's transforms are in the decision's edits.
     pub edits: Range<usize>,
     /// The file the variant serves instead of the page.
-    pub serve: Option<Arc<str>>,
+    pub serve: Option<Arc<SitePath>>,
     /// Set once the response is made: the page went out showing the
     /// variant as written (see [`Assignment::applied_in`]).
     pub applied: bool,
@@ -223,7 +223,7 @@ impl Assignment {
     /// matched an element. `served_file` is the variant file served, if
     /// any; `matched` says per edit of the decision whether it matched
     /// (empty when the page was not rewritten).
-    pub fn applied_in(&self, served_file: Option<&str>, matched: &[bool]) -> bool {
+    pub fn applied_in(&self, served_file: Option<&SitePath>, matched: &[bool]) -> bool {
         let file = self
             .serve
             .as_deref()

@@ -14,6 +14,7 @@ use toml::Spanned;
 use super::conditions::When;
 use super::decision::{Applied, Decision, Render, Request};
 use crate::config::{Diagnostic, Origin};
+use crate::context::SitePath;
 use crate::transform::Templates;
 
 /// One kind of action, end to end.
@@ -102,6 +103,19 @@ impl Compiling<'_> {
 
     pub fn origin(&self, span: Range<usize>) -> Origin {
         Origin::new(self.file, self.source, span.start)
+    }
+
+    /// A path on the site (`serve`, `page`), decoded and normalized once
+    /// here so that serving it is one lookup.
+    pub fn site_path(&mut self, key: &str, raw: &Spanned<String>) -> Option<Arc<SitePath>> {
+        let path = SitePath::parse(raw.get_ref()).ok();
+        if path.is_none() {
+            self.error(
+                raw.span(),
+                format!("`{key}` is a path on the site, starting with `/`"),
+            );
+        }
+        path.map(Arc::new)
     }
 
     pub fn selector(&mut self, raw: &Option<Spanned<String>>) -> Option<Arc<Selector>> {

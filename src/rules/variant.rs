@@ -14,6 +14,7 @@ use toml::Spanned;
 pub use super::decision::Assignment;
 use super::decision::{Applied, Decision};
 use super::kind::{ActionKind, Compiling, Firing};
+use crate::context::SitePath;
 use crate::transform::{Edit, Op, Place};
 
 pub const FORCE_PARAM: &str = "outpost_variant";
@@ -31,7 +32,7 @@ pub struct Variant {
     pub name: Arc<str>,
     pub weight: u32,
     /// Serve this file instead of the page.
-    pub serve: Option<Arc<str>>,
+    pub serve: Option<Arc<SitePath>>,
     /// Where `serve` was written, for `check` to point at.
     pub serve_origin: Option<crate::config::Origin>,
     pub transforms: Vec<Transform>,
@@ -141,16 +142,10 @@ impl ActionKind for Experiment {
                 .iter()
                 .filter_map(|t| transform(t, cx))
                 .collect();
-            if let Some(serve) = v.serve.as_ref().filter(|s| !s.get_ref().starts_with('/')) {
-                cx.error(
-                    serve.span(),
-                    "`serve` is a path on the site, starting with `/`",
-                );
-            }
             variants.push(Variant {
                 name: name.as_str().into(),
                 weight: v.weight.as_ref().map_or(1, |w| *w.get_ref()),
-                serve: v.serve.as_ref().map(|s| s.get_ref().as_str().into()),
+                serve: v.serve.as_ref().and_then(|s| cx.site_path("serve", s)),
                 serve_origin: v.serve.as_ref().map(|s| cx.origin(s.span())),
                 transforms,
                 set_cookie: keep_cookie(&cookie, name),
@@ -318,11 +313,14 @@ mod tests {
 
     #[test]
     fn applied_means_as_written() {
+        let path = |p: &str| Arc::new(SitePath::parse(p).unwrap());
         let a = |edits: Range<usize>, serve: Option<&str>| Assignment {
             edits,
-            serve: serve.map(Into::into),
+            serve: serve.map(path),
             ..Assignment::of("e".into(), "v".into())
         };
+        let alt = path("/alt.html");
+        let other = path("/other.html");
         // Every transform of the variant must match; other edits do not matter.
         assert!(a(1..3, None).applied_in(None, &[false, true, true, false]));
         assert!(!a(1..3, None).applied_in(None, &[true, true, false, true]));
@@ -332,9 +330,9 @@ mod tests {
         assert!(a(0..0, None).applied_in(None, &[]));
         assert!(a(0..0, None).applied_in(None, &[false]));
         // A variant with a file is applied only when that file went out.
-        assert!(a(0..0, Some("/alt.html")).applied_in(Some("/alt.html"), &[]));
+        assert!(a(0..0, Some("/alt.html")).applied_in(Some(&alt), &[]));
         assert!(!a(0..0, Some("/alt.html")).applied_in(None, &[]));
-        assert!(!a(0..0, Some("/alt.html")).applied_in(Some("/other.html"), &[]));
-        assert!(!a(0..1, Some("/alt.html")).applied_in(Some("/alt.html"), &[false]));
+        assert!(!a(0..0, Some("/alt.html")).applied_in(Some(&other), &[]));
+        assert!(!a(0..1, Some("/alt.html")).applied_in(Some(&alt), &[false]));
     }
 }
