@@ -30,7 +30,7 @@ fn fixture_rule_cases_pass() {
     let report = outpost::rule_tests::run(&fixture("rules")).unwrap();
     let failures: Vec<String> = report.failures.iter().map(|d| d.to_string()).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(report.passed, 25);
+    assert_eq!(report.passed, 28);
 }
 
 /// What the cases cannot check: response headers, in-process.

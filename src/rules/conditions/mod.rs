@@ -58,6 +58,13 @@ macro_rules! conditions {
                     $(Condition::$variant(_) => <$kind as ConditionKind>::ABOUT_THE_VISITOR),*
                 }
             }
+
+            /// Its key, as written under `when` or `unless`.
+            fn key(&self) -> &'static str {
+                match self {
+                    $(Condition::$variant(_) => stringify!($key)),*
+                }
+            }
         }
 
         /// Every condition written, compiled in table order.
@@ -142,27 +149,56 @@ impl When {
     /// `Ok` when every condition holds, else the first that failed.
     pub fn check<'w>(&'w self, ctx: &RequestContext<'_>) -> Result<(), Miss<'w>> {
         match self.conditions.iter().find(|c| !c.holds(ctx)) {
-            Some(failed) => Err(Miss(failed)),
+            Some(failed) => Err(Miss {
+                condition: failed,
+                excluded: false,
+            }),
             None => Ok(()),
         }
     }
-}
 
-/// The first condition of a `when` that a request failed. Put into words
-/// only when someone asks (`explain`), not on every request.
-#[derive(Debug, Clone, Copy)]
-pub struct Miss<'w>(&'w Condition);
-
-impl Miss<'_> {
-    /// Whether the failed condition is about the visitor (so that another
-    /// visitor could have matched: the response is then private).
-    pub fn about_the_visitor(self) -> bool {
-        self.0.about_the_visitor()
+    /// As an `unless`: `Ok` when none of its conditions holds, else the
+    /// first that does.
+    pub fn check_none<'w>(&'w self, ctx: &RequestContext<'_>) -> Result<(), Miss<'w>> {
+        match self.conditions.iter().find(|c| c.holds(ctx)) {
+            Some(held) => Err(Miss {
+                condition: held,
+                excluded: true,
+            }),
+            None => Ok(()),
+        }
     }
 
-    /// What failed, in words, for the request it failed on.
+    /// Whether it has no condition at all.
+    pub fn is_empty(&self) -> bool {
+        self.conditions.is_empty()
+    }
+}
+
+/// Why a rule did not match a request: the first condition of its `when`
+/// that failed, or of its `unless` that held. Put into words only when
+/// someone asks (`explain`), not on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Miss<'w> {
+    condition: &'w Condition,
+    /// From `unless`: the condition held.
+    excluded: bool,
+}
+
+impl Miss<'_> {
+    /// Whether the condition is about the visitor (so that another visitor
+    /// could have matched: the response is then private).
+    pub fn about_the_visitor(self) -> bool {
+        self.condition.about_the_visitor()
+    }
+
+    /// Why, in words, for the request it missed.
     pub fn describe(self, ctx: &RequestContext<'_>) -> String {
-        self.0.describe(ctx)
+        if self.excluded {
+            format!("unless: its `{}` holds", self.condition.key())
+        } else {
+            self.condition.describe(ctx)
+        }
     }
 }
 
@@ -213,6 +249,13 @@ mod tests {
         assert!(when("not_country = \"DE\"\nlanguage = \"FR\"")
             .check(&ctx)
             .is_ok());
+
+        // `unless` misses on the first condition that holds.
+        let unless = when("path = \"/about\"\ncountry = [\"DE\", \"FR\"]");
+        let excluded = unless.check_none(&ctx).unwrap_err();
+        assert_eq!(excluded.describe(&ctx), "unless: its `path` holds");
+        assert!(!excluded.about_the_visitor());
+        assert!(when("country = \"DE\"").check_none(&ctx).is_ok());
 
         // Empty lists ask nothing.
         let empty = when("path = []\ncountry = []\nlanguage = []");
