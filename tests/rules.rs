@@ -669,3 +669,52 @@ fn assets_keep_their_caching_under_rules_that_edit_html_only() {
         451
     );
 }
+
+/// `percent`: a new visitor is drawn once and keeps the id; a kept id
+/// decides alone; a forged one is redrawn and the page served.
+#[test]
+fn percent_rollouts_keep_each_visitor_where_they_were_drawn() {
+    let app = in_process();
+    let page = "http://uk.localhost/only-uk.html";
+    let r = app.get(page, &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("cache-control"), Some("private"));
+    let cookie = r.header("set-cookie").expect("a new visitor gets an id");
+    assert!(cookie.ends_with("; Max-Age=31536000; Path=/; SameSite=Lax; HttpOnly"));
+    let id = cookie["outpost_id=".len()..].split(';').next().unwrap();
+    let first = r.text().contains("New footer");
+    for _ in 0..5 {
+        let again = app.get(page, &[("Cookie", &format!("outpost_id={id}"))]);
+        assert_eq!(
+            again.text().contains("New footer"),
+            first,
+            "the same visitor, the same side"
+        );
+        assert!(
+            again.header("set-cookie").is_none(),
+            "a kept id is not set again"
+        );
+    }
+    // Share 0 is in at 30%, share 9,999 out.
+    let with = |id: &str| app.get(page, &[("Cookie", &format!("outpost_id={id}"))]);
+    assert!(with("00000000000000000000000000002710")
+        .text()
+        .contains("New footer"));
+    assert!(!with("0000000000000000000000000000270f")
+        .text()
+        .contains("New footer"));
+    for forged in ["../../etc", "ZZZZ", "0000000000000000000000000000270F", ""] {
+        let r = with(forged);
+        assert_eq!(r.status, 200, "{forged}");
+        assert!(
+            r.header("set-cookie")
+                .is_some_and(|c| c.starts_with("outpost_id=")),
+            "{forged}"
+        );
+    }
+    // Pages no `percent` rule asks about set no id.
+    assert!(app
+        .get("http://uk.localhost/about.html", &[])
+        .header("set-cookie")
+        .is_none());
+}

@@ -8,11 +8,13 @@ pub mod geo;
 mod host;
 mod language;
 mod path;
+pub mod visitor;
 
 pub use client::{client_address, is_trusted};
 pub use geo::{Country, Geo};
 pub use host::{request_host, HostError};
 pub use path::{PathError, SitePath, MAX_PATH};
+pub use visitor::Visitor;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -67,6 +69,8 @@ pub struct RequestContext<'r> {
     pub languages: Vec<String>,
     pub cookies: Vec<(Cow<'r, str>, Cow<'r, str>)>,
     pub headers: &'r HeaderMap,
+    /// The id `percent` reads, drawn when first asked for.
+    pub visitor: Visitor,
 }
 
 impl<'r> RequestContext<'r> {
@@ -121,6 +125,8 @@ impl<'r> RequestContext<'r> {
         } else {
             cookies::cookies(read.cookie.map(|v| v.as_bytes()).into_iter())
         };
+        let kept = cookies.iter().find(|(k, _)| k == visitor::COOKIE);
+        let visitor = Visitor::from_cookie(kept.map(|(_, v)| v.as_ref()));
         RequestContext {
             method: head.method,
             path,
@@ -131,6 +137,7 @@ impl<'r> RequestContext<'r> {
             client,
             country,
             languages: language::languages(read.accept_language.map(|v| v.as_bytes())),
+            visitor,
             cookies,
             headers,
         }

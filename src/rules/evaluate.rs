@@ -83,5 +83,9 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
     if decision.outcome == Outcome::Hidden {
         decision.private = private_if_missing;
     }
+    // A visitor drawn into (or out of) a `percent` keeps their id.
+    if let Some(cookie) = request.ctx.visitor.keep() {
+        decision.cookies.push(cookie);
+    }
     decision
 }

@@ -13,6 +13,7 @@ mod kind;
 mod language;
 mod method;
 mod path;
+mod percent;
 mod query;
 
 use std::ops::Range;
@@ -89,6 +90,7 @@ conditions! {
     language => Language(language::Language),
     cookie => Cookie(cookie::Cookie),
     header => Header(header::Header),
+    percent => Percent(percent::Percent),
 }
 
 /// A compiled `when`.
@@ -232,6 +234,7 @@ mod tests {
             languages: vec!["fr".into()],
             cookies: Vec::new(),
             headers: &headers,
+            visitor: Default::default(),
         };
         // Another visitor on this URL would not have matched either.
         let both = when("country = \"IT\"\npath = \"/it/*\"");
@@ -256,6 +259,32 @@ mod tests {
         assert_eq!(excluded.describe(&ctx), "unless: its `path` holds");
         assert!(!excluded.about_the_visitor());
         assert!(when("country = \"DE\"").check_none(&ctx).is_ok());
+
+        // `percent`: over 10,000 visitors the share is the setting's, and
+        // raising it keeps everyone who was in.
+        let (ten, fifty) = (when("percent = 10"), when("percent = 50.0"));
+        let mut rng = fastrand::Rng::with_seed(14);
+        let (mut in_ten, mut in_fifty) = (0, 0);
+        for _ in 0..10_000 {
+            let id = format!("{:032x}", rng.u128(..));
+            let ctx = RequestContext {
+                visitor: crate::context::Visitor::from_cookie(Some(&id)),
+                path: ctx.path.clone(),
+                query: Vec::new(),
+                languages: Vec::new(),
+                cookies: Vec::new(),
+                ..ctx
+            };
+            let (a, b) = (ten.check(&ctx).is_ok(), fifty.check(&ctx).is_ok());
+            assert!(!a || b, "in at 10% but out at 50%");
+            in_ten += usize::from(a);
+            in_fifty += usize::from(b);
+        }
+        assert!((850..=1150).contains(&in_ten), "{in_ten} of 10,000 at 10%");
+        assert!(
+            (4850..=5150).contains(&in_fifty),
+            "{in_fifty} of 10,000 at 50%"
+        );
 
         // Empty lists ask nothing.
         let empty = when("path = []\ncountry = []\nlanguage = []");
