@@ -30,7 +30,7 @@ fn fixture_rule_cases_pass() {
     let report = outpost::rule_tests::run(&fixture("rules")).unwrap();
     let failures: Vec<String> = report.failures.iter().map(|d| d.to_string()).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(report.passed, 28);
+    assert_eq!(report.passed, 37);
 }
 
 /// What the cases cannot check: response headers, in-process.
@@ -407,6 +407,21 @@ const BAD_RULES: &[(&str, &str, &str)] = &[
         "bad.toml:3:20: `Italy` is not an ISO 3166-1",
     ),
     (
+        "an unknown time zone",
+        "[[rule]]\nname = \"x\"\nwhen = { hours = { from = \"18:00\", to = \"20:00\", tz = \"Europe/Rom\" } }\naction = \"block\"\n",
+        "bad.toml:3:55: `Europe/Rom` is not a time zone of the IANA database, did you mean `Europe/Rome`?",
+    ),
+    (
+        "before earlier than after",
+        "[[rule]]\nname = \"x\"\nwhen = { after = \"2026-12-24T18:00:00+01:00\", before = \"2026-12-24T17:00:00Z\" }\naction = \"block\"\n",
+        "bad.toml:3:56: `before` (2026-12-24T17:00:00Z) is not later than `after`",
+    ),
+    (
+        "a time without its offset",
+        "[[rule]]\nname = \"x\"\nwhen = { after = \"2026-12-24T18:00:00\" }\naction = \"block\"\n",
+        "bad.toml:3:18: `2026-12-24T18:00:00` is not a time like 2026-12-24T18:00:00+01:00",
+    ),
+    (
         "a capture the path does not have",
         "[[rule]]\nname = \"x\"\nwhen = { path = \"/team/:slug\" }\naction = \"redirect\"\nto = \"/teams/{slg}\"\n",
         "bad.toml:5:6: `{slg}` is not a placeholder, did you mean `{slug}`?",
@@ -717,4 +732,32 @@ fn percent_rollouts_keep_each_visitor_where_they_were_drawn() {
         .get("http://uk.localhost/about.html", &[])
         .header("set-cookie")
         .is_none());
+}
+
+/// A scheduled rule starts and stops by the clock, with no reload.
+#[test]
+fn schedules_start_and_stop_on_time() {
+    let root = root();
+    let now = jiff::Timestamp::now();
+    let at = |secs: i64| (now + jiff::SignedDuration::from_secs(secs)).to_string();
+    root.write(
+        "rules/d-now.toml",
+        &format!(
+            "[[rule]]\nname = \"soon\"\nsites = [\"uk\"]\nwhen = {{ path = \"/about.html\", after = \"{}\", before = \"{}\" }}\naction = \"headers\"\nset = {{ X-Soon = \"1\" }}\n",
+            at(1),
+            at(3)
+        ),
+    );
+    let app = InProcess::load(root.path());
+    let soon = || {
+        app.get("http://uk.localhost/about.html", &[])
+            .header("x-soon")
+            .is_some()
+    };
+    assert!(!soon(), "not before `after`");
+    assert!(common::eventually(Duration::from_secs(10), soon), "started");
+    assert!(
+        common::eventually(Duration::from_secs(10), || !soon()),
+        "stopped"
+    );
 }

@@ -71,12 +71,15 @@ pub struct RequestContext<'r> {
     pub headers: &'r HeaderMap,
     /// The id `percent` reads, drawn when first asked for.
     pub visitor: Visitor,
+    /// When the request came, for schedules.
+    pub now: jiff::Timestamp,
 }
 
 impl<'r> RequestContext<'r> {
     /// The context stage: builds the context of a request for `path` (its
     /// path, parsed), sent to `host` by `peer`. `country` overrides the
-    /// lookup (for `explain` and rule tests, which have no real visitor).
+    /// lookup and `at` the clock (for `explain` and rule tests, which have
+    /// no real visitor).
     pub fn build(
         head: &Head<'r>,
         path: SitePath,
@@ -84,6 +87,7 @@ impl<'r> RequestContext<'r> {
         peer: IpAddr,
         network: &Network<'_>,
         country: Option<Country>,
+        at: Option<jiff::Timestamp>,
     ) -> RequestContext<'r> {
         let headers = head.headers;
         let raw_query = head.uri.query();
@@ -138,6 +142,7 @@ impl<'r> RequestContext<'r> {
             country,
             languages: language::languages(read.accept_language.map(|v| v.as_bytes())),
             visitor,
+            now: at.unwrap_or_else(jiff::Timestamp::now),
             cookies,
             headers,
         }

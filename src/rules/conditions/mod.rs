@@ -6,9 +6,12 @@
 //! and its order is the order they are checked in: the URL's first, so
 //! that a request another URL would have matched is not made private.
 
+mod after;
+mod before;
 mod cookie;
 mod country;
 mod header;
+mod hours;
 mod kind;
 mod language;
 mod method;
@@ -85,6 +88,9 @@ conditions! {
     method => Method(method::Method),
     path => Path(path::Path),
     query => Query(query::Query),
+    after => After(after::After),
+    before => Before(before::Before),
+    hours => Hours(hours::Hours),
     country => Country(country::Country),
     not_country => NotCountry(country::NotCountry),
     language => Language(language::Language),
@@ -109,7 +115,29 @@ impl When {
         err: &dyn Fn(Range<usize>, String) -> Diagnostic,
         errors: &mut Vec<Diagnostic>,
     ) -> When {
+        let (after, before) = (raw.after.clone(), raw.before.clone());
         let conditions = compile_all(raw, &mut Errors { err, list: errors });
+        let instant = |c: &Condition| match c {
+            Condition::After(a) => Some((true, a.0)),
+            Condition::Before(b) => Some((false, b.0)),
+            _ => None,
+        };
+        let starts = conditions.iter().filter_map(instant).find(|(a, _)| *a);
+        let ends = conditions.iter().filter_map(instant).find(|(a, _)| !*a);
+        if let (Some((_, start)), Some((_, end)), Some(after), Some(before)) =
+            (starts, ends, after, before)
+        {
+            if end <= start {
+                errors.push(err(
+                    before.span(),
+                    format!(
+                        "`before` ({}) is not later than `after` ({}): the rule would never apply",
+                        before.get_ref(),
+                        after.get_ref()
+                    ),
+                ));
+            }
+        }
         let path = conditions.iter().find_map(|c| match c {
             Condition::Path(p) => Some(p.globs.clone()),
             _ => None,
@@ -235,6 +263,7 @@ mod tests {
             cookies: Vec::new(),
             headers: &headers,
             visitor: Default::default(),
+            now: "2026-12-24T18:00:00+01:00".parse().unwrap(),
         };
         // Another visitor on this URL would not have matched either.
         let both = when("country = \"IT\"\npath = \"/it/*\"");
