@@ -30,7 +30,7 @@ fn fixture_rule_cases_pass() {
     let report = outpost::rule_tests::run(&fixture("rules")).unwrap();
     let failures: Vec<String> = report.failures.iter().map(|d| d.to_string()).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(report.passed, 37);
+    assert_eq!(report.passed, 41);
 }
 
 /// What the cases cannot check: response headers, in-process.
@@ -420,6 +420,11 @@ const BAD_RULES: &[(&str, &str, &str)] = &[
         "a time without its offset",
         "[[rule]]\nname = \"x\"\nwhen = { after = \"2026-12-24T18:00:00\" }\naction = \"block\"\n",
         "bad.toml:3:18: `2026-12-24T18:00:00` is not a time like 2026-12-24T18:00:00+01:00",
+    ),
+    (
+        "an unknown device",
+        "[[rule]]\nname = \"x\"\nwhen = { device = \"phone\" }\naction = \"block\"\n",
+        "bad.toml:3:19: `phone` is not a device",
     ),
     (
         "a capture the path does not have",

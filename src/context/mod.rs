@@ -4,6 +4,8 @@
 
 mod client;
 mod cookies;
+pub mod crawler;
+mod device;
 pub mod geo;
 mod host;
 mod language;
@@ -11,6 +13,7 @@ mod path;
 pub mod visitor;
 
 pub use client::{client_address, is_trusted};
+pub use device::Device;
 pub use geo::{Country, Geo};
 pub use host::{request_host, HostError};
 pub use path::{PathError, SitePath, MAX_PATH};
@@ -161,6 +164,25 @@ impl<'r> RequestContext<'r> {
             .iter()
             .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.as_ref())
+    }
+
+    /// Whether the User-Agent is a crawler's (see [`crawler`]).
+    pub fn is_bot(&self) -> bool {
+        let ua = self.headers.get(header::USER_AGENT);
+        ua.is_some_and(|ua| crawler::is_crawler(ua.as_bytes()))
+    }
+
+    /// The visitor's device class.
+    pub fn device(&self) -> Device {
+        let ua = self
+            .headers
+            .get(header::USER_AGENT)
+            .map(HeaderValue::as_bytes);
+        let mobile = self
+            .headers
+            .get("sec-ch-ua-mobile")
+            .map(HeaderValue::as_bytes);
+        Device::of(ua, mobile)
     }
 
     /// The Host header's port, if any.

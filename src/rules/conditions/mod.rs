@@ -8,8 +8,10 @@
 
 mod after;
 mod before;
+mod bot;
 mod cookie;
 mod country;
+mod device;
 mod header;
 mod hours;
 mod kind;
@@ -97,6 +99,8 @@ conditions! {
     cookie => Cookie(cookie::Cookie),
     header => Header(header::Header),
     percent => Percent(percent::Percent),
+    bot => Bot(bot::Bot),
+    device => Device(device::Device),
 }
 
 /// A compiled `when`.
