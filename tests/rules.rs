@@ -404,7 +404,7 @@ const BAD_RULES: &[(&str, &str, &str)] = &[
     (
         "bad country",
         "[[rule]]\nname = \"x\"\nwhen = { country = \"Italy\" }\naction = \"block\"\n",
-        "bad.toml:3:20: `Italy` is not an ISO 3166-1",
+        "bad.toml:3:20: `Italy` is not an ISO 3166-1 alpha-2 country code, did you mean IT?",
     ),
     (
         "an unknown time zone",

@@ -12,7 +12,7 @@ use arc_swap::ArcSwapOption;
 use maxminddb::Reader;
 use serde::Deserialize;
 
-use super::places::{in_eu, Continent};
+use super::places::{code_named, in_eu, Continent};
 
 /// An ISO 3166-1 alpha-2 code, or `XX` when unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,7 +37,14 @@ impl Country {
     pub fn parse_written(code: &str) -> Result<Country, String> {
         let iso = || format!("`{code}` is not an ISO 3166-1 alpha-2 country code");
         if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(format!("{} like IT", iso()));
+            let upper = code.to_ascii_uppercase();
+            let meant = Some(upper.as_str())
+                .filter(|u| u.len() == 2 && ASSIGNED.binary_search(u).is_ok())
+                .or_else(|| code_named(code));
+            return Err(match meant {
+                Some(meant) => format!("{}, did you mean {meant}?", iso()),
+                None => format!("{} like IT", iso()),
+            });
         }
         if ASSIGNED.binary_search(&code).is_ok() || matches!(code, "XX" | "XK") {
             return Ok(Country::parse(code).expect("two letters"));
@@ -46,10 +53,13 @@ impl Country {
             "UK" => format!("{}, did you mean GB? (the United Kingdom is GB)", iso()),
             "EL" => format!("{}, did you mean GR? (Greece is GR)", iso()),
             "EU" => format!(
-                "{}: the European Union is not a country; list its countries' codes (unions and continents are not supported yet)",
+                "{}: the European Union is not a country; write `eu = true` (or `continent = \"EU\"` for Europe)",
                 iso()
             ),
-            _ => format!("{}: no country has it", iso()),
+            _ => match code_named(code) {
+                Some(meant) => format!("{}, did you mean {meant}?", iso()),
+                None => format!("{}: no country has it", iso()),
+            },
         })
     }
 
@@ -283,7 +293,14 @@ mod tests {
         assert!(err("UK").contains("did you mean GB?"), "{}", err("UK"));
         assert!(err("EU").contains("not a country"), "{}", err("EU"));
         assert!(err("ZZ").contains("not an ISO 3166-1"), "{}", err("ZZ"));
-        assert!(err("gb").contains("like IT"), "{}", err("gb"));
-        assert!(err("GBR").contains("like IT"), "{}", err("GBR"));
+        assert!(err("gb").contains("did you mean GB?"), "{}", err("gb"));
+        assert!(
+            err("Italy").contains("did you mean IT?"),
+            "{}",
+            err("Italy")
+        );
+        assert!(err("DEU").contains("did you mean DE?"), "{}", err("DEU"));
+        assert!(err("xq").contains("like IT"), "{}", err("xq"));
+        assert!(err("GBR").contains("did you mean GB?"), "{}", err("GBR"));
     }
 }
