@@ -33,17 +33,19 @@ pub fn check(root: &Path) -> Report {
 
 fn problems(root: &Path, warnings: &mut Vec<Diagnostic>) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
+    // Whether visitors can have a region: from a City database, or from
+    // the CF-Region-Code of trusted proxies.
+    let mut regions = true;
     match Settings::load(root, &Overrides::default()) {
         Err(errs) => problems.extend(errs),
         // serve refuses to start without its geo database.
-        Ok(settings) => {
-            if let Err(e) = crate::context::Geo::open(settings.geoip.as_deref()) {
-                problems.push(match &settings.geoip_origin {
-                    Some(origin) => origin.error(e.to_string()),
-                    None => Diagnostic::whole_file(&root.join("outpost.toml"), e.to_string()),
-                });
-            }
-        }
+        Ok(settings) => match crate::context::Geo::open(settings.geoip.as_deref()) {
+            Err(e) => problems.push(match &settings.geoip_origin {
+                Some(origin) => origin.error(e.to_string()),
+                None => Diagnostic::whole_file(&root.join("outpost.toml"), e.to_string()),
+            }),
+            Ok(geo) => regions = geo.has_regions() || !settings.trusted_proxies.is_empty(),
+        },
     }
     let sites_dir = root.join("sites");
     let mut names: Vec<_> = match std::fs::read_dir(&sites_dir) {
@@ -98,6 +100,11 @@ fn problems(root: &Path, warnings: &mut Vec<Diagnostic>) -> Vec<Diagnostic> {
         Ok(rules) => {
             problems.extend(missing_variant_files(root, &rules, &names));
             problems.extend(template_failures(root, &rules));
+            if !regions {
+                problems.extend(rules.rules.iter().filter(|r| r.when.has("region") || r.unless.has("region")).map(|r| {
+                    r.origin.error("the rule asks for a `region`, which no visitor has: the geo database has no subdivisions (use a City database) and no trusted proxy sends CF-Region-Code")
+                }));
+            }
             warnings.extend(unmatched_selectors(root, &rules, &names));
         }
     }

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use crate::access_log::{self, AccessLog};
 use crate::body;
-use crate::context::{Country, Geo, Head, Network, RequestContext, SitePath};
+use crate::context::{Geo, Given, Head, Network, RequestContext, SitePath};
 use crate::ctx::Ctx;
 use crate::experiments::Experiments;
 use crate::live::Live;
@@ -40,10 +40,9 @@ pub struct App {
 /// of what each rule made of the request. The server's [`Serve`] is
 /// zero-sized and answers with constants, so it pays nothing for them.
 pub trait Observe {
-    /// The visitor's country, in place of the lookup.
-    fn country(&self) -> Option<Country>;
-    /// When the request comes, in place of the clock.
-    fn at(&self) -> Option<jiff::Timestamp>;
+    /// The visitor's place and the time, in place of the lookup and the
+    /// clock.
+    fn given(&self) -> Given;
     /// Whether the rules record what each made of the request.
     fn trace(&self) -> bool;
 }
@@ -52,30 +51,21 @@ pub trait Observe {
 pub struct Serve;
 
 impl Observe for Serve {
-    fn country(&self) -> Option<Country> {
-        None
-    }
-    fn at(&self) -> Option<jiff::Timestamp> {
-        None
+    fn given(&self) -> Given {
+        Given::default()
     }
     fn trace(&self) -> bool {
         false
     }
 }
 
-/// How `explain` and rule tests run it: a country and a time given, every
+/// How `explain` and rule tests run it: a place and a time given, every
 /// rule traced.
-pub struct Explain {
-    pub country: Option<Country>,
-    pub at: Option<jiff::Timestamp>,
-}
+pub struct Explain(pub Given);
 
 impl Observe for Explain {
-    fn country(&self) -> Option<Country> {
-        self.country
-    }
-    fn at(&self) -> Option<jiff::Timestamp> {
-        self.at
+    fn given(&self) -> Given {
+        self.0
     }
     fn trace(&self) -> bool {
         true
@@ -112,8 +102,8 @@ pub async fn pipeline<O: Observe>(
         if !rules.any_for(&site.site, &path.path) {
             return Err(respond::static_file(site, &head, &path));
         }
-        let (country, at) = (observe.country(), observe.at());
-        let context = RequestContext::build(&head, path, host, peer.ip(), &network, country, at);
+        let given = observe.given();
+        let context = RequestContext::build(&head, path, host, peer.ip(), &network, given);
         let context = &*ctx.context.insert(context);
         // rules, which see the page the path finds
         let lookup = &*ctx.lookup.insert(site.lookup(&context.path));

@@ -11,7 +11,7 @@ use http::{Request, Response};
 
 use crate::access_log::AccessLog;
 use crate::config::{AccessLogTarget, Diagnostic, Overrides, Settings};
-use crate::context::{Country, Geo, Head};
+use crate::context::{Country, Geo, Given, Head, Region};
 use crate::handler::{self, App, Explain};
 use crate::live::Live;
 use crate::respond::Body;
@@ -47,10 +47,29 @@ pub struct Visit {
     pub url: String,
     pub method: Option<String>,
     pub country: Option<Country>,
+    /// The visitor's region (with `country`, which it names).
+    pub region: Option<Region>,
     /// When the request comes, instead of now.
     pub at: Option<jiff::Timestamp>,
     pub cookies: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
+}
+
+/// The visitor's country and region as written for `explain` or a rule
+/// case: a region names its country, which `country` must not contradict.
+pub fn place(
+    country: Option<&str>,
+    region: Option<&str>,
+) -> Result<(Option<Country>, Option<Region>), String> {
+    let country = country.map(Country::parse_written).transpose()?;
+    let region = region.map(Region::parse_written).transpose()?;
+    match (country, region) {
+        (Some(c), Some(r)) if !r.as_str().starts_with(c.as_str()) => {
+            Err(format!("region {r} is not in country {c}"))
+        }
+        (None, Some(r)) => Ok((Country::parse(&r.as_str()[..2]), Some(r))),
+        given => Ok(given),
+    }
 }
 
 impl Offline {
@@ -122,10 +141,11 @@ impl Offline {
             .body(())
             .map_err(|_| OfflineError::Url(visit.url.clone()))?;
         let peer: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
-        let observe = Explain {
+        let observe = Explain(Given {
             country: visit.country,
+            region: visit.region,
             at: visit.at,
-        };
+        });
         Ok(self.runtime.block_on(handler::pipeline(
             &self.app,
             Head::from(&req),

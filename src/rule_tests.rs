@@ -10,7 +10,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{parse_toml, Diagnostic, Origin};
-use crate::context::Country;
 use crate::offline::{body_bytes, Offline, OfflineError, Visit};
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +26,8 @@ struct Case {
     url: String,
     method: Option<String>,
     country: Option<String>,
+    /// The visitor's region, ISO 3166-2 (and so their country).
+    region: Option<String>,
     /// When the request comes (RFC 3339, with its offset).
     at: Option<jiff::Timestamp>,
     #[serde(default)]
@@ -99,14 +100,12 @@ pub fn run(root: &Path) -> Result<Report, OfflineError> {
 }
 
 fn run_case(offline: &Offline, case: &Case) -> Result<(), String> {
-    let country = match &case.country {
-        Some(c) => Some(Country::parse_written(c)?),
-        None => None,
-    };
+    let (country, region) = crate::offline::place(case.country.as_deref(), case.region.as_deref())?;
     let visit = Visit {
         url: case.url.clone(),
         method: case.method.clone(),
         country,
+        region,
         at: case.at,
         cookies: case
             .cookies

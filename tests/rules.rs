@@ -30,7 +30,7 @@ fn fixture_rule_cases_pass() {
     let report = outpost::rule_tests::run(&fixture("rules")).unwrap();
     let failures: Vec<String> = report.failures.iter().map(|d| d.to_string()).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(report.passed, 44);
+    assert_eq!(report.passed, 47);
 }
 
 /// What the cases cannot check: response headers, in-process.
@@ -432,6 +432,11 @@ const BAD_RULES: &[(&str, &str, &str)] = &[
         "bad.toml:3:22: `Europe` is not a continent code, did you mean EU?",
     ),
     (
+        "a region without its country",
+        "[[rule]]\nname = \"x\"\nwhen = { region = \"NJ\" }\naction = \"block\"\n",
+        "bad.toml:3:19: `NJ` has no country part: a region is an ISO 3166-2 code like US-NJ",
+    ),
+    (
         "a capture the path does not have",
         "[[rule]]\nname = \"x\"\nwhen = { path = \"/team/:slug\" }\naction = \"redirect\"\nto = \"/teams/{slg}\"\n",
         "bad.toml:5:6: `{slg}` is not a placeholder, did you mean `{slug}`?",
@@ -769,5 +774,39 @@ fn schedules_start_and_stop_on_time() {
     assert!(
         common::eventually(Duration::from_secs(10), || !soon()),
         "stopped"
+    );
+}
+
+/// A trusted proxy's CF-Region-Code counts with its CF-IPCountry; from
+/// anyone else, or without a country, it does not.
+#[test]
+fn regions_from_a_trusted_proxy() {
+    let app = in_process();
+    let page = "http://uk.localhost/about.html";
+    let nj = [("CF-IPCountry", "US"), ("CF-Region-Code", "NJ")];
+    assert!(app.get(page, &nj).text().contains("Offer for US-NJ"));
+    let ny = [("CF-IPCountry", "US"), ("CF-Region-Code", "NY")];
+    assert!(!app.get(page, &ny).text().contains("class=region"));
+    assert!(!app
+        .get(page, &[("CF-Region-Code", "NJ")])
+        .text()
+        .contains("class=region"));
+}
+
+/// `check` says so when no visitor can have a region.
+#[test]
+fn a_region_rule_needs_a_source_of_regions() {
+    let root = root();
+    root.write(
+        "outpost.toml",
+        "admin_listen = \"127.0.0.1:0\"\ntrusted_proxies = []\n",
+    );
+    let out = run_on(root.path(), &["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout
+            .contains("c-conditions.toml:67:1: the rule asks for a `region`, which no visitor has"),
+        "{stdout}"
     );
 }

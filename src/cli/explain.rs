@@ -3,7 +3,6 @@
 
 use std::fmt::Write;
 
-use crate::context::Country;
 use crate::offline::{body_bytes, Offline, OfflineError, Visit};
 use crate::rules::{Outcome, Verdict};
 
@@ -16,6 +15,9 @@ pub struct ExplainArgs {
     /// The visitor's country (ISO code), instead of a geo lookup.
     #[arg(long)]
     country: Option<String>,
+    /// The visitor's region, ISO 3166-2 like US-NJ (and so their country).
+    #[arg(long)]
+    region: Option<String>,
     /// When the request comes, RFC 3339 with its offset, instead of now.
     #[arg(long)]
     at: Option<jiff::Timestamp>,
@@ -43,16 +45,15 @@ pub enum ExplainError {
 /// Loads the root offline and prints the report for the visit the
 /// arguments describe.
 pub fn run(args: ExplainArgs) -> Result<(), ExplainError> {
-    let country = match &args.country {
-        Some(c) => {
-            Some(Country::parse_written(&c.to_ascii_uppercase()).map_err(ExplainError::Country)?)
-        }
-        None => None,
-    };
+    let country = args.country.as_deref().map(str::to_ascii_uppercase);
+    let region = args.region.as_deref().map(str::to_ascii_uppercase);
+    let (country, region) = crate::offline::place(country.as_deref(), region.as_deref())
+        .map_err(ExplainError::Country)?;
     let visit = Visit {
         url: args.url,
         method: None,
         country,
+        region,
         at: args.at,
         cookies: pairs(&args.cookies, '=', "NAME=VALUE")?,
         headers: pairs(&args.headers, ':', "'Name: value'")?,

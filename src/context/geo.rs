@@ -12,88 +12,9 @@ use arc_swap::ArcSwapOption;
 use maxminddb::Reader;
 use serde::Deserialize;
 
-use super::places::{code_named, in_eu, Continent};
-
-/// An ISO 3166-1 alpha-2 code, or `XX` when unknown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Country([u8; 2]);
-
-impl Country {
-    pub const UNKNOWN: Country = Country(*b"XX");
-
-    /// Two ASCII letters, uppercased; anything else is `None`.
-    pub fn parse(code: &str) -> Option<Country> {
-        match code.as_bytes() {
-            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
-                Some(Country([a.to_ascii_uppercase(), b.to_ascii_uppercase()]))
-            }
-            _ => None,
-        }
-    }
-
-    /// A code as written in a file: two uppercase letters that ISO 3166-1
-    /// assigns, or `XX` (unknown) and `XK` (Kosovo), which geo databases
-    /// give. The error says what to write instead.
-    pub fn parse_written(code: &str) -> Result<Country, String> {
-        let iso = || format!("`{code}` is not an ISO 3166-1 alpha-2 country code");
-        if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
-            let upper = code.to_ascii_uppercase();
-            let meant = Some(upper.as_str())
-                .filter(|u| u.len() == 2 && ASSIGNED.binary_search(u).is_ok())
-                .or_else(|| code_named(code));
-            return Err(match meant {
-                Some(meant) => format!("{}, did you mean {meant}?", iso()),
-                None => format!("{} like IT", iso()),
-            });
-        }
-        if ASSIGNED.binary_search(&code).is_ok() || matches!(code, "XX" | "XK") {
-            return Ok(Country::parse(code).expect("two letters"));
-        }
-        Err(match code {
-            "UK" => format!("{}, did you mean GB? (the United Kingdom is GB)", iso()),
-            "EL" => format!("{}, did you mean GR? (Greece is GR)", iso()),
-            "EU" => format!(
-                "{}: the European Union is not a country; write `eu = true` (or `continent = \"EU\"` for Europe)",
-                iso()
-            ),
-            _ => match code_named(code) {
-                Some(meant) => format!("{}, did you mean {meant}?", iso()),
-                None => format!("{}: no country has it", iso()),
-            },
-        })
-    }
-
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("country codes are ASCII")
-    }
-}
-
-impl std::fmt::Display for Country {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The 249 officially assigned ISO 3166-1 alpha-2 codes, sorted, as ISO's
-/// Online Browsing Platform lists them (none added since 2011).
-const ASSIGNED: [&str; 249] = [
-    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
-    "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS",
-    "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN",
-    "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE", "DJ", "DK", "DM", "DO", "DZ", "EC", "EE",
-    "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA", "GB", "GD", "GE", "GF",
-    "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK", "HM",
-    "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM",
-    "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC",
-    "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK",
-    "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA",
-    "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG",
-    "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW",
-    "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS",
-    "ST", "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO",
-    "TR", "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI",
-    "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
-];
+use super::country::Country;
+use super::places::{in_eu, Continent};
+use super::region::Region;
 
 #[derive(Debug, thiserror::Error)]
 #[error("geo database {path}: {source}")]
@@ -110,6 +31,8 @@ struct Record<'a> {
     country_code: Option<&'a str>,
     #[serde(borrow)]
     continent: Option<ContinentRecord<'a>>,
+    #[serde(borrow)]
+    subdivisions: Option<FirstSubdivision<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +46,36 @@ struct ContinentRecord<'a> {
     code: Option<&'a str>,
 }
 
+/// The least specific of a City record's subdivisions (the region), read
+/// without collecting the list.
+struct FirstSubdivision<'a>(Option<&'a str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FirstSubdivision<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct First;
+        impl<'de> serde::de::Visitor<'de> for First {
+            type Value = FirstSubdivision<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of subdivisions")
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<Self::Value, S::Error> {
+                let first: Option<SubdivisionCode<'de>> = seq.next_element()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(FirstSubdivision(first.and_then(|c| c.iso_code)))
+            }
+        }
+        d.deserialize_seq(First)
+    }
+}
+
+#[derive(Deserialize)]
+struct SubdivisionCode<'a> {
+    iso_code: Option<&'a str>,
+}
+
 /// Where a visitor is: their country, and what follows from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Place {
@@ -130,6 +83,8 @@ pub struct Place {
     pub continent: Option<Continent>,
     /// In a member state of the European Union.
     pub eu: bool,
+    /// The first-level subdivision, when a City database or a proxy says.
+    pub region: Option<Region>,
 }
 
 impl Place {
@@ -139,6 +94,7 @@ impl Place {
             country,
             continent: Continent::of(country.as_str()),
             eu: in_eu(country.as_str()),
+            region: None,
         }
     }
 }
@@ -174,6 +130,15 @@ impl Geo {
         self.reader.load().is_some()
     }
 
+    /// Whether the database gives regions (a City database does; a Country
+    /// one does not).
+    pub fn has_regions(&self) -> bool {
+        self.reader
+            .load()
+            .as_ref()
+            .is_some_and(|r| r.metadata.database_type.contains("City"))
+    }
+
     /// The country of `ip`, if the database knows it.
     pub fn country(&self, ip: IpAddr) -> Option<Country> {
         self.locate(ip).map(|p| p.country)
@@ -202,6 +167,10 @@ impl Geo {
             continent: continent.or(builtin.continent),
             // MaxMind writes the flag only when true.
             eu: eu.unwrap_or(false) || builtin.eu,
+            region: record
+                .subdivisions
+                .and_then(|s| s.0)
+                .and_then(|sub| Region::of(country, sub)),
         })
     }
 }
@@ -262,6 +231,35 @@ mod tests {
     }
 
     #[test]
+    fn regions_from_a_city_database() {
+        let city = Geo::open(Some(&fixture("GeoIP2-City-Test.mmdb"))).unwrap();
+        assert!(city.has_regions());
+        let region = |ip: &str| city.locate(ip.parse().unwrap()).and_then(|p| p.region);
+        assert_eq!(
+            region("216.160.83.56").map(|r| r.to_string()).as_deref(),
+            Some("US-WA")
+        );
+        assert_eq!(
+            region("2001:480:10::1").map(|r| r.to_string()).as_deref(),
+            Some("US-CA")
+        );
+        // The least specific of several subdivisions.
+        assert_eq!(
+            region("2.125.160.216").map(|r| r.to_string()).as_deref(),
+            Some("GB-ENG")
+        );
+        let country = Geo::open(Some(&fixture("GeoIP2-Country-Test.mmdb"))).unwrap();
+        assert!(!country.has_regions());
+        assert_eq!(
+            country
+                .locate("216.160.83.56".parse().unwrap())
+                .unwrap()
+                .region,
+            None
+        );
+    }
+
+    #[test]
     fn no_database_knows_nothing() {
         let geo = Geo::open(None).unwrap();
         assert_eq!(geo.country("81.2.69.142".parse().unwrap()), None);
@@ -274,33 +272,5 @@ mod tests {
         std::fs::write(&path, b"not a database").unwrap();
         let err = Geo::open(Some(&path)).err().unwrap().to_string();
         assert!(err.contains("x.mmdb"), "{err}");
-    }
-
-    #[test]
-    fn codes() {
-        assert_eq!(Country::parse("it").unwrap().as_str(), "IT");
-        assert!(Country::parse("ITA").is_none());
-        assert!(Country::parse("1T").is_none());
-    }
-
-    #[test]
-    fn written_codes_are_iso_3166_1() {
-        assert!(ASSIGNED.windows(2).all(|w| w[0] < w[1]), "sorted");
-        for ok in ["GB", "IT", "SS", "ZW", "AD", "XX", "XK"] {
-            assert_eq!(Country::parse_written(ok).unwrap().as_str(), ok);
-        }
-        let err = |c| Country::parse_written(c).unwrap_err();
-        assert!(err("UK").contains("did you mean GB?"), "{}", err("UK"));
-        assert!(err("EU").contains("not a country"), "{}", err("EU"));
-        assert!(err("ZZ").contains("not an ISO 3166-1"), "{}", err("ZZ"));
-        assert!(err("gb").contains("did you mean GB?"), "{}", err("gb"));
-        assert!(
-            err("Italy").contains("did you mean IT?"),
-            "{}",
-            err("Italy")
-        );
-        assert!(err("DEU").contains("did you mean DE?"), "{}", err("DEU"));
-        assert!(err("xq").contains("like IT"), "{}", err("xq"));
-        assert!(err("GBR").contains("did you mean GB?"), "{}", err("GBR"));
     }
 }

@@ -4,6 +4,7 @@
 
 mod client;
 mod cookies;
+mod country;
 pub mod crawler;
 mod device;
 pub mod geo;
@@ -11,14 +12,17 @@ mod host;
 mod language;
 mod path;
 mod places;
+mod region;
 pub mod visitor;
 
 pub use client::{client_address, is_trusted};
+pub use country::Country;
 pub use device::Device;
-pub use geo::{Country, Geo, Place};
+pub use geo::{Geo, Place};
 pub use host::{request_host, HostError};
 pub use path::{PathError, SitePath, MAX_PATH};
 pub use places::{Continent, CONTINENTS};
+pub use region::Region;
 pub use visitor::Visitor;
 
 use std::borrow::Cow;
@@ -31,6 +35,7 @@ use ipnet::IpNet;
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const CF_IPCOUNTRY: HeaderName = HeaderName::from_static("cf-ipcountry");
+const CF_REGION_CODE: HeaderName = HeaderName::from_static("cf-region-code");
 
 /// A request's head, as the stages read it (none reads the body).
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +79,7 @@ pub struct RequestContext<'r> {
     pub continent: Option<Continent>,
     /// In a member state of the European Union.
     pub eu: bool,
+    pub region: Option<Region>,
     pub languages: Vec<String>,
     pub cookies: Vec<(Cow<'r, str>, Cow<'r, str>)>,
     pub headers: &'r HeaderMap,
@@ -83,19 +89,28 @@ pub struct RequestContext<'r> {
     pub now: jiff::Timestamp,
 }
 
+/// What `explain` and rule tests give in place of a real visitor's
+/// address and the clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Given {
+    pub country: Option<Country>,
+    /// With its country (which it names).
+    pub region: Option<Region>,
+    pub at: Option<jiff::Timestamp>,
+}
+
 impl<'r> RequestContext<'r> {
     /// The context stage: builds the context of a request for `path` (its
-    /// path, parsed), sent to `host` by `peer`. `country` overrides the
-    /// lookup and `at` the clock (for `explain` and rule tests, which have
-    /// no real visitor).
+    /// path, parsed), sent to `host` by `peer`. `given` overrides the
+    /// lookup and the clock (for `explain` and rule tests, which have no
+    /// real visitor).
     pub fn build(
         head: &Head<'r>,
         path: SitePath,
         host: &'r str,
         peer: IpAddr,
         network: &Network<'_>,
-        country: Option<Country>,
-        at: Option<jiff::Timestamp>,
+        given: Given,
     ) -> RequestContext<'r> {
         let headers = head.headers;
         let raw_query = head.uri.query();
@@ -124,9 +139,19 @@ impl<'r> RequestContext<'r> {
                 network.trusted_proxies,
             ),
         };
-        let place = country
-            .or_else(|| from_proxy(read.country).and_then(Country::parse))
-            .map(Place::of)
+        // A proxy's region counts with its country, as a pair.
+        let proxy_place = from_proxy(read.country)
+            .and_then(Country::parse)
+            .map(|c| Place {
+                region: from_proxy(read.region).and_then(|r| Region::of(c, r)),
+                ..Place::of(c)
+            });
+        let given_place = given.country.map(|c| Place {
+            region: given.region,
+            ..Place::of(c)
+        });
+        let place = given_place
+            .or(proxy_place)
             .or_else(|| network.geo.locate(client))
             .unwrap_or(Place::of(Country::UNKNOWN));
         let scheme = match from_proxy(read.forwarded_proto) {
@@ -151,9 +176,10 @@ impl<'r> RequestContext<'r> {
             country: place.country,
             continent: place.continent,
             eu: place.eu,
+            region: place.region,
             languages: language::languages(read.accept_language.map(|v| v.as_bytes())),
             visitor,
-            now: at.unwrap_or_else(jiff::Timestamp::now),
+            now: given.at.unwrap_or_else(jiff::Timestamp::now),
             cookies,
             headers,
         }
@@ -212,6 +238,7 @@ struct Read<'r> {
     forwarded_fors: usize,
     forwarded_proto: Option<&'r HeaderValue>,
     country: Option<&'r HeaderValue>,
+    region: Option<&'r HeaderValue>,
     accept_language: Option<&'r HeaderValue>,
     cookie: Option<&'r HeaderValue>,
     /// How many Cookie headers there are.
@@ -232,6 +259,9 @@ impl<'r> From<&'r HeaderMap> for Read<'r> {
                 &mut read.forwarded_for
             } else if name == CF_IPCOUNTRY {
                 read.country = Some(value);
+                continue;
+            } else if name == CF_REGION_CODE {
+                read.region = Some(value);
                 continue;
             } else if name == X_FORWARDED_PROTO {
                 read.forwarded_proto = Some(value);

@@ -156,6 +156,7 @@ pub fn template_context(
         "country": ctx.country.as_str(),
         "continent": ctx.continent.map(|c| c.as_str()),
         "eu": ctx.eu,
+        "region": ctx.region.map(|r| r.to_string()),
         "language": ctx.languages.first(),
     });
     context_of(request, &site.site, &site.config.locale)
@@ -175,6 +176,7 @@ pub fn sample_context(site: &str, locale: &str, params: &[&str]) -> Context {
         "country": "GB",
         "continent": "EU",
         "eu": false,
+        "region": "GB-ENG",
         "language": "en",
     });
     context_of(request, site, locale)

@@ -4,7 +4,7 @@
 
 use toml::Spanned;
 
-use super::kind::{ConditionKind, Errors, OneOrMany};
+use super::kind::{each, ConditionKind, Errors, OneOrMany};
 use crate::context::{Continent as Code, RequestContext, CONTINENTS};
 
 #[derive(Debug)]
@@ -37,13 +37,7 @@ impl ConditionKind for Continent {
     const ABOUT_THE_VISITOR: bool = true;
 
     fn compile(raw: Self::Raw, errors: &mut Errors<'_>, out: &mut Vec<Continent>) {
-        let span = raw.span();
-        let codes: Vec<Code> = raw
-            .into_inner()
-            .into_vec()
-            .into_iter()
-            .filter_map(|c| written(&c).map_err(|e| errors.at(span.clone(), e)).ok())
-            .collect();
+        let codes = each(raw, errors, written);
         if !codes.is_empty() {
             out.push(Continent(codes));
         }

@@ -3,7 +3,7 @@
 
 use toml::Spanned;
 
-use super::kind::{ConditionKind, Errors, OneOrMany};
+use super::kind::{each, ConditionKind, Errors, OneOrMany};
 use crate::context::{Country as VisitorCountry, RequestContext};
 
 #[derive(Debug)]
@@ -18,17 +18,7 @@ impl ConditionKind for Country {
     const ABOUT_THE_VISITOR: bool = true;
 
     fn compile(raw: Self::Raw, errors: &mut Errors<'_>, out: &mut Vec<Country>) {
-        let span = raw.span();
-        let list: Vec<VisitorCountry> = raw
-            .into_inner()
-            .into_vec()
-            .into_iter()
-            .filter_map(|c| {
-                VisitorCountry::parse_written(&c)
-                    .map_err(|e| errors.at(span.clone(), e))
-                    .ok()
-            })
-            .collect();
+        let list = each(raw, errors, VisitorCountry::parse_written);
         if !list.is_empty() {
             out.push(Country(list));
         }

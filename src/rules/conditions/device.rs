@@ -3,7 +3,7 @@
 
 use toml::Spanned;
 
-use super::kind::{ConditionKind, Errors, OneOrMany};
+use super::kind::{each, ConditionKind, Errors, OneOrMany};
 use crate::context::{Device as Class, RequestContext};
 
 #[derive(Debug)]
@@ -14,22 +14,14 @@ impl ConditionKind for Device {
     const ABOUT_THE_VISITOR: bool = true;
 
     fn compile(raw: Self::Raw, errors: &mut Errors<'_>, out: &mut Vec<Device>) {
-        let span = raw.span();
-        let mut classes = Vec::new();
-        for name in raw.into_inner().into_vec() {
-            match Class::parse(&name) {
-                Some(class) => classes.push(class),
-                None => {
-                    let hint = crate::config::closest(&name, &Class::NAMES)
-                        .map(|c| format!(", did you mean `{c}`?"))
-                        .unwrap_or_default();
-                    errors.at(
-                        span.clone(),
-                        format!("`{name}` is not a device{hint} (mobile, tablet, desktop)"),
-                    );
-                }
-            }
-        }
+        let classes = each(raw, errors, |name| {
+            Class::parse(name).ok_or_else(|| {
+                let hint = crate::config::closest(name, &Class::NAMES)
+                    .map(|c| format!(", did you mean `{c}`?"))
+                    .unwrap_or_default();
+                format!("`{name}` is not a device{hint} (mobile, tablet, desktop)")
+            })
+        });
         if !classes.is_empty() {
             out.push(Device(classes));
         }

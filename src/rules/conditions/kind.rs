@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::config::Diagnostic;
 use crate::context::RequestContext;
@@ -57,6 +58,21 @@ impl<T> OneOrMany<T> {
             OneOrMany::Many(v) => v,
         }
     }
+}
+
+/// Each value of a list, parsed by `parse`; a value it refuses is an error
+/// at the list, with `parse`'s words.
+pub fn each<T>(
+    raw: Spanned<OneOrMany<String>>,
+    errors: &mut Errors<'_>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Vec<T> {
+    let span = raw.span();
+    let values = raw.into_inner().into_vec();
+    values
+        .iter()
+        .filter_map(|v| parse(v).map_err(|e| errors.at(span.clone(), e)).ok())
+        .collect()
 }
 
 /// A value condition: `"*"` means present with any value.

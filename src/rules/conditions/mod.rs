@@ -22,6 +22,7 @@ mod method;
 mod path;
 mod percent;
 mod query;
+mod region;
 
 use std::ops::Range;
 
@@ -99,6 +100,7 @@ conditions! {
     not_country => NotCountry(country::NotCountry),
     continent => Continent(continent::Continent),
     eu => Eu(eu::Eu),
+    region => Region(region::Region),
     language => Language(language::Language),
     cookie => Cookie(cookie::Cookie),
     header => Header(header::Header),
@@ -207,6 +209,11 @@ impl When {
         }
     }
 
+    /// Whether it has a condition under `key` (`region`…).
+    pub fn has(&self, key: &str) -> bool {
+        self.conditions.iter().any(|c| c.key() == key)
+    }
+
     /// Whether it has no condition at all.
     pub fn is_empty(&self) -> bool {
         self.conditions.is_empty()
@@ -269,6 +276,7 @@ mod tests {
             country: Country::parse("FR").unwrap(),
             continent: crate::context::Continent::parse("EU"),
             eu: true,
+            region: None,
             languages: vec!["fr".into()],
             cookies: Vec::new(),
             headers: &headers,
