@@ -135,7 +135,11 @@ impl Offline {
 /// The whole body of a response made by the handler.
 pub fn body_bytes(response: &Response<Body>) -> bytes::Bytes {
     use http_body::Body as _;
-    let mut body = response.body().clone();
+    // Offline answers are never streamed: a proxy does not forward there.
+    let Body::Full(body) = response.body() else {
+        return bytes::Bytes::new();
+    };
+    let mut body = body.clone();
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
     let mut out = bytes::BytesMut::new();

@@ -4,13 +4,17 @@
 //! Last-Modified), single byte ranges and the client's Accept-Encoding.
 //! Bodies are shared `Bytes`; nothing is copied.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
-use http_body_util::Full;
+use http_body::{Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 
 use crate::body::Content;
 use crate::context::{Head, PathError, SitePath};
@@ -21,7 +25,66 @@ use crate::site::NoSite;
 use crate::store::{Damaged, Encoding, Lookup, SiteVersion, StoredFile};
 use crate::transform::Rendered;
 
-pub type Body = Full<Bytes>;
+/// What a response carries: bytes in hand (a stored file, a page, a
+/// cached answer), which go out as they are (and with sendfile when large),
+/// or a stream (a proxied answer), passed on as it comes.
+pub enum Body {
+    Full(Full<Bytes>),
+    Stream(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Body {
+    pub fn stream<B>(body: B) -> Body
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Body::Stream(UnsyncBoxBody::new(body.map_err(Into::into)))
+    }
+}
+
+impl Default for Body {
+    fn default() -> Body {
+        Body::Full(Full::default())
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Body {
+        Body::Full(Full::new(bytes))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Body::Full(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+            Body::Stream(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(b) => b.is_end_stream(),
+            Body::Stream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(b) => b.size_hint(),
+            Body::Stream(b) => b.size_hint(),
+        }
+    }
+}
 
 /// The respond stage of a request the rules decided: the response its
 /// outcome asks for, its variants settled and their exposures counted, and
@@ -225,7 +288,7 @@ fn site_headers(site: &SiteVersion, path: &SitePath) -> Vec<(HeaderName, HeaderV
 
 /// A response with a short plain-text body.
 pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    let mut res = Response::new(Body::from(Bytes::from_static(text.as_bytes())));
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -268,7 +331,7 @@ pub fn method_not_allowed() -> Response<Body> {
 
 /// A redirect to `location`.
 pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
-    let mut res = Response::new(Full::default());
+    let mut res = Response::new(Body::default());
     *res.status_mut() = status;
     if let Ok(v) = HeaderValue::try_from(location) {
         res.headers_mut().insert(header::LOCATION, v);
@@ -293,7 +356,7 @@ pub fn file(
         choose_encoding(request.get(header::ACCEPT_ENCODING), file)
     };
 
-    let mut res = Response::new(Full::default());
+    let mut res = Response::new(Body::default());
     // Room for every header a file response gets, so the map never regrows.
     *res.headers_mut() = HeaderMap::with_capacity(16);
     let headers = res.headers_mut();
@@ -350,7 +413,7 @@ pub fn file(
     res.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len() as u64));
     if !head {
-        *res.body_mut() = Full::new(body);
+        *res.body_mut() = Body::from(body);
     }
     res
 }
