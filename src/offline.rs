@@ -77,6 +77,7 @@ impl Offline {
         // Fragments spawn their fetches on the runtime they are made in.
         let app =
             runtime.block_on(async { App::new(live, log, geo, settings.trusted_proxies, true) });
+        let app = App { proxy: None, ..app };
         Ok(Offline {
             app,
             runtime,
@@ -128,6 +129,7 @@ impl Offline {
             Head::from(&req),
             peer,
             &observe,
+            http_body_util::Empty::<bytes::Bytes>::new(),
         )))
     }
 }

@@ -123,6 +123,13 @@ pub fn decided(
             let extra = site_headers(site, &context.path);
             file(context.headers, head, page, StatusCode::OK, &extra)
         }
+        // Forwarded by the handler; `explain` and rule tests do not.
+        (Outcome::Proxy { url, .. }, _) => {
+            let text = format!("proxied to {url} (explain and outpost test do not forward)\n");
+            let mut res = plain(StatusCode::OK, "");
+            *res.body_mut() = Body::from(Bytes::from(text));
+            res
+        }
         (Outcome::Serve, _) => lookup(
             site,
             context.method,
@@ -140,6 +147,47 @@ pub fn decided(
     let named = rules_header.then_some(&decision.fired[..named]);
     finish(&mut response, decision, named);
     response
+}
+
+/// The respond stage of a request a proxy answered: the upstream's
+/// response with the decision's headers and cookies on top (the rules
+/// before the proxy's may set some).
+pub fn proxied(
+    decision: &mut Decision,
+    mut response: Response<Body>,
+    experiments: &Experiments,
+    method: &Method,
+    rules_header: bool,
+) -> Response<Body> {
+    settle_variants(experiments, method, decision, None);
+    let named = rules_header.then_some(&decision.fired[..]);
+    finish(&mut response, decision, named);
+    response
+}
+
+/// The site's page for an error `status` (`/502.html` for 502), or a short
+/// plain text; kept by no cache.
+pub fn site_error(
+    site: &SiteVersion,
+    request: &HeaderMap,
+    head: bool,
+    status: StatusCode,
+) -> Response<Body> {
+    let path = SitePath::parse(&format!("/{}.html", status.as_u16()));
+    let mut res = match path.as_ref().map(|p| site.lookup(p)) {
+        Ok(Lookup::Found(page)) => file(request, head, page, status, &[]),
+        _ => plain(
+            status,
+            match status.as_u16() {
+                413 => "413 Content Too Large\n",
+                504 => "504 Gateway Timeout\n",
+                _ => "502 Bad Gateway\n",
+            },
+        ),
+    };
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 /// The static path: the file the path finds, as it is stored.

@@ -18,9 +18,11 @@ mod kind;
 mod load;
 mod offer_local;
 pub mod preview;
+pub mod proxy;
 mod raw;
 mod redirect;
 mod rule;
+mod upstream;
 pub mod variant;
 
 pub use action::Action;

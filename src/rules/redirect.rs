@@ -17,7 +17,7 @@ use crate::store::SiteVersion;
 pub const REDIRECTS: [u16; 5] = [301, 302, 303, 307, 308];
 
 /// Bytes a path in a Location header must not carry as they are.
-const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+pub const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')

@@ -1,0 +1,177 @@
+//! Bodies crossing the proxy within bounds: a request body refused past
+//! its limit, an upstream body cut off past its limit or when it stalls.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::{Instant, Sleep};
+
+use crate::respond::BoxError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body is over {0} bytes")]
+    TooLarge(u64),
+    #[error("the upstream sent nothing for {0:?}")]
+    Stalled(Duration),
+}
+
+/// A request body on its way up: past `left` bytes it fails, and says so
+/// in `over` (the upstream's error then answers 413, not 502).
+pub struct Upload<B> {
+    inner: B,
+    left: u64,
+    max: u64,
+    pub over: Arc<AtomicBool>,
+}
+
+impl<B> Upload<B> {
+    pub fn new(inner: B, max: u64) -> Upload<B> {
+        Upload {
+            inner,
+            left: max,
+            max,
+            over: Arc::default(),
+        }
+    }
+}
+
+impl<B> Body for Upload<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        Poll::Ready(frame.map(|f| {
+            let f = f.map_err(Into::into)?;
+            let len = f.data_ref().map_or(0, |d| d.len() as u64);
+            if len > this.left {
+                this.over.store(true, Ordering::Relaxed);
+                return Err(BodyError::TooLarge(this.max).into());
+            }
+            this.left -= len;
+            Ok(f)
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An upstream body on its way down: it fails past `left` bytes, or when
+/// no piece of it came for `idle`, so an endless or stalled upstream never
+/// holds a connection for good.
+pub struct Download<B> {
+    inner: B,
+    left: u64,
+    max: u64,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<B> Download<B> {
+    pub fn new(inner: B, max: u64, idle: Duration) -> Download<B> {
+        Download {
+            inner,
+            left: max,
+            max,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl<B> Body for Download<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                ready!(this.timer.as_mut().poll(cx));
+                return Poll::Ready(Some(Err(BodyError::Stalled(this.idle).into())));
+            }
+        };
+        this.timer.as_mut().reset(Instant::now() + this.idle);
+        Poll::Ready(frame.map(|f| {
+            let f = f.map_err(Into::into)?;
+            let len = f.data_ref().map_or(0, |d| d.len() as u64);
+            if len > this.left {
+                return Err(BodyError::TooLarge(this.max).into());
+            }
+            this.left -= len;
+            Ok(f)
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body of which `read` was already taken: it goes first, then the rest.
+pub struct Prefixed<B> {
+    read: Option<Bytes>,
+    rest: B,
+}
+
+impl<B> Prefixed<B> {
+    pub fn new(read: Bytes, rest: B) -> Prefixed<B> {
+        Prefixed {
+            read: Some(read).filter(|r| !r.is_empty()),
+            rest,
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Prefixed<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        match this.read.take() {
+            Some(read) => Poll::Ready(Some(Ok(Frame::data(read)))),
+            None => Pin::new(&mut this.rest).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read.is_none() && self.rest.is_end_stream()
+    }
+}
