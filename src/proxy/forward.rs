@@ -71,13 +71,13 @@ impl Proxy {
     {
         let ctx = request.ctx;
         let stats = self.stats.rule(to.rule);
+        stats.request();
         let max = self.limits.max_request;
         let declared = ctx
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max) {
-            stats.request(CacheResult::Bypass);
             return self.failed(request, &to, &stats, &ProxyError::RequestTooLarge(max));
         }
         let headers = upstream_request(ctx, via, &to.upstream.headers);
@@ -85,7 +85,6 @@ impl Proxy {
         let ttl = to.upstream.cache.filter(|_| read);
         // What a visitor's credentials fetched is theirs alone.
         let Some(ttl) = ttl.filter(|_| !ctx.headers.contains_key(header::AUTHORIZATION)) else {
-            stats.request(CacheResult::Bypass);
             let upload = Upload::new(upload, max);
             let over = upload.over.clone();
             let (method, timeout) = (ctx.method.clone(), to.upstream.timeout);
@@ -155,7 +154,7 @@ impl Proxy {
             },
             Answer::Failed(e) => (self.failed(request, to, &stats, &e), CacheResult::Miss),
         };
-        stats.request(result);
+        stats.cache(result);
         mark(&mut response, result);
         if head {
             *response.body_mut() = Body::default();

@@ -48,8 +48,13 @@ pub struct RuleStats {
 }
 
 impl RuleStats {
-    pub fn request(&self, result: CacheResult) {
+    /// A request the rule forwards, counted as it starts.
+    pub fn request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What the cache made of a request.
+    pub fn cache(&self, result: CacheResult) {
         let count = match result {
             CacheResult::Hit => &self.hits,
             CacheResult::Stale => &self.stale,

@@ -120,7 +120,7 @@ fn upstream_headers(
         );
         match parsed {
             (Ok(n), _) if HOP_BY_HOP.contains(&n.as_str()) || n == http::header::CONTENT_LENGTH => {
-                let message = format!("`{n}` is about the connection; the proxy sets it itself");
+                let message = format!("`{n}` is about one connection: the proxy sets its own");
                 cx.error(name.span(), message);
             }
             (Ok(n), Ok(v)) => headers.push((n, v)),
