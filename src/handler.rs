@@ -140,34 +140,9 @@ where
         for a in &decision.conversions {
             experiments.convert(a);
         }
-        // body: a proxy's comes from its upstream (not offline)
-        if let (
-            Outcome::Proxy {
-                url,
-                rule,
-                upstream,
-            },
-            Some(proxy),
-        ) = (&decision.outcome, &app.proxy)
-        {
-            let to = proxy::Target {
-                url,
-                rule,
-                upstream,
-            };
-            let via = Via {
-                peer: peer.ip(),
-                trusted: crate::context::is_trusted(peer.ip(), &app.trusted_proxies),
-            };
-            let answer = proxy.forward(&request, to, &via, upload).await;
-            let (method, named) = (context.method, app.rules_header);
-            return Ok(respond::proxied(
-                decision,
-                answer,
-                experiments,
-                method,
-                named,
-            ));
+        // body: a proxy's from its upstream (not offline), else the site's
+        if let Some(answer) = proxied(app, &request, decision, peer, upload).await {
+            return Ok(answer);
         }
         // body
         let content = body::choose(&app.fragments, &request, rules, lookup, decision).await;
@@ -184,6 +159,50 @@ where
     // log
     access_log::log(&app.log, app.metrics.as_ref(), &ctx, &response);
     (response, ctx.decision)
+}
+
+/// The answer of a proxy that fired, when the app forwards (offline it
+/// does not): the upstream's, with the decision's headers on top.
+async fn proxied<B>(
+    app: &App,
+    request: &rules::Request<'_>,
+    decision: &mut Decision,
+    peer: SocketAddr,
+    upload: B,
+) -> Option<Response<Body>>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (
+        Outcome::Proxy {
+            url,
+            rule,
+            upstream,
+        },
+        Some(proxy),
+    ) = (&decision.outcome, &app.proxy)
+    else {
+        return None;
+    };
+    let to = proxy::Target {
+        url,
+        rule,
+        upstream,
+    };
+    let via = Via {
+        peer: peer.ip(),
+        trusted: crate::context::is_trusted(peer.ip(), &app.trusted_proxies),
+    };
+    let answer = proxy.forward(request, to, &via, upload).await;
+    let (method, named) = (request.ctx.method, app.rules_header);
+    Some(respond::proxied(
+        decision,
+        answer,
+        &app.experiments,
+        method,
+        named,
+    ))
 }
 
 impl App {

@@ -701,6 +701,8 @@ fn check_points_at_bad_proxy_rules() {
     let root = root_with(&rules, "");
     let typo = format!("[[rule]]\nname = \"typo\"\naction = \"proxy\"\nto = \"http://{up}{{path}}\"\ncahce = \"5s\"\n");
     root.write("rules/20-typo.toml", &typo);
+    let capture = format!("[[rule]]\nname = \"capture\"\nwhen = {{ path = \"/x/:a\" }}\naction = \"proxy\"\nto = \"http://{up}/{{b}}\"\n");
+    root.write("rules/30-capture.toml", &capture);
     let out = run_on(root.path(), &["check"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -710,6 +712,7 @@ fn check_points_at_bad_proxy_rules() {
         "rules/10-proxy.toml:14:6: placeholders may only appear in the path or query",
         "rules/10-proxy.toml:20:11: `soon` is not a duration",
         "rules/20-typo.toml:5:1: unknown key `cahce`, did you mean `cache`?",
+        "rules/30-capture.toml:5:6: `{b}` is not a placeholder",
         "rules/10-proxy.toml:26:13: `stale_for` needs `cache`",
         "rules/10-proxy.toml:32:13: `connection` is about one connection",
     ] {
@@ -732,4 +735,20 @@ fn explain_names_the_proxy_and_its_url_without_forwarding() {
         "{text}"
     );
     assert!(up.seen().is_empty(), "explain forwarded");
+}
+
+#[test]
+fn captures_fill_the_upstream_url() {
+    let up = Upstream::start();
+    let rule = format!(
+        "[[rule]]\nname = \"odds\"\nwhen = {{ path = \"/odds/:sport/**\" }}\naction = \"proxy\"\nto = \"http://{}/v2/{{sport}}/{{splat}}?{{query}}\"\n",
+        up.addr
+    );
+    let (_root, server) = serve(&rule, "");
+    let r = get(&server, "/odds/foot%20ball/it/serie-a/count?live=1", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        up.seen()[0].path(),
+        "/v2/foot%20ball/it/serie-a/count?live=1"
+    );
 }

@@ -18,6 +18,7 @@ use super::offer_local::OfferLocal;
 use super::preview::Preview;
 use super::proxy::Proxy;
 use super::redirect::Redirect;
+use super::rewrite::Rewrite;
 use super::variant::Experiment;
 
 macro_rules! actions {
@@ -74,6 +75,13 @@ macro_rules! actions {
                 }
             }
 
+            /// See [`ActionKind::TERMINAL`].
+            pub fn terminal(&self) -> bool {
+                match self {
+                    $(Action::$variant(_) => <$kind as ActionKind>::TERMINAL),*
+                }
+            }
+
             /// See [`ActionKind::template`].
             pub fn template(&self) -> Option<(&str, TemplateExtra)> {
                 match self {
@@ -100,6 +108,7 @@ macro_rules! actions {
 
 actions! {
     Redirect(Redirect),
+    Rewrite(Rewrite),
     Block(Block),
     OfferLocal(OfferLocal),
     Preview(Preview),
@@ -268,6 +277,7 @@ mod tests {
         assert_eq!(keys("redirect"), ["to", "to_site", "status"]);
         assert_eq!(keys("inject"), ["template", "html", "selector", "position"]);
         assert_eq!(keys("nope"), [] as [&str; 0]);
+        assert_eq!(keys("rewrite"), ["to", "to_site"]);
         assert_eq!(&all_keys()[..4], ["to", "to_site", "status", "page"]);
     }
 }

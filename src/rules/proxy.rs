@@ -12,12 +12,13 @@ use toml::Spanned;
 
 use super::decision::{Applied, Decision, Outcome};
 use super::kind::{ActionKind, Compiling, Firing};
-use super::redirect::{Part, Target};
+use super::to::To;
 pub use super::upstream::{Upstream, HOP_BY_HOP};
 
 #[derive(Debug)]
 pub struct Proxy {
-    to: Target,
+    /// An http(s) URL: `To::parse` checked it has a host.
+    to: To,
     /// Shared by every request the rule forwards.
     upstream: Arc<Upstream>,
 }
@@ -64,8 +65,8 @@ impl ActionKind for Proxy {
             cx.missing::<Self>("`to`, the upstream URL");
             return None;
         };
-        let to = match Target::parse_to(to.get_ref()) {
-            Ok(url @ Target::Url { host: Some(_), .. }) => url,
+        let to = match To::parse(to.get_ref(), &cx.when.capture_names()) {
+            Ok(url) if url.host().is_some() => url,
             Ok(_) => {
                 let message =
                     "`to` of a proxy is an http or https URL, like https://api.example.com{path}";
@@ -93,7 +94,7 @@ impl ActionKind for Proxy {
     }
 
     fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied {
-        let url = match fill(&self.to, firing.request.ctx) {
+        let url = match self.to.fill(firing.request.ctx, &firing.captures()) {
             Ok(url) => url,
             Err(why) => return Applied::Skipped(why),
         };
@@ -132,32 +133,4 @@ fn upstream_headers(
         }
     }
     headers
-}
-
-/// The upstream URL for this request, never on another host.
-fn fill(to: &Target, ctx: &crate::context::RequestContext<'_>) -> Result<String, String> {
-    let Target::Url {
-        template,
-        host: Some(host),
-    } = to
-    else {
-        return Err("not an upstream URL".into());
-    };
-    let mut url = String::new();
-    for part in template {
-        match part {
-            Part::Text(t) => url.push_str(t),
-            Part::Path => url.extend(percent_encoding::utf8_percent_encode(
-                &ctx.path.path,
-                super::redirect::PATH,
-            )),
-            Part::Query => url.push_str(ctx.raw_query.unwrap_or("")),
-        }
-    }
-    let url = url.replace("?&", "?");
-    let url = url.trim_end_matches(['?', '&']);
-    match url::Url::parse(url) {
-        Ok(u) if u.host_str() == Some(host) => Ok(url.to_string()),
-        _ => Err("the filled URL would leave its host".into()),
-    }
 }
