@@ -133,13 +133,21 @@ impl Cache {
         // Twice at most: the second time the URL's Vary is known.
         for _ in 0..2 {
             let vary = self.vary.get(url).unwrap_or_default();
-            let key = key(url, &vary, headers);
-            let stored = self.stored.get(&key);
+            // Most answers vary by nothing: their key is the URL as it is.
+            let varied;
+            let key = match vary.is_empty() {
+                true => url,
+                false => {
+                    varied = key(url, &vary, headers);
+                    varied.as_str()
+                }
+            };
+            let stored = self.stored.get(key);
             if let Some(s) = stored.as_ref().filter(|s| s.within(Duration::ZERO)) {
                 return Answer::Hit(s.clone());
             }
             let if_error = stored.filter(|s| s.within(rule.stale_if_error));
-            let flight = self.flight(&key);
+            let flight = self.flight(key);
             let pending = {
                 let mut f = flight.lock().unwrap();
                 let resting = f.retry_at.is_some_and(|at| Instant::now() < at);

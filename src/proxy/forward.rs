@@ -80,7 +80,6 @@ impl Proxy {
         if declared.is_some_and(|n| n > max) {
             return self.failed(request, &to, &stats, &ProxyError::RequestTooLarge(max));
         }
-        let headers = upstream_request(ctx, via, &to.upstream.headers);
         let read = *ctx.method == Method::GET || *ctx.method == Method::HEAD;
         let ttl = to.upstream.cache.filter(|_| read);
         // What a visitor's credentials fetched is theirs alone.
@@ -88,6 +87,7 @@ impl Proxy {
             let upload = Upload::new(upload, max);
             let over = upload.over.clone();
             let (method, timeout) = (ctx.method.clone(), to.upstream.timeout);
+            let headers = upstream_request(ctx, via, &to.upstream.headers);
             let sent = self.send(
                 to.url,
                 method,
@@ -109,7 +109,7 @@ impl Proxy {
             }
             return response;
         };
-        self.cached(request, &to, headers, ttl, stats).await
+        self.cached(request, &to, via, ttl, stats).await
     }
 
     /// The answer of a rule that keeps answers, kept or fetched.
@@ -117,20 +117,17 @@ impl Proxy {
         self: &Arc<Self>,
         request: &rules::Request<'_>,
         to: &Target<'_>,
-        headers: HeaderMap,
+        via: &Via,
         ttl: Duration,
         stats: Arc<RuleStats>,
     ) -> Response<Body> {
         let head = *request.ctx.method == Method::HEAD;
         let timeout = to.upstream.timeout;
-        // A HEAD is fetched as a GET, so that its answer serves both.
+        // A HEAD is fetched as a GET, so that its answer serves both. The
+        // headers are made only for a request that goes up.
         let fetch = || -> Fetch {
-            let (this, url, headers, stats) = (
-                self.clone(),
-                to.url.to_string(),
-                headers.clone(),
-                stats.clone(),
-            );
+            let headers = upstream_request(request.ctx, via, &to.upstream.headers);
+            let (this, url, stats) = (self.clone(), to.url.to_string(), stats.clone());
             async move {
                 let empty = UpBody::new(Empty::new().map_err(|never| match never {}));
                 this.send(&url, Method::GET, headers, empty, timeout, &stats)
