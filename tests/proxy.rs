@@ -145,7 +145,9 @@ fn read_chunked(reader: &mut impl BufRead, state: &State) -> Vec<u8> {
     let mut body = Vec::new();
     loop {
         let mut size = String::new();
-        reader.read_line(&mut size).unwrap();
+        if reader.read_line(&mut size).unwrap_or(0) == 0 {
+            return body;
+        }
         let size = usize::from_str_radix(size.trim().split(';').next().unwrap(), 16).unwrap();
         let mut chunk = vec![0; size + 2];
         reader.read_exact(&mut chunk).unwrap();
@@ -510,9 +512,16 @@ fn a_stale_copy_is_served_while_one_refresh_runs() {
         is_stale
     }));
     assert_eq!(stale.unwrap().text(), first.text());
-    assert!(eventually(WAIT, || up.requests_for("/api/count") == 2));
-    let fresh = get(&server, "/api/count", &[]);
-    assert_ne!(fresh.text(), first.text());
+    // The refreshed copy serves next, and the upstream was asked once more.
+    let mut fresh = None;
+    assert!(eventually(WAIT, || {
+        let r = get(&server, "/api/count", &[]);
+        let hit = cache_of(&r) == "HIT";
+        fresh = Some(r);
+        hit
+    }));
+    assert_ne!(fresh.unwrap().text(), first.text());
+    assert_eq!(up.requests_for("/api/count"), 2);
 }
 
 #[test]
@@ -751,4 +760,30 @@ fn captures_fill_the_upstream_url() {
         up.seen()[0].path(),
         "/v2/foot%20ball/it/serie-a/count?live=1"
     );
+}
+
+#[test]
+fn a_slow_upload_is_not_a_slow_upstream() {
+    let up = Upstream::start();
+    let (_root, server) = serve(&api_rule(up.addr, "timeout = \"1s\""), "");
+    let mut visitor = TcpStream::connect(server.addr).unwrap();
+    write!(visitor, "POST /api/upload HTTP/1.1\r\nHost: web.localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
+    // The visitor itself is slow: the whole upload takes longer than the
+    // timeout, which counts from the last piece that went up.
+    for i in 1..=5 {
+        std::thread::sleep(Duration::from_millis(300));
+        write!(visitor, "5\r\npart{i}\r\n").unwrap();
+        let sent = format!("part{i}");
+        assert!(eventually(WAIT, || up
+            .state
+            .arriving
+            .lock()
+            .unwrap()
+            .ends_with(sent.as_bytes())));
+    }
+    write!(visitor, "0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    visitor.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("25 bytes"), "{answer}");
 }

@@ -21,7 +21,7 @@ use hyper_util::rt::TokioExecutor;
 use super::cache::{Answer, Cache, Fetch, Stored};
 use super::error::ProxyError;
 use super::headers::{strip_hop_by_hop, upstream_request, Via};
-use super::limits::{Download, Upload};
+use super::limits::{within, Download, Progress, Upload};
 use super::stats::{CacheResult, ProxyStats, RuleStats};
 use crate::config::ProxyLimits;
 use crate::respond::{self, Body, BoxError};
@@ -86,16 +86,13 @@ impl Proxy {
         let Some(ttl) = ttl.filter(|_| !ctx.headers.contains_key(header::AUTHORIZATION)) else {
             let upload = Upload::new(upload, max);
             let over = upload.over.clone();
-            let (method, timeout) = (ctx.method.clone(), to.upstream.timeout);
+            let progress = upload.progress.clone();
             let headers = upstream_request(ctx, via, &to.upstream.headers);
-            let sent = self.send(
-                to.url,
-                method,
-                headers,
-                UpBody::new(upload),
-                timeout,
-                &stats,
-            );
+            let up = outgoing(to.url, ctx.method.clone(), headers, UpBody::new(upload));
+            let sent = async {
+                let timeout = to.upstream.timeout;
+                self.send(up?, Some(progress), timeout, &stats).await
+            };
             let mut response = match sent.await {
                 Ok(response) => response,
                 Err(_) if over.load(std::sync::atomic::Ordering::Relaxed) => {
@@ -130,8 +127,8 @@ impl Proxy {
             let (this, url, stats) = (self.clone(), to.url.to_string(), stats.clone());
             async move {
                 let empty = UpBody::new(Empty::new().map_err(|never| match never {}));
-                this.send(&url, Method::GET, headers, empty, timeout, &stats)
-                    .await
+                let up = outgoing(&url, Method::GET, headers, empty)?;
+                this.send(up, None, timeout, &stats).await
             }
             .boxed()
         };
@@ -159,32 +156,25 @@ impl Proxy {
         response
     }
 
-    /// Sends one request upstream; its answer's head within `timeout`.
+    /// Sends `up` upstream; its answer's head within `timeout` of the last
+    /// piece of its body that went up (`progress`, for an upload).
     async fn send(
         &self,
-        url: &str,
-        method: Method,
-        headers: HeaderMap,
-        body: UpBody,
+        up: Request<UpBody>,
+        progress: Option<Progress>,
         timeout: Duration,
         stats: &RuleStats,
     ) -> Result<Response<Body>, ProxyError> {
-        let mut up = Request::builder()
-            .method(method)
-            .uri(url)
-            .body(body)
-            .map_err(|e| ProxyError::Connect(e.to_string()))?;
-        *up.headers_mut() = headers;
         let started = Instant::now();
-        let answered = tokio::time::timeout(timeout, self.client.request(up)).await;
+        let answered = within(self.client.request(up), timeout, progress.as_deref()).await;
         let micros = started.elapsed().as_micros() as u64;
         let response = match answered {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
+            Some(Ok(response)) => response,
+            Some(Err(e)) => {
                 stats.upstream(micros, true);
                 return Err(ProxyError::Connect(crate::error_chain(&e, ": ")));
             }
-            Err(_) => {
+            None => {
                 stats.upstream(micros, true);
                 return Err(ProxyError::Timeout(timeout));
             }
@@ -211,6 +201,22 @@ impl Proxy {
         let head = *request.ctx.method == Method::HEAD;
         respond::site_error(request.site, request.ctx.headers, head, error.status())
     }
+}
+
+/// The request that goes up.
+fn outgoing(
+    url: &str,
+    method: Method,
+    headers: HeaderMap,
+    body: UpBody,
+) -> Result<Request<UpBody>, ProxyError> {
+    let mut up = Request::builder()
+        .method(method)
+        .uri(url)
+        .body(body)
+        .map_err(|e| ProxyError::Connect(e.to_string()))?;
+    *up.headers_mut() = headers;
+    Ok(up)
 }
 
 /// A kept answer, with its age.

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -22,13 +22,18 @@ pub enum BodyError {
     Stalled(Duration),
 }
 
+/// When a request's body last moved.
+pub type Progress = Arc<Mutex<Instant>>;
+
 /// A request body on its way up: past `left` bytes it fails, and says so
-/// in `over` (the upstream's error then answers 413, not 502).
+/// in `over` (the upstream's error then answers 413, not 502). `progress`
+/// is when its last piece went up: a long upload is not a slow upstream.
 pub struct Upload<B> {
     inner: B,
     left: u64,
     max: u64,
     pub over: Arc<AtomicBool>,
+    pub progress: Progress,
 }
 
 impl<B> Upload<B> {
@@ -38,6 +43,7 @@ impl<B> Upload<B> {
             left: max,
             max,
             over: Arc::default(),
+            progress: Arc::new(Mutex::new(Instant::now())),
         }
     }
 }
@@ -64,6 +70,7 @@ where
                 return Err(BodyError::TooLarge(this.max).into());
             }
             this.left -= len;
+            *this.progress.lock().unwrap() = Instant::now();
             Ok(f)
         }))
     }
@@ -74,6 +81,29 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// `answer`, unless `timeout` passes without it and without `progress`
+/// (when the request's body last moved) moving either.
+pub async fn within<F: Future>(
+    answer: F,
+    timeout: Duration,
+    progress: Option<&Mutex<Instant>>,
+) -> Option<F::Output> {
+    let started = Instant::now();
+    let last = || progress.map_or(started, |p| (*p.lock().unwrap()).max(started));
+    let mut answer = std::pin::pin!(answer);
+    loop {
+        let deadline = last() + timeout;
+        tokio::select! {
+            out = &mut answer => return Some(out),
+            _ = tokio::time::sleep_until(deadline) => {
+                if last() + timeout <= Instant::now() {
+                    return None;
+                }
+            }
+        }
     }
 }
 

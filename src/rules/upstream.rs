@@ -9,8 +9,8 @@ use http::{HeaderName, HeaderValue};
 /// How a rule forwards: what the forwarding needs besides the URL.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Upstream {
-    /// Longest wait for the upstream's response head, and for each piece
-    /// of its body.
+    /// Longest silence: of the upstream before its response head (counted
+    /// from the request body's last piece), and between pieces of its body.
     pub timeout: Duration,
     /// How long a GET or HEAD 200 is kept; `None`: nothing is kept.
     pub cache: Option<Duration>,
