@@ -146,13 +146,16 @@ impl Cache {
             if let Some(s) = stored.as_ref().filter(|s| s.within(Duration::ZERO)) {
                 return Answer::Hit(s.clone());
             }
+            let while_refreshing = stored.clone().filter(|s| s.within(rule.stale_for));
             let if_error = stored.filter(|s| s.within(rule.stale_if_error));
             let flight = self.flight(key);
             let pending = {
                 let mut f = flight.lock().unwrap();
                 let resting = f.retry_at.is_some_and(|at| Instant::now() < at);
-                let stale = if_error.as_ref().filter(|s| s.within(rule.stale_for));
-                if let Some(stale) = stale.or(if_error.as_ref().filter(|_| resting)) {
+                // While the upstream is left alone after failing, a copy
+                // within stale_if_error answers without asking it.
+                let resting_copy = if_error.as_ref().filter(|_| resting);
+                if let Some(stale) = while_refreshing.as_ref().or(resting_copy) {
                     if f.pending.is_none() && !resting {
                         f.pending =
                             Some(self.start(url, headers, (ttl, rule.timeout), fetch(), &flight));
@@ -415,6 +418,57 @@ mod tests {
         assert_eq!(keep("max-age=0"), None);
         assert_eq!(keep("max-age=\"9\""), Some(Duration::from_secs(9)));
         assert_eq!(keep("public"), Some(RULE));
+    }
+
+    /// A copy past its time but within `stale_for` answers at once while
+    /// one refresh runs, even when `stale_if_error` is shorter.
+    #[test]
+    fn a_stale_copy_answers_while_one_refresh_runs() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let cache = Cache::new(1 << 20);
+            let url = "http://up/a";
+            let old = Stored {
+                key: url.into(),
+                vary: Arc::default(),
+                headers: HeaderMap::new(),
+                body: Bytes::from_static(b"old"),
+                stored_at: Instant::now() - Duration::from_secs(10),
+                ttl: Duration::from_secs(1),
+            };
+            cache.stored.insert(url.into(), Arc::new(old));
+            let calls = Arc::new(AtomicUsize::new(0));
+            let counted = calls.clone();
+            let fetch = move || -> Fetch {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Ok(Response::new(Body::from(Bytes::from_static(b"new")))) }.boxed()
+            };
+            let rule = Upstream {
+                timeout: Duration::from_secs(5),
+                cache: Some(RULE),
+                stale_for: Duration::from_secs(3600),
+                stale_if_error: Duration::ZERO,
+                headers: Vec::new(),
+            };
+            let h = HeaderMap::new();
+            for _ in 0..3 {
+                let got = cache.get(url, &h, &rule, RULE, &fetch).await;
+                assert!(matches!(got, Answer::Stale(s) if s.body == "old"));
+            }
+            // One refresh for the three; once it lands, its copy answers.
+            loop {
+                match cache.get(url, &h, &rule, RULE, &fetch).await {
+                    Answer::Hit(s) => break assert_eq!(s.body, "new"),
+                    Answer::Stale(_) => tokio::task::yield_now().await,
+                    _ => panic!("neither the old copy nor the new one"),
+                }
+            }
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        });
     }
 
     #[test]
