@@ -292,6 +292,25 @@ fn cache_of(r: &Response) -> &str {
     r.header("x-outpost-cache").unwrap_or("")
 }
 
+/// Asks for `path` until the cache says `result` (as time passes, a copy
+/// goes stale); that answer.
+fn until_cache(server: &Server, path: &str, result: &str) -> Response {
+    let mut last = None;
+    let seen = eventually(WAIT, || {
+        let r = get(server, path, &[]);
+        let done = cache_of(&r) == result;
+        last = Some(r);
+        done
+    });
+    let last = last.unwrap();
+    assert!(
+        seen,
+        "no {result} for {path}: {} {:?}",
+        last.status, last.headers
+    );
+    last
+}
+
 #[test]
 fn method_body_and_headers_go_up_and_come_back_less_hop_by_hop() {
     let up = Upstream::start();
@@ -504,23 +523,11 @@ fn a_stale_copy_is_served_while_one_refresh_runs() {
     let first = get(&server, "/api/count", &[]);
     assert_eq!(cache_of(&first), "MISS");
     // Past its second: the old copy at once, and one refresh behind it.
-    let mut stale = None;
-    assert!(eventually(WAIT, || {
-        let r = get(&server, "/api/count", &[]);
-        let is_stale = cache_of(&r) == "STALE";
-        stale = Some(r);
-        is_stale
-    }));
-    assert_eq!(stale.unwrap().text(), first.text());
+    let stale = until_cache(&server, "/api/count", "STALE");
+    assert_eq!(stale.text(), first.text());
     // The refreshed copy serves next, and the upstream was asked once more.
-    let mut fresh = None;
-    assert!(eventually(WAIT, || {
-        let r = get(&server, "/api/count", &[]);
-        let hit = cache_of(&r) == "HIT";
-        fresh = Some(r);
-        hit
-    }));
-    assert_ne!(fresh.unwrap().text(), first.text());
+    let fresh = until_cache(&server, "/api/count", "HIT");
+    assert_ne!(fresh.text(), first.text());
     assert_eq!(up.requests_for("/api/count"), 2);
 }
 
@@ -533,14 +540,7 @@ fn a_stale_copy_answers_while_the_upstream_fails() {
     assert_eq!(cache_of(&first), "MISS");
     up.state.failing.store(true, Ordering::SeqCst);
     // Once the copy is past its second, the upstream's 500 is not shown.
-    let mut r = None;
-    assert!(eventually(WAIT, || {
-        let got = get(&server, "/api/count", &[]);
-        let stale = cache_of(&got) == "STALE";
-        r = Some(got);
-        stale
-    }));
-    let r = r.unwrap();
+    let r = until_cache(&server, "/api/count", "STALE");
     assert_eq!((r.status, r.text()), (200, first.text()));
     assert!(
         up.requests_for("/api/count") >= 2,

@@ -21,6 +21,7 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
 use super::error::ProxyError;
+use super::headers::named_in;
 use super::limits::Prefixed;
 use crate::respond::Body;
 use crate::rules::proxy::Upstream;
@@ -323,13 +324,7 @@ fn key(url: &str, vary: &[HeaderName], headers: &HeaderMap) -> String {
 
 /// The request headers named by `Vary`, lowercase, each once.
 fn vary_names(headers: &HeaderMap) -> Arc<[HeaderName]> {
-    let mut names: Vec<HeaderName> = headers
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
-        .collect();
+    let mut names: Vec<HeaderName> = named_in(headers, header::VARY).collect();
     names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     names.dedup();
     names.into()

@@ -9,16 +9,21 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::context::RequestContext;
 use crate::rules::proxy::HOP_BY_HOP;
 
-/// Drops the headers about this connection: those `Connection` names, then
-/// the fixed ones.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
+/// The header names a comma-separated list header (`Connection`, `Vary`)
+/// gives, over all its lines.
+pub fn named_in(headers: &HeaderMap, list: HeaderName) -> impl Iterator<Item = HeaderName> + '_ {
+    headers
+        .get_all(list)
+        .into_iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
+}
+
+/// Drops the headers about this connection: those `Connection` names, then
+/// the fixed ones.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = named_in(headers, header::CONNECTION).collect();
     for name in named {
         headers.remove(name);
     }

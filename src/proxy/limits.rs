@@ -22,6 +22,32 @@ pub enum BodyError {
     Stalled(Duration),
 }
 
+/// Bytes a body may still carry.
+struct Budget {
+    left: u64,
+    max: u64,
+}
+
+impl Budget {
+    fn new(max: u64) -> Budget {
+        Budget { left: max, max }
+    }
+
+    /// Takes `frame` out of the budget, or fails past it.
+    fn spend<E: Into<BoxError>>(
+        &mut self,
+        frame: Result<Frame<Bytes>, E>,
+    ) -> Result<Frame<Bytes>, BoxError> {
+        let frame = frame.map_err(Into::into)?;
+        let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+        if len > self.left {
+            return Err(BodyError::TooLarge(self.max).into());
+        }
+        self.left -= len;
+        Ok(frame)
+    }
+}
+
 /// When a request's body last moved.
 pub type Progress = Arc<Mutex<Instant>>;
 
@@ -30,8 +56,7 @@ pub type Progress = Arc<Mutex<Instant>>;
 /// is when its last piece went up: a long upload is not a slow upstream.
 pub struct Upload<B> {
     inner: B,
-    left: u64,
-    max: u64,
+    budget: Budget,
     pub over: Arc<AtomicBool>,
     pub progress: Progress,
 }
@@ -40,8 +65,7 @@ impl<B> Upload<B> {
     pub fn new(inner: B, max: u64) -> Upload<B> {
         Upload {
             inner,
-            left: max,
-            max,
+            budget: Budget::new(max),
             over: Arc::default(),
             progress: Arc::new(Mutex::new(Instant::now())),
         }
@@ -62,16 +86,12 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        *this.progress.lock().unwrap() = Instant::now();
         Poll::Ready(frame.map(|f| {
-            let f = f.map_err(Into::into)?;
-            let len = f.data_ref().map_or(0, |d| d.len() as u64);
-            if len > this.left {
-                this.over.store(true, Ordering::Relaxed);
-                return Err(BodyError::TooLarge(this.max).into());
-            }
-            this.left -= len;
-            *this.progress.lock().unwrap() = Instant::now();
-            Ok(f)
+            let spent = this.budget.spend(f);
+            let over = spent.as_ref().is_err_and(|e| e.is::<BodyError>());
+            this.over.store(over, Ordering::Relaxed);
+            spent
         }))
     }
 
@@ -112,8 +132,7 @@ pub async fn within<F: Future>(
 /// holds a connection for good.
 pub struct Download<B> {
     inner: B,
-    left: u64,
-    max: u64,
+    budget: Budget,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
 }
@@ -122,8 +141,7 @@ impl<B> Download<B> {
     pub fn new(inner: B, max: u64, idle: Duration) -> Download<B> {
         Download {
             inner,
-            left: max,
-            max,
+            budget: Budget::new(max),
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
         }
@@ -151,15 +169,7 @@ where
             }
         };
         this.timer.as_mut().reset(Instant::now() + this.idle);
-        Poll::Ready(frame.map(|f| {
-            let f = f.map_err(Into::into)?;
-            let len = f.data_ref().map_or(0, |d| d.len() as u64);
-            if len > this.left {
-                return Err(BodyError::TooLarge(this.max).into());
-            }
-            this.left -= len;
-            Ok(f)
-        }))
+        Poll::Ready(frame.map(|f| this.budget.spend(f)))
     }
 
     fn is_end_stream(&self) -> bool {
