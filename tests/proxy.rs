@@ -258,6 +258,10 @@ fn answer(seen: &Seen, out: &mut TcpStream, state: &State) -> bool {
 /// `bare` (which has none), and `rules` for both.
 fn root_with(rules: &str, settings: &str) -> Root {
     let root = Root::new();
+    let log = match settings.contains("access_log") {
+        true => "",
+        false => "access_log = \"off\"\n",
+    };
     root.site("web", &["web.localhost"], true)
         .site("bare", &["bare.localhost"], false)
         .write("sites/web/public/index.html", "<h1>home</h1>")
@@ -266,7 +270,7 @@ fn root_with(rules: &str, settings: &str) -> Root {
         .write("rules/10-proxy.toml", rules)
         .write(
             "outpost.toml",
-            &format!("admin_listen = \"127.0.0.1:0\"\naccess_log = \"off\"\n{settings}"),
+            &format!("admin_listen = \"127.0.0.1:0\"\n{log}{settings}"),
         );
     root
 }
@@ -470,7 +474,10 @@ fn the_cache_keeps_200s_as_the_upstream_allows() {
 #[test]
 fn vary_keeps_one_copy_per_value() {
     let up = Upstream::start();
-    let (_root, server) = serve(&api_rule(up.addr, "cache = \"1h\""), "");
+    let (_root, server) = serve(
+        &api_rule(up.addr, "cache = \"1h\""),
+        "access_log = \"stdout\"\n",
+    );
     let lang = |l| get(&server, "/api/vary", &[("Accept-Language", l)]);
     let en = lang("en");
     assert_eq!(cache_of(&en), "MISS");
@@ -481,6 +488,18 @@ fn vary_keeps_one_copy_per_value() {
     assert_eq!((cache_of(&en2), en2.text()), ("HIT", en.text()));
     assert_eq!((cache_of(&it2), it2.text()), ("HIT", it.text()));
     assert_eq!(up.requests_for("/api/vary"), 2);
+    // The access log says what the cache did.
+    let logged = |result: &str| {
+        let needle = format!("\"cache\":\"{result}\"");
+        server
+            .stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(&needle))
+            .count()
+    };
+    assert!(eventually(WAIT, || logged("MISS") == 2 && logged("HIT") == 2));
 }
 
 #[test]
