@@ -4,15 +4,20 @@
 
 mod client;
 mod cookies;
+pub mod crawler;
+mod device;
 pub mod geo;
 mod host;
 mod language;
 mod path;
+pub mod visitor;
 
 pub use client::{client_address, is_trusted};
+pub use device::Device;
 pub use geo::{Country, Geo};
 pub use host::{request_host, HostError};
 pub use path::{PathError, SitePath, MAX_PATH};
+pub use visitor::Visitor;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -67,12 +72,17 @@ pub struct RequestContext<'r> {
     pub languages: Vec<String>,
     pub cookies: Vec<(Cow<'r, str>, Cow<'r, str>)>,
     pub headers: &'r HeaderMap,
+    /// The id `percent` reads, drawn when first asked for.
+    pub visitor: Visitor,
+    /// When the request came, for schedules.
+    pub now: jiff::Timestamp,
 }
 
 impl<'r> RequestContext<'r> {
     /// The context stage: builds the context of a request for `path` (its
     /// path, parsed), sent to `host` by `peer`. `country` overrides the
-    /// lookup (for `explain` and rule tests, which have no real visitor).
+    /// lookup and `at` the clock (for `explain` and rule tests, which have
+    /// no real visitor).
     pub fn build(
         head: &Head<'r>,
         path: SitePath,
@@ -80,6 +90,7 @@ impl<'r> RequestContext<'r> {
         peer: IpAddr,
         network: &Network<'_>,
         country: Option<Country>,
+        at: Option<jiff::Timestamp>,
     ) -> RequestContext<'r> {
         let headers = head.headers;
         let raw_query = head.uri.query();
@@ -121,6 +132,8 @@ impl<'r> RequestContext<'r> {
         } else {
             cookies::cookies(read.cookie.map(|v| v.as_bytes()).into_iter())
         };
+        let kept = cookies.iter().find(|(k, _)| k == visitor::COOKIE);
+        let visitor = Visitor::from_cookie(kept.map(|(_, v)| v.as_ref()));
         RequestContext {
             method: head.method,
             path,
@@ -131,6 +144,8 @@ impl<'r> RequestContext<'r> {
             client,
             country,
             languages: language::languages(read.accept_language.map(|v| v.as_bytes())),
+            visitor,
+            now: at.unwrap_or_else(jiff::Timestamp::now),
             cookies,
             headers,
         }
@@ -149,6 +164,25 @@ impl<'r> RequestContext<'r> {
             .iter()
             .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.as_ref())
+    }
+
+    /// Whether the User-Agent is a crawler's (see [`crawler`]).
+    pub fn is_bot(&self) -> bool {
+        let ua = self.headers.get(header::USER_AGENT);
+        ua.is_some_and(|ua| crawler::is_crawler(ua.as_bytes()))
+    }
+
+    /// The visitor's device class.
+    pub fn device(&self) -> Device {
+        let ua = self
+            .headers
+            .get(header::USER_AGENT)
+            .map(HeaderValue::as_bytes);
+        let mobile = self
+            .headers
+            .get("sec-ch-ua-mobile")
+            .map(HeaderValue::as_bytes);
+        Device::of(ua, mobile)
     }
 
     /// The Host header's port, if any.

@@ -24,7 +24,7 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
         } else if !rule.applies_to(site) {
             Verdict::NotForThisSite
         } else {
-            match rule.when.check(request.ctx) {
+            match rule.check(request.ctx) {
                 Err(miss) => {
                     // Another visitor could have matched, and so changed
                     // this response.
@@ -37,8 +37,7 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
                 }
                 Ok(()) => {
                     // These actions read the visitor whatever they do.
-                    let reads_visitor =
-                        rule.when.about_the_visitor() || rule.action.reads_visitor();
+                    let reads_visitor = rule.about_the_visitor() || rule.action.reads_visitor();
                     private_if_missing |= reads_visitor;
                     if !can_change {
                         if !request.trace {
@@ -83,6 +82,10 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
     }
     if decision.outcome == Outcome::Hidden {
         decision.private = private_if_missing;
+    }
+    // A visitor drawn into (or out of) a `percent` keeps their id.
+    if let Some(cookie) = request.ctx.visitor.keep() {
+        decision.cookies.push(cookie);
     }
     decision
 }
