@@ -30,7 +30,7 @@ fn fixture_rule_cases_pass() {
     let report = outpost::rule_tests::run(&fixture("rules")).unwrap();
     let failures: Vec<String> = report.failures.iter().map(|d| d.to_string()).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(report.passed, 41);
+    assert_eq!(report.passed, 44);
 }
 
 /// What the cases cannot check: response headers, in-process.
@@ -425,6 +425,11 @@ const BAD_RULES: &[(&str, &str, &str)] = &[
         "an unknown device",
         "[[rule]]\nname = \"x\"\nwhen = { device = \"phone\" }\naction = \"block\"\n",
         "bad.toml:3:19: `phone` is not a device",
+    ),
+    (
+        "a continent by its name",
+        "[[rule]]\nname = \"x\"\nwhen = { continent = \"Europe\" }\naction = \"block\"\n",
+        "bad.toml:3:22: `Europe` is not a continent code, did you mean EU?",
     ),
     (
         "a capture the path does not have",
