@@ -327,6 +327,18 @@ template = "scores.html"
 ttl = "10s"
 """
 
+# The `proxy` scenario: bench-a's /api/** forwarded to the local upstream
+# (its /odds.json for /api/odds.json), each answer kept 5 s.
+PROXY_RULES = """\
+[[rule]]
+name = "api"
+sites = ["bench-a"]
+when = {{ path = "/api/**" }}
+action = "proxy"
+to = "http://127.0.0.1:{port}/{{splat}}"
+cache = "5s"
+"""
+
 # The fragment template (Tera), and the same rendering done here for nginx,
 # which includes pre-rendered HTML instead of rendering JSON. Team names and
 # scores avoid the characters Tera's autoescaping would change (&<>"'/).
@@ -366,6 +378,7 @@ def offer_and_fragment(root, upstream_port, extra, home, other):
     write(os.path.join(root, "rules", "offer.toml"), on_sites(OFFER_RULES))
     write(os.path.join(root, "rules", "live.toml"), on_sites(LIVE_RULES.format(port=upstream_port)))
     write(os.path.join(root, "rules", "templates", "scores.html"), SCORES_TEMPLATE)
+    write(os.path.join(root, "rules", "proxy.toml"), on_sites(PROXY_RULES.format(port=upstream_port)))
 
     # A page like index.html (its own RNG, so the other pages stay
     # byte-identical) with the hero title and the fragment's placeholder.
@@ -380,6 +393,10 @@ def offer_and_fragment(root, upstream_port, extra, home, other):
 
     write(os.path.join(extra, "upstream", "scores.json"), json.dumps(SCORES, indent=1) + "\n")
     write(os.path.join(extra, "upstream", "scores.html"), render_scores(SCORES))
+    # What `proxy` fetches: a small JSON API answer (about 1.3 KB).
+    odds = {"odds": [{"match": f"{m['home']}-{m['away']}", "home": 1.5 + i / 10, "draw": 3.2,
+                      "away": 4.0 + i / 4} for i, m in enumerate(SCORES["matches"] * 4)]}
+    write(os.path.join(extra, "upstream", "odds.json"), json.dumps(odds, indent=1) + "\n")
     ssi_a = live.replace(PLACEHOLDER, SSI_INCLUDE)
     write(os.path.join(extra, "ssi", "live-a.html"), ssi_a)
     write(os.path.join(extra, "ssi", "live-b.html"), ssi_a.replace(HERO, HERO_B))

@@ -150,8 +150,9 @@ wants() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
 # Installs what is missing. apt-get runs only when something is missing.
 ensure_tools() {
   local -a missing=()
-  # nginx also plays the fragment's upstream, whichever servers are measured.
-  if { has_server nginx || wants fragment; } && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+  # nginx also plays the upstream of fragment and proxy, whichever servers
+  # are measured.
+  if { has_server nginx || wants fragment || wants proxy; } && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
     missing+=(nginx)
   fi
   command -v wrk >/dev/null || missing+=(wrk)
@@ -636,6 +637,12 @@ define_scenarios() {
     -H 'Cookie: outpost_exp_hero=b' -H 'Accept-Encoding: gzip'
   expect_body fragment '<h1 class="hero">Other title</h1>' '<li>Rovers 2-1 United</li>'
   paired fragment live-static
+  # A warm entry of an API behind the site: outpost's proxy rule with
+  # cache = "5s" on bench-a's /api/**; nginx: proxy_pass with proxy_cache
+  # kept 5 s. Both from the same upstream. Compare with `small`.
+  scenario proxy 200 /api/odds.json -H "$home"
+  expect_body proxy '"odds"'
+  paired proxy small
   # outpost stopped and started again over its warm store, RESTARTS times.
   phase restart
   # outpost's memory: a cold ingest, a warm restart, one GET of every URL.
@@ -1126,7 +1133,7 @@ main() {
   ensure_tools
   pick_ports
   make_corpus
-  if wants fragment; then start_upstream; fi
+  if wants fragment || wants proxy; then start_upstream; fi
   # outpost first: nginx's offer counterpart needs the banner outpost inserts.
   if has_server outpost; then
     start_outpost

@@ -16,7 +16,7 @@ MEMORY_TSV (optional) has the `memory` phase's figures as "key value" lines
 
 Prints, per scenario and server, the MEDIAN over the repetitions (robust to
 one noisy run, unlike the mean), then outpost/nginx ratios when both servers
-ran, then the checks (ratios against their bars: offer and fragment against
+ran, then the checks (ratios against their bars: offer, fragment and proxy against
 static serving and against nginx, restart time), peak memory and every raw
 run so the spread stays visible.
 Standard library only.
@@ -69,12 +69,17 @@ CHECKS = [
      ("fragment", "outpost"), ("live-static", "outpost"), ">=", 0.7),
     ("fragment, outpost / nginx", "req/s, nginx: SSI+proxy_cache",
      ("fragment", "outpost"), ("fragment", "nginx"), ">=", 1.0),
+    ("proxy / static, outpost", "proxy (warm, cache 5s) / small req/s",
+     ("proxy", "outpost"), ("small", "outpost"), ">=", 0.8),
+    ("proxy, outpost / nginx", "req/s, nginx: proxy_cache",
+     ("proxy", "outpost"), ("proxy", "nginx"), ">=", 1.0),
 ]
 # For context, no bar: what the same features cost nginx.
 INFO = [
     ("offer / static, nginx", "offer / small req/s", ("offer", "nginx"), ("small", "nginx")),
     ("fragment / static, nginx", "fragment / live-static req/s",
      ("fragment", "nginx"), ("live-static", "nginx")),
+    ("proxy / static, nginx", "proxy / small req/s", ("proxy", "nginx"), ("small", "nginx")),
 ]
 
 

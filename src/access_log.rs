@@ -64,6 +64,11 @@ pub fn log<B: http_body::Body>(
         version: ctx.site.map(|s| s.number),
         // The visitor's address, when the context found it behind proxies.
         client: ctx.context.as_ref().map_or(ctx.peer.ip(), |c| c.client),
+        cache: response
+            .headers()
+            .get("x-outpost-cache")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     });
 }
 
@@ -82,6 +87,9 @@ pub struct Entry {
     pub variant: Option<String>,
     pub version: Option<u64>,
     pub client: IpAddr,
+    /// What a proxy's cache made of the request (HIT, STALE, MISS, BYPASS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
 }
 
 /// Sends entries to the writer thread; cheap to clone.

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{Request, Response};
 use ipnet::IpNet;
 
@@ -16,8 +17,9 @@ use crate::ctx::Ctx;
 use crate::experiments::Experiments;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::respond::{self, Body};
-use crate::rules::{self, Decision};
+use crate::proxy::{self, Proxy, Via};
+use crate::respond::{self, Body, BoxError};
+use crate::rules::{self, Decision, Outcome};
 use crate::site;
 use crate::transform::{self, Fragments};
 
@@ -33,6 +35,9 @@ pub struct App {
     pub fragments: Arc<Fragments>,
     /// Request counts for /metrics; `None` when turned off.
     pub metrics: Option<Metrics>,
+    /// What forwards for `proxy` rules; `None` offline, where nothing is
+    /// forwarded.
+    pub proxy: Option<Arc<Proxy>>,
 }
 
 /// What `explain` and `outpost test` ask of the pipeline that the server
@@ -72,19 +77,35 @@ impl Observe for Explain {
     }
 }
 
-/// Answers one request.
-pub async fn handle<B>(app: &App, req: &Request<B>, peer: SocketAddr) -> Response<Body> {
-    pipeline(app, Head::from(req), peer, &Serve).await.0
+/// Answers one request; its body goes on only to a proxy's upstream.
+pub async fn handle<B>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (parts, upload) = req.into_parts();
+    let head = Head {
+        method: &parts.method,
+        uri: &parts.uri,
+        version: parts.version,
+        headers: &parts.headers,
+    };
+    pipeline(app, head, peer, &Serve, upload).await.0
 }
 
 /// Answers one request through every stage, in order, also returning the
-/// decision the rules made, if they ran.
-pub async fn pipeline<O: Observe>(
+/// decision the rules made, if they ran. `upload` is the request's body.
+pub async fn pipeline<O: Observe, B>(
     app: &App,
     head: Head<'_>,
     peer: SocketAddr,
     observe: &O,
-) -> (Response<Body>, Option<Decision>) {
+    upload: B,
+) -> (Response<Body>, Option<Decision>)
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let mut ctx = Ctx::new(head, peer);
     // Sites and rules are one snapshot: a request never sees a new site
     // with old rules.
@@ -119,6 +140,10 @@ pub async fn pipeline<O: Observe>(
         for a in &decision.conversions {
             experiments.convert(a);
         }
+        // body: a proxy's from its upstream (not offline), else the site's
+        if let Some(answer) = proxied(app, &request, decision, peer, upload).await {
+            return Ok(answer);
+        }
         // body
         let content = body::choose(&app.fragments, &request, rules, lookup, decision).await;
         // transform
@@ -134,6 +159,50 @@ pub async fn pipeline<O: Observe>(
     // log
     access_log::log(&app.log, app.metrics.as_ref(), &ctx, &response);
     (response, ctx.decision)
+}
+
+/// The answer of a proxy that fired, when the app forwards (offline it
+/// does not): the upstream's, with the decision's headers on top.
+async fn proxied<B>(
+    app: &App,
+    request: &rules::Request<'_>,
+    decision: &mut Decision,
+    peer: SocketAddr,
+    upload: B,
+) -> Option<Response<Body>>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (
+        Outcome::Proxy {
+            url,
+            rule,
+            upstream,
+        },
+        Some(proxy),
+    ) = (&decision.outcome, &app.proxy)
+    else {
+        return None;
+    };
+    let to = proxy::Target {
+        url,
+        rule,
+        upstream,
+    };
+    let via = Via {
+        peer: peer.ip(),
+        trusted: crate::context::is_trusted(peer.ip(), &app.trusted_proxies),
+    };
+    let answer = proxy.forward(request, to, &via, upload).await;
+    let (method, named) = (request.ctx.method, app.rules_header);
+    Some(respond::proxied(
+        decision,
+        answer,
+        &app.experiments,
+        method,
+        named,
+    ))
 }
 
 impl App {
@@ -183,6 +252,7 @@ impl App {
             experiments: Arc::new(Experiments::from_saved(experiments)),
             fragments: Fragments::new(saved, keep),
             metrics: Some(Metrics::default()),
+            proxy: Some(Proxy::new(Default::default())),
         }
     }
 

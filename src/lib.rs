@@ -52,6 +52,7 @@ pub mod live;
 pub mod metrics;
 pub mod offline;
 mod parallel;
+pub mod proxy;
 pub mod respond;
 pub mod rule_tests;
 pub mod rules;

@@ -98,6 +98,7 @@ impl Offline {
         // Fragments spawn their fetches on the runtime they are made in.
         let app =
             runtime.block_on(async { App::new(live, log, geo, settings.trusted_proxies, true) });
+        let app = App { proxy: None, ..app };
         Ok(Offline {
             app,
             runtime,
@@ -151,6 +152,7 @@ impl Offline {
             Head::from(&req),
             peer,
             &observe,
+            http_body_util::Empty::<bytes::Bytes>::new(),
         )))
     }
 }
@@ -158,7 +160,11 @@ impl Offline {
 /// The whole body of a response made by the handler.
 pub fn body_bytes(response: &Response<Body>) -> bytes::Bytes {
     use http_body::Body as _;
-    let mut body = response.body().clone();
+    // Offline answers are never streamed: a proxy does not forward there.
+    let Body::Full(body) = response.body() else {
+        return bytes::Bytes::new();
+    };
+    let mut body = body.clone();
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
     let mut out = bytes::BytesMut::new();

@@ -4,13 +4,17 @@
 //! Last-Modified), single byte ranges and the client's Accept-Encoding.
 //! Bodies are shared `Bytes`; nothing is copied.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
-use http_body_util::Full;
+use http_body::{Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 
 use crate::body::Content;
 use crate::context::{Head, PathError, SitePath};
@@ -21,7 +25,66 @@ use crate::site::NoSite;
 use crate::store::{Damaged, Encoding, Lookup, SiteVersion, StoredFile};
 use crate::transform::Rendered;
 
-pub type Body = Full<Bytes>;
+/// What a response carries: bytes in hand (a stored file, a page, a
+/// cached answer), which go out as they are (and with sendfile when large),
+/// or a stream (a proxied answer), passed on as it comes.
+pub enum Body {
+    Full(Full<Bytes>),
+    Stream(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Body {
+    pub fn stream<B>(body: B) -> Body
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Body::Stream(UnsyncBoxBody::new(body.map_err(Into::into)))
+    }
+}
+
+impl Default for Body {
+    fn default() -> Body {
+        Body::Full(Full::default())
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Body {
+        Body::Full(Full::new(bytes))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Body::Full(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+            Body::Stream(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(b) => b.is_end_stream(),
+            Body::Stream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(b) => b.size_hint(),
+            Body::Stream(b) => b.size_hint(),
+        }
+    }
+}
 
 /// The respond stage of a request the rules decided: the response its
 /// outcome asks for, its variants settled and their exposures counted, and
@@ -62,6 +125,13 @@ pub fn decided(
             let extra = site_headers(site, &context.path);
             file(context.headers, head, page, StatusCode::OK, &extra)
         }
+        // Forwarded by the handler; `explain` and rule tests do not.
+        (Outcome::Proxy { url, .. }, _) => {
+            let text = format!("proxied to {url} (explain and outpost test do not forward)\n");
+            let mut res = plain(StatusCode::OK, "");
+            *res.body_mut() = Body::from(Bytes::from(text));
+            res
+        }
         (Outcome::Serve, _) => lookup(
             site,
             context.method,
@@ -79,6 +149,47 @@ pub fn decided(
     let named = rules_header.then_some(&decision.fired[..named]);
     finish(&mut response, decision, named);
     response
+}
+
+/// The respond stage of a request a proxy answered: the upstream's
+/// response with the decision's headers and cookies on top (the rules
+/// before the proxy's may set some).
+pub fn proxied(
+    decision: &mut Decision,
+    mut response: Response<Body>,
+    experiments: &Experiments,
+    method: &Method,
+    rules_header: bool,
+) -> Response<Body> {
+    settle_variants(experiments, method, decision, None);
+    let named = rules_header.then_some(&decision.fired[..]);
+    finish(&mut response, decision, named);
+    response
+}
+
+/// The site's page for an error `status` (`/502.html` for 502), or a short
+/// plain text; kept by no cache.
+pub fn site_error(
+    site: &SiteVersion,
+    request: &HeaderMap,
+    head: bool,
+    status: StatusCode,
+) -> Response<Body> {
+    let path = SitePath::parse(&format!("/{}.html", status.as_u16()));
+    let mut res = match path.as_ref().map(|p| site.lookup(p)) {
+        Ok(Lookup::Found(page)) => file(request, head, page, status, &[]),
+        _ => plain(
+            status,
+            match status.as_u16() {
+                413 => "413 Content Too Large\n",
+                504 => "504 Gateway Timeout\n",
+                _ => "502 Bad Gateway\n",
+            },
+        ),
+    };
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 /// The static path: the file the path finds, as it is stored.
@@ -227,7 +338,7 @@ fn site_headers(site: &SiteVersion, path: &SitePath) -> Vec<(HeaderName, HeaderV
 
 /// A response with a short plain-text body.
 pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    let mut res = Response::new(Body::from(Bytes::from_static(text.as_bytes())));
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -270,7 +381,7 @@ pub fn method_not_allowed() -> Response<Body> {
 
 /// A redirect to `location`.
 pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
-    let mut res = Response::new(Full::default());
+    let mut res = Response::new(Body::default());
     *res.status_mut() = status;
     if let Ok(v) = HeaderValue::try_from(location) {
         res.headers_mut().insert(header::LOCATION, v);
@@ -295,7 +406,7 @@ pub fn file(
         choose_encoding(request.get(header::ACCEPT_ENCODING), file)
     };
 
-    let mut res = Response::new(Full::default());
+    let mut res = Response::new(Body::default());
     // Room for every header a file response gets, so the map never regrows.
     *res.headers_mut() = HeaderMap::with_capacity(16);
     let headers = res.headers_mut();
@@ -352,7 +463,7 @@ pub fn file(
     res.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len() as u64));
     if !head {
-        *res.body_mut() = Full::new(body);
+        *res.body_mut() = Body::from(body);
     }
     res
 }

@@ -95,7 +95,7 @@ pub async fn run(
             async move {
                 let _busy = busy;
                 Ok::<_, Infallible>(match role {
-                    Role::Serve => handler::handle(&app, &req, client).await,
+                    Role::Serve => handler::handle(&app, req, client).await,
                     Role::RedirectToHttps(port) => to_https(&req, port),
                 })
             }
@@ -323,6 +323,7 @@ fn start_app(
     if !settings.metrics {
         app.metrics = None;
     }
+    app.proxy = Some(crate::proxy::Proxy::new(settings.proxy));
     let app = Arc::new(app);
     let saver = app.clone();
     tokio::spawn(async move {

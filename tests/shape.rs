@@ -24,6 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["experiments", "body", "ctx"],
     &["live"],
     &["respond", "access_log"],
+    &["proxy"],
     &["handler", "watch", "fleet", "demo_upstream", "connections", "tls"],
     &["offline", "admin"],
     &["server"],

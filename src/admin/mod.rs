@@ -186,6 +186,9 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
     serving_metrics(app, &mut out);
     site_metrics(&app.live, &mut out);
     fragment_metrics(&app.fragments.stats, &mut out);
+    if let Some(proxy) = &app.proxy {
+        proxy.stats.render(&mut out);
+    }
     experiment_metrics(&app.experiments, &mut out);
     (
         [(

@@ -147,6 +147,7 @@ fn explain(offline: &Offline, visit: &Visit, with_body: bool) -> Result<String, 
                 }
                 Outcome::Block { status, .. } => format!("block with {}", status.as_u16()),
                 Outcome::Hidden => "hidden: answered as a missing page".to_string(),
+                Outcome::Proxy { url, rule, .. } => format!("proxy to {url} (rule {rule})"),
             };
             let _ = writeln!(out, "decision: {outcome}");
             for a in &decision.variants {

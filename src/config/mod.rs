@@ -12,7 +12,7 @@ mod site;
 pub use diagnostic::{closest, parse_toml, Diagnostic, Origin};
 pub use offer_text::{OfferText, Text};
 pub use settings::{
-    AccessLogTarget, Overrides, Settings, TlsSettings, DEFAULT_COMPRESS_MAX,
+    AccessLogTarget, Overrides, ProxyLimits, Settings, TlsSettings, DEFAULT_COMPRESS_MAX,
     DEFAULT_RENDER_CACHE_SIZE,
 };
 pub use site::{path_glob, HeaderRule, HostPattern, PathGlobs, SiteConfig};

@@ -39,6 +39,9 @@ struct RawSettings {
     max_connections_per_client: Option<usize>,
     compress_max_size: Option<Spanned<String>>,
     render_cache_size: Option<Spanned<String>>,
+    proxy_max_request_size: Option<Spanned<String>>,
+    proxy_max_response_size: Option<Spanned<String>>,
+    proxy_cache_size: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +101,28 @@ pub struct Settings {
     pub compress_max_size: u64,
     /// Bytes of rendered pages kept.
     pub render_cache_size: u64,
+    pub proxy: ProxyLimits,
+}
+
+/// What `proxy` rules may move and keep, over all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyLimits {
+    /// A request body larger than this is refused with 413.
+    pub max_request: u64,
+    /// An upstream body larger than this is cut off.
+    pub max_response: u64,
+    /// Bytes of upstream answers kept by rules with `cache`.
+    pub cache_size: u64,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> ProxyLimits {
+        ProxyLimits {
+            max_request: 10 << 20,
+            max_response: 1 << 30,
+            cache_size: 64 << 20,
+        }
+    }
 }
 
 /// Command-line values that win over the file.
@@ -138,6 +163,12 @@ impl Settings {
         let header_timeout = read.duration(&raw.header_timeout, Duration::from_secs(15));
         let compress_max_size = read.size(&raw.compress_max_size, DEFAULT_COMPRESS_MAX);
         let render_cache_size = read.size(&raw.render_cache_size, DEFAULT_RENDER_CACHE_SIZE);
+        let defaults = ProxyLimits::default();
+        let proxy = ProxyLimits {
+            max_request: read.size(&raw.proxy_max_request_size, defaults.max_request),
+            max_response: read.size(&raw.proxy_max_response_size, defaults.max_response),
+            cache_size: read.size(&raw.proxy_cache_size, defaults.cache_size),
+        };
         let admin_token = read.admin_token(&raw.admin_token);
         if admin_token.is_none() && !admin_listen.ip().is_loopback() {
             let at = raw.admin_listen.as_ref().map_or(0, |v| v.span().start);
@@ -178,6 +209,7 @@ impl Settings {
             max_connections_per_client: raw.max_connections_per_client.unwrap_or(256).max(1),
             compress_max_size,
             render_cache_size,
+            proxy,
         })
     }
 }

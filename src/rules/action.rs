@@ -16,6 +16,7 @@ use super::inject::Inject;
 use super::kind::{ActionKind, Compiling, Firing, TemplateExtra};
 use super::offer_local::OfferLocal;
 use super::preview::Preview;
+use super::proxy::Proxy;
 use super::redirect::Redirect;
 use super::rewrite::Rewrite;
 use super::variant::Experiment;
@@ -116,6 +117,7 @@ actions! {
     Variant(Experiment),
     Goal(Goal),
     Fragment(Fragment),
+    Proxy(Proxy),
 }
 
 /// Every key some action takes, each once, in table order.

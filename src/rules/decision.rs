@@ -29,6 +29,12 @@ pub enum Outcome {
     },
     /// Answer exactly as for a missing page.
     Hidden,
+    /// Answer with what `url` answers, forwarded as `rule` says.
+    Proxy {
+        url: String,
+        rule: Arc<str>,
+        upstream: Arc<super::upstream::Upstream>,
+    },
 }
 
 /// What one rule did, for `explain` and the access log.

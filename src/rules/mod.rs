@@ -19,12 +19,14 @@ mod kind;
 mod load;
 mod offer_local;
 pub mod preview;
+pub mod proxy;
 mod raw;
 mod redirect;
 mod rewrite;
 pub mod route;
 mod rule;
 mod to;
+mod upstream;
 pub mod variant;
 
 pub use action::Action;

@@ -47,6 +47,33 @@ pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 /// ...doubling with each further one, up to this.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// How long an upstream is left alone after `failures` failures in a row
+/// before this one.
+pub fn backoff(failures: u32) -> Duration {
+    BACKOFF_FIRST
+        .saturating_mul(1 << failures.min(16))
+        .min(BACKOFF_MAX)
+}
+
+/// What upstream clients connect with: http, or https checked against the
+/// web's roots.
+pub fn connector() -> hyper_rustls::HttpsConnector<HttpConnector> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions")
+    .with_root_certificates(rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    })
+    .with_no_client_auth();
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build()
+}
+
 /// A good copy of a source's data.
 #[derive(Debug)]
 pub struct Fetched {
@@ -130,23 +157,9 @@ impl Fragments {
 
     /// [`Fragments::new`], remembering at most `sources` sources.
     fn remembering(sources: usize, saved: Vec<(String, Fetched)>, keep: Keep) -> Arc<Fragments> {
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        })
-        .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+            .build(connector());
         let entries = quick_cache::sync::Cache::new(sources);
         for (url, f) in saved {
             let entry = Entry {
@@ -253,9 +266,7 @@ impl Fragments {
                 }
                 Err(err) => {
                     self.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
-                    let backoff = BACKOFF_FIRST
-                        .saturating_mul(1 << e.failures.min(16))
-                        .min(BACKOFF_MAX);
+                    let backoff = backoff(e.failures);
                     e.failures += 1;
                     e.retry_at = Some(Instant::now() + backoff);
                     e.last_error = Some(err.clone());
