@@ -22,6 +22,8 @@ pub enum Content<'s> {
     },
     /// A block's page, when it names one that exists.
     Blocked(Option<&'s Arc<StoredFile>>),
+    /// A rewrite's target, which its site does not have.
+    Missing,
     /// No file chosen: a redirect, a hidden page, or what the static path
     /// answers (a missing page, another method).
     Other,
@@ -55,38 +57,37 @@ pub async fn choose<'s>(
     decision: &mut Decision,
 ) -> Content<'s> {
     let site = request.site;
-    let variant = variant_file(site, decision, lookup);
     if !decision.fragments.is_empty() && matches!(decision.outcome, Outcome::Serve) {
         let mut render = rules::Render::new(request, &rules.templates);
         let filled = fill_fragments(fragments, &decision.fragments, &mut render).await;
         decision.edits.extend(filled);
     }
     let method = request.ctx.method;
-    match (&decision.outcome, lookup) {
+    let get = method == Method::GET || method == Method::HEAD;
+    let page = match (&decision.rewrite, lookup) {
+        (Some(to), _) => to.page(request).ok_or(Content::Missing),
+        (None, Lookup::Found(page)) => Ok(*page),
+        (None, _) => Err(Content::Other),
+    };
+    match (&decision.outcome, page) {
         (Outcome::Block { page, .. }, _) => {
             Content::Blocked(page.as_deref().and_then(|p| found(site, p)))
         }
-        (Outcome::Serve, Lookup::Found(page))
-            if method == Method::GET || method == Method::HEAD =>
-        {
+        (Outcome::Serve, Ok(page)) if get => {
+            let variant = variant_file(site, decision);
             Content::Page {
                 file: variant.unwrap_or(page),
                 variant: variant.is_some(),
             }
         }
+        (Outcome::Serve, Err(missing)) if get => missing,
         _ => Content::Other,
     }
 }
 
 /// A variant served as another file; the control when that file is gone.
-fn variant_file<'s>(
-    site: &'s SiteVersion,
-    decision: &Decision,
-    lookup: &Lookup<'_>,
-) -> Option<&'s Arc<StoredFile>> {
-    let (Some(serve), Lookup::Found(_)) = (&decision.serve, lookup) else {
-        return None;
-    };
+fn variant_file<'s>(site: &'s SiteVersion, decision: &Decision) -> Option<&'s Arc<StoredFile>> {
+    let serve = decision.serve.as_ref()?;
     let file = found(site, serve);
     if file.is_none() {
         tracing::error!(site = %site.site, file = %serve.path, "variant file missing; serving the control");
@@ -127,7 +128,11 @@ async fn fill_fragments(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
             let identity = (Arc::as_ptr(&f) as u64).rotate_left(17) ^ fetched;
-            render.render(&n.template, Some(("data", identity, &|| f.data.clone())))
+            render.render(
+                &n.template,
+                &n.params,
+                Some(("data", identity, &|| f.data.clone())),
+            )
         });
         let html = match rendered {
             Some(Ok(html)) => Some(html),

@@ -159,7 +159,8 @@ fn template_failures(root: &Path, rules: &Rules) -> Vec<Diagnostic> {
             continue;
         };
         // The built-in banner is outpost's own, tested with it.
-        if name == crate::transform::OFFER_TEMPLATE || !done.insert((name, extra)) {
+        let params = rule.when.capture_names();
+        if name == crate::transform::OFFER_TEMPLATE || !done.insert((name, extra, params.clone())) {
             continue;
         }
         let site = rule
@@ -167,7 +168,7 @@ fn template_failures(root: &Path, rules: &Rules) -> Vec<Diagnostic> {
             .as_ref()
             .and_then(|s| s.first())
             .map_or("example", String::as_str);
-        let mut context = crate::transform::sample_context(site, "en-GB");
+        let mut context = crate::transform::sample_context(site, "en-GB", &params);
         match extra {
             TemplateExtra::None => {}
             TemplateExtra::Offer => context.insert("offer", &crate::rules::sample_offer()),
@@ -321,7 +322,7 @@ mod tests {
     fn the_builtin_banner_renders_with_the_sample_context() {
         // The sample must give every variable the banner uses, or check
         // would report user templates that serve renders fine.
-        let mut context = crate::transform::sample_context("a", "en-GB");
+        let mut context = crate::transform::sample_context("a", "en-GB", &[]);
         context.insert("offer", &crate::rules::sample_offer());
         let html = crate::transform::Templates::builtin()
             .render(crate::transform::OFFER_TEMPLATE, &context)

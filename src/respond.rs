@@ -47,7 +47,9 @@ pub fn decided(
         }
         (Outcome::Block { status, .. }, _) => plain(*status, "Unavailable\n"),
         // Exactly as a missing page: same page, same headers.
-        (Outcome::Hidden, _) => not_found(site, context.headers, head),
+        (Outcome::Hidden, _) | (Outcome::Serve, Content::Missing) => {
+            not_found(site, context.headers, head)
+        }
         (
             Outcome::Serve,
             Content::Page {

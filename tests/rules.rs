@@ -24,13 +24,13 @@ fn get(s: &Server, path: &str, headers: &[(&str, &str)]) -> common::Response {
 
 /// The rule cases of the fixture (tests/fixtures/rules/rules/tests), run
 /// in-process as `outpost test` runs them: offers, notes, previews,
-/// blocks and redirects, by status, location and body.
+/// blocks, redirects and rewrites, by status, location and body.
 #[test]
 fn fixture_rule_cases_pass() {
     let report = outpost::rule_tests::run(&fixture("rules")).unwrap();
     let failures: Vec<String> = report.failures.iter().map(|d| d.to_string()).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(report.passed, 20);
+    assert_eq!(report.passed, 25);
 }
 
 /// What the cases cannot check: response headers, in-process.
@@ -405,6 +405,21 @@ const BAD_RULES: &[(&str, &str, &str)] = &[
         "bad country",
         "[[rule]]\nname = \"x\"\nwhen = { country = \"Italy\" }\naction = \"block\"\n",
         "bad.toml:3:20: `Italy` is not an ISO 3166-1",
+    ),
+    (
+        "a capture the path does not have",
+        "[[rule]]\nname = \"x\"\nwhen = { path = \"/team/:slug\" }\naction = \"redirect\"\nto = \"/teams/{slg}\"\n",
+        "bad.toml:5:6: `{slg}` is not a placeholder, did you mean `{slug}`?",
+    ),
+    (
+        "a rewrite leaving the sites",
+        "[[rule]]\nname = \"x\"\nwhen = { path = \"/a/**\" }\naction = \"rewrite\"\nto = \"https://evil.example/{splat}\"\n",
+        "bad.toml:5:6: a rewrite serves a path of a site outpost serves",
+    ),
+    (
+        "a bad capture name",
+        "[[rule]]\nname = \"x\"\nwhen = { path = \"/a/:1\" }\naction = \"rewrite\"\nto = \"/b\"\n",
+        "bad.toml:3:17: bad path pattern `/a/:1`",
     ),
 ];
 

@@ -126,7 +126,17 @@ fn explain(offline: &Offline, visit: &Visit, with_body: bool) -> Result<String, 
                 );
             }
             let outcome = match &decision.outcome {
-                Outcome::Serve => format!("serve the page with {} edit(s)", decision.edits.len()),
+                Outcome::Serve => match &decision.rewrite {
+                    Some(to) => format!(
+                        "serve {}{} (rewritten) with {} edit(s)",
+                        to.site
+                            .as_deref()
+                            .map_or(String::new(), |s| format!("site {s} ")),
+                        to.path.path,
+                        decision.edits.len()
+                    ),
+                    None => format!("serve the page with {} edit(s)", decision.edits.len()),
+                },
                 Outcome::Redirect { status, location } => {
                     format!("redirect {} to {location}", status.as_u16())
                 }

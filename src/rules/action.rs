@@ -17,6 +17,7 @@ use super::kind::{ActionKind, Compiling, Firing, TemplateExtra};
 use super::offer_local::OfferLocal;
 use super::preview::Preview;
 use super::redirect::Redirect;
+use super::rewrite::Rewrite;
 use super::variant::Experiment;
 
 macro_rules! actions {
@@ -73,6 +74,13 @@ macro_rules! actions {
                 }
             }
 
+            /// See [`ActionKind::TERMINAL`].
+            pub fn terminal(&self) -> bool {
+                match self {
+                    $(Action::$variant(_) => <$kind as ActionKind>::TERMINAL),*
+                }
+            }
+
             /// See [`ActionKind::template`].
             pub fn template(&self) -> Option<(&str, TemplateExtra)> {
                 match self {
@@ -99,6 +107,7 @@ macro_rules! actions {
 
 actions! {
     Redirect(Redirect),
+    Rewrite(Rewrite),
     Block(Block),
     OfferLocal(OfferLocal),
     Preview(Preview),
@@ -266,6 +275,7 @@ mod tests {
         assert_eq!(keys("redirect"), ["to", "to_site", "status"]);
         assert_eq!(keys("inject"), ["template", "html", "selector", "position"]);
         assert_eq!(keys("nope"), [] as [&str; 0]);
+        assert_eq!(keys("rewrite"), ["to", "to_site"]);
         assert_eq!(&all_keys()[..4], ["to", "to_site", "status", "page"]);
     }
 }

@@ -24,6 +24,7 @@ pub struct RawBlock {
 }
 
 impl ActionKind for Block {
+    const TERMINAL: bool = true;
     const NAME: &'static str = "block";
     type Raw = RawBlock;
 

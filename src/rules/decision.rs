@@ -6,6 +6,8 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, StatusCode};
 use lol_html::Selector;
 
+use super::rewrite::Rewritten;
+use super::route::Captures;
 use crate::context::{RequestContext, SitePath};
 use crate::site::Sites;
 use crate::store::{SiteVersion, StoredFile};
@@ -65,6 +67,8 @@ pub struct Decision {
     pub private: bool,
     /// A variant's file to serve instead of the page.
     pub serve: Option<Arc<SitePath>>,
+    /// Another path (of this site or another) served at the requested URL.
+    pub rewrite: Option<Rewritten>,
     /// The experiments' variants this response is in.
     pub variants: Vec<Assignment>,
     /// Conversions counted by goals.
@@ -101,13 +105,14 @@ impl<'a> Render<'a> {
         }
     }
 
-    /// Renders `name` with the request's context plus `extra`, whose content
-    /// `identity` stands for: equal identities mean equal values. Output is
-    /// remembered by everything it depends on, so a page seen before costs
-    /// no template run.
+    /// Renders `name` with the request's context, the rule's captures
+    /// (`params`) and `extra`, whose content `identity` stands for: equal
+    /// identities mean equal values. Output is remembered by everything it
+    /// depends on, so a page seen before costs no template run.
     pub fn render(
         &mut self,
         name: &str,
+        params: &Captures,
         extra: Option<(&str, u64, &dyn Fn() -> serde_json::Value)>,
     ) -> Result<Snippet, String> {
         let request = self.request;
@@ -121,14 +126,21 @@ impl<'a> Render<'a> {
             ctx.host,
             ctx.country.as_str(),
             ctx.languages.first(),
+            params,
             extra.map(|(k, id, _)| (k, id)),
         ));
         if let Some(done) = self.templates.remembered(key) {
             return Ok(Snippet::rendered(key, done));
         }
-        let base = self
-            .context
-            .get_or_insert_with(|| template_context(request.ctx, request.site));
+        // Captures differ per rule; the rest is built once per request.
+        let own;
+        let base = if params.is_empty() {
+            self.context
+                .get_or_insert_with(|| template_context(request.ctx, request.site, &[]))
+        } else {
+            own = template_context(request.ctx, request.site, params);
+            &own
+        };
         let result = match extra {
             Some((key, _, value)) => {
                 let mut c = base.clone();
@@ -178,6 +190,8 @@ pub struct Needed {
     pub selector: Arc<Selector>,
     pub template: Arc<str>,
     pub url: String,
+    /// The captures of the rule's path, for its template.
+    pub params: Captures,
     pub timing: Timing,
     pub on_error: OnError,
 }

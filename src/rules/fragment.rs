@@ -172,6 +172,7 @@ impl ActionKind for Fragment {
     }
 
     fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied {
+        let params = firing.captures();
         let Firing {
             index,
             rule,
@@ -184,6 +185,7 @@ impl ActionKind for Fragment {
             selector: self.selector.clone(),
             template: self.template.clone(),
             url: self.source.url(request.ctx),
+            params,
             timing: self.timing,
             on_error: self.on_error,
         });

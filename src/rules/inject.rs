@@ -118,10 +118,11 @@ impl ActionKind for Inject {
     }
 
     fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied {
+        let params = firing.captures();
         let Firing { index, render, .. } = firing;
         let html = match &self.content {
             Content::Html(h) => h.clone(),
-            Content::Template(name) => match render.render(name, None) {
+            Content::Template(name) => match render.render(name, &params, None) {
                 Ok(h) => h,
                 Err(e) => {
                     tracing::error!(template = name, error = %e, "template failed; nothing injected");

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use super::conditions::When;
 use super::decision::{Applied, Decision, Render, Request};
+use super::route::Captures;
 use crate::config::{Diagnostic, Origin};
 use crate::context::SitePath;
 use crate::transform::Templates;
@@ -24,6 +25,9 @@ pub trait ActionKind: Sized {
     /// Whether it reads the visitor whatever it does, which makes the
     /// response private.
     const READS_VISITOR: bool = false;
+    /// Whether it answers the request in place of the page (so that none
+    /// applies after a rewrite, which would loop or undo it).
+    const TERMINAL: bool = false;
     /// Its keys as written: the struct's fields are the keys it takes, in
     /// the order messages list them.
     type Raw: DeserializeOwned;
@@ -49,9 +53,18 @@ pub struct Firing<'f, 'r> {
     /// The rule's place, which orders its edits among the others'.
     pub index: usize,
     pub rule: &'f Arc<str>,
+    /// Its conditions, which hold the captures of its path.
+    pub when: &'f When,
     pub request: &'f Request<'r>,
     /// Templates rendered with the request's context, shared by its rules.
     pub render: &'f mut Render<'r>,
+}
+
+impl Firing<'_, '_> {
+    /// What the rule's `when.path` captured from the request's path.
+    pub fn captures(&self) -> Captures {
+        self.when.captures(&self.request.ctx.path.path)
+    }
 }
 
 /// What a template gets besides `request` and `site`.

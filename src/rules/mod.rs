@@ -3,7 +3,8 @@
 //! [`Decision`].
 //!
 //! Terminal actions (`redirect`, `block`, and a hidden `preview`) end
-//! evaluation; the others accumulate in file order.
+//! evaluation; after a `rewrite` only actions that edit the page apply.
+//! The others accumulate in file order.
 
 mod action;
 mod block;
@@ -20,7 +21,10 @@ mod offer_local;
 pub mod preview;
 mod raw;
 mod redirect;
+mod rewrite;
+pub mod route;
 mod rule;
+mod to;
 pub mod variant;
 
 pub use action::Action;
@@ -30,4 +34,5 @@ pub use evaluate::evaluate;
 pub use kind::{TemplateExtra, WrittenSelector};
 pub use load::{load, LoadError};
 pub use offer_local::sample_offer;
+pub use rewrite::Rewritten;
 pub use rule::{Rule, Rules, SharedRules};

@@ -83,6 +83,7 @@ impl ActionKind for OfferLocal {
     }
 
     fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied {
+        let params = firing.captures();
         let Firing {
             index,
             request,
@@ -150,7 +151,7 @@ impl ActionKind for OfferLocal {
         // scheme (the page, path and host are in the renderer's key), so a
         // remembered banner costs no URL building.
         let identity = identity((&target.site, target.number, ctx.scheme));
-        let html = match render.render(template, Some(("offer", identity, &offer))) {
+        let html = match render.render(template, &params, Some(("offer", identity, &offer))) {
             Ok(h) => h,
             Err(e) => {
                 tracing::error!(template, error = %e, "offer template failed; no banner");

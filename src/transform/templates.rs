@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use tera::{Context, Tera};
 
@@ -135,52 +136,49 @@ fn template_error(path: &Path, err: &tera::Error) -> Diagnostic {
 }
 
 /// The context every template sees: `request` and `site`.
-pub fn template_context(ctx: &RequestContext<'_>, site: &SiteVersion) -> Context {
-    let query = ctx
+/// `params` are the captures of the rule's `when.path`.
+pub fn template_context(
+    ctx: &RequestContext<'_>,
+    site: &SiteVersion,
+    params: &[(Arc<str>, String)],
+) -> Context {
+    let query: BTreeMap<&str, &str> = ctx
         .query
         .iter()
         .map(|(k, v)| (k.as_ref(), v.as_ref()))
         .collect();
-    let language = ctx.languages.first().map(String::as_str);
-    context_of(
-        &ctx.path.path,
-        query,
-        ctx.host,
-        ctx.country.as_str(),
-        language,
-        &site.site,
-        &site.config.locale,
-    )
+    let params: BTreeMap<&str, &str> = params.iter().map(|(k, v)| (&**k, v.as_str())).collect();
+    let request = serde_json::json!({
+        "path": &ctx.path.path,
+        "query": query,
+        "params": params,
+        "host": ctx.host,
+        "country": ctx.country.as_str(),
+        "language": ctx.languages.first(),
+    });
+    context_of(request, &site.site, &site.config.locale)
 }
 
 /// The context with a sample value for every variable docs/rules.md lists
 /// (and no query parameter, which a request may not have), for `check` to
-/// render each template as a request would.
-pub fn sample_context(site: &str, locale: &str) -> Context {
-    let host = format!("{site}.example");
-    context_of("/", BTreeMap::new(), &host, "GB", Some("en"), site, locale)
+/// render each template as a request would; `params` are the captures the
+/// rule's path has.
+pub fn sample_context(site: &str, locale: &str, params: &[&str]) -> Context {
+    let params: BTreeMap<&str, &str> = params.iter().map(|&p| (p, "sample")).collect();
+    let request = serde_json::json!({
+        "path": "/",
+        "query": {},
+        "params": params,
+        "host": format!("{site}.example"),
+        "country": "GB",
+        "language": "en",
+    });
+    context_of(request, site, locale)
 }
 
-fn context_of(
-    path: &str,
-    query: BTreeMap<&str, &str>,
-    host: &str,
-    country: &str,
-    language: Option<&str>,
-    site: &str,
-    locale: &str,
-) -> Context {
+fn context_of(request: serde_json::Value, site: &str, locale: &str) -> Context {
     let mut c = Context::new();
-    c.insert(
-        "request",
-        &serde_json::json!({
-            "path": path,
-            "query": query,
-            "host": host,
-            "country": country,
-            "language": language,
-        }),
-    );
+    c.insert("request", &request);
     c.insert(
         "site",
         &serde_json::json!({ "name": site, "locale": locale }),

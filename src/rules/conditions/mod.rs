@@ -23,6 +23,7 @@ use kind::{ConditionKind, Errors};
 
 use crate::config::{Diagnostic, PathGlobs};
 use crate::context::RequestContext;
+use crate::rules::route::Captures;
 
 macro_rules! conditions {
     ($($key:ident => $variant:ident($kind:ty)),* $(,)?) => {
@@ -101,13 +102,35 @@ impl When {
     ) -> When {
         let conditions = compile_all(raw, &mut Errors { err, list: errors });
         let path = conditions.iter().find_map(|c| match c {
-            Condition::Path(p) => Some(p.0.clone()),
+            Condition::Path(p) => Some(p.globs.clone()),
             _ => None,
         });
         When {
             path: path.unwrap_or_default(),
             conditions,
         }
+    }
+
+    /// What the matching pattern of `when.path` captured from `path` (see
+    /// [`Route`](crate::rules::route::Route)); empty without captures.
+    pub fn captures(&self, path: &str) -> Captures {
+        self.path_condition()
+            .and_then(|p| p.captures(path))
+            .unwrap_or_default()
+    }
+
+    /// The captures every pattern of `when.path` has, which a `to` may name.
+    pub fn capture_names(&self) -> Vec<&str> {
+        self.path_condition()
+            .map(path::Path::capture_names)
+            .unwrap_or_default()
+    }
+
+    fn path_condition(&self) -> Option<&path::Path> {
+        self.conditions.iter().find_map(|c| match c {
+            Condition::Path(p) => Some(p),
+            _ => None,
+        })
     }
 
     /// Whether the conditions read anything about the visitor (not just the

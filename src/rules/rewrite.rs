@@ -1,0 +1,122 @@
+//! `rewrite` (terminal): serves another path of this site, or of another
+//! site (`to_site`), at the requested URL with status 200. The HTML rules
+//! that follow still apply, to the page served; no later rewrite, redirect
+//! or block does, so a rewrite never loops.
+//!
+//! `to` is a path, never a URL: a rewrite cannot leave the sites outpost
+//! serves (`proxy` is for other origins).
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::decision::{Applied, Decision, Request};
+use super::kind::{ActionKind, Compiling, Firing};
+use super::to::To;
+use crate::context::SitePath;
+use crate::store::{Lookup, StoredFile};
+
+#[derive(Debug)]
+pub struct Rewrite {
+    to: To,
+    /// Another site's name; `None`: the request's own.
+    to_site: Option<Arc<str>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawRewrite {
+    to: Option<Spanned<String>>,
+    to_site: Option<Spanned<String>>,
+}
+
+/// Where a rewritten request is served from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    pub site: Option<Arc<str>>,
+    pub path: SitePath,
+}
+
+impl Rewritten {
+    /// The page the rewrite serves, if its site has it: `/dir` is served
+    /// as `/dir/` would be, since the URL cannot change.
+    pub fn page<'s>(&self, request: &Request<'s>) -> Option<&'s Arc<StoredFile>> {
+        let site = match &self.site {
+            Some(name) => request.sites.get(name)?,
+            None => request.site,
+        };
+        match site.lookup(&self.path) {
+            Lookup::Found(file) => Some(file),
+            Lookup::AddSlash => {
+                let dir = SitePath::parse(&format!("{}/", self.path.path)).ok()?;
+                match site.lookup(&dir) {
+                    Lookup::Found(file) => Some(file),
+                    _ => None,
+                }
+            }
+            Lookup::Missing => None,
+        }
+    }
+}
+
+impl ActionKind for Rewrite {
+    const NAME: &'static str = "rewrite";
+    const TERMINAL: bool = true;
+    type Raw = RawRewrite;
+
+    fn compile(raw: RawRewrite, cx: &mut Compiling<'_>) -> Option<Rewrite> {
+        let Some(written) = raw.to else {
+            cx.missing::<Self>("`to`, a path on the site");
+            return None;
+        };
+        let to = match To::parse(written.get_ref(), &cx.when.capture_names()) {
+            Ok(to) if to.host().is_some() => {
+                cx.error(
+                    written.span(),
+                    "a rewrite serves a path of a site outpost serves: `to` is a path starting with `/` (name another site with `to_site`; `proxy` forwards to other origins)",
+                );
+                return None;
+            }
+            Ok(_) if written.get_ref().contains(['?', '#']) => {
+                cx.error(
+                    written.span(),
+                    "a rewrite serves a file: `to` is a path without a query (the request's query is kept)",
+                );
+                return None;
+            }
+            Ok(to) => to,
+            Err(e) => {
+                cx.error(written.span(), e);
+                return None;
+            }
+        };
+        let to_site = raw.to_site.map(|site| {
+            if !cx.sites.contains(site.get_ref()) {
+                cx.error(site.span(), format!("no site named `{}`", site.get_ref()));
+            }
+            Arc::from(site.into_inner())
+        });
+        Some(Rewrite { to, to_site })
+    }
+
+    /// A rewrite answers for whatever file the path names.
+    fn changes_any_file(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, firing: Firing<'_, '_>, decision: &mut Decision) -> Applied {
+        let ctx = firing.request.ctx;
+        let filled = match self.to.fill(ctx, &firing.captures()) {
+            Ok(filled) => filled,
+            Err(why) => return Applied::Skipped(why),
+        };
+        let Ok(path) = SitePath::parse(&filled) else {
+            return Applied::Skipped(format!("`{filled}` is not a path on a site"));
+        };
+        decision.rewrite = Some(Rewritten {
+            site: self.to_site.clone(),
+            path,
+        });
+        Applied::Fired
+    }
+}
