@@ -99,7 +99,10 @@ pub async fn pipeline<O: Observe>(
         ctx.site = Some(site);
         // context: the path first; the rest only when a rule may apply
         let path = SitePath::parse(head.uri.path()).map_err(respond::bad_path)?;
-        if !rules.any_for(&site.site, &path.path) {
+        let redirects = served.redirects_for(site);
+        if !rules.any_for(&site.site, &path.path)
+            && !redirects.is_some_and(|r| r.any_for(&path.path))
+        {
             return Err(respond::static_file(site, &head, &path));
         }
         let country = observe.country();
@@ -113,6 +116,7 @@ pub async fn pipeline<O: Observe>(
             site,
             sites,
             page,
+            redirects,
             trace,
         };
         let decision = ctx.decision.insert(rules::evaluate(rules, &request));

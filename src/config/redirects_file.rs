@@ -332,6 +332,18 @@ impl Place<'_> {
                     format!("a {} line shows a page of the site: `to` must be a path", line.status),
                 ))
             }
+            LineKind::Rewrite | LineKind::Page if t.text.contains(['?', '#']) => {
+                return Err(self.error(
+                    t,
+                    format!("a {} line serves a file: `to` is a path without a query (the request's query is kept)", line.status),
+                ))
+            }
+            LineKind::Page if t.text.contains(':') => {
+                return Err(self.error(
+                    t,
+                    format!("a {} line shows one page: its `to` has no placeholders", line.status),
+                ))
+            }
             _ => {}
         }
         let mut out = String::with_capacity(t.text.len() + 8);
@@ -367,6 +379,12 @@ impl Place<'_> {
                 c => out.push(c),
             }
             rest = &rest[c.len_utf8()..];
+        }
+        // As on Netlify, a redirect keeps the request's query, unless the
+        // line matched on it or gives its own.
+        if line.kind() == LineKind::Redirect && line.query.is_empty() && !out.contains('?') {
+            let at = out.find('#').unwrap_or(out.len());
+            out.insert_str(at, "?{query}");
         }
         Ok(out)
     }
@@ -437,12 +455,6 @@ mod tests {
         parse_redirects(Path::new("sites/x/public/_redirects"), text)
     }
 
-    fn one(text: &str) -> RedirectLine {
-        let mut lines = parse(text).unwrap();
-        assert_eq!(lines.len(), 1);
-        lines.remove(0)
-    }
-
     /// The one problem of `text`, as `line:col: message`.
     fn error(text: &str) -> String {
         let errors = parse(text).unwrap_err();
@@ -469,7 +481,7 @@ mod tests {
                 home.status,
                 home.force
             ),
-            ("/home", "/", 301, false)
+            ("/home", "/?{query}", 301, false)
         );
         assert_eq!(
             (lines[1].origin.col, lines[1].to_origin.col, lines[1].status),
@@ -503,7 +515,7 @@ mod tests {
                 vec!["en".to_string()]
             )
         );
-        assert_eq!(lines[9].to, "/y%7Bz%7D");
+        assert_eq!(lines[9].to, "/y%7Bz%7D?{query}");
         assert!(parse("").unwrap().is_empty());
         assert!(parse("# only\n   \n").unwrap().is_empty());
     }
@@ -541,6 +553,9 @@ mod tests {
             ("/a /b 302 Country=", "1:11: `Country=` needs at least one code"),
             ("/a /b 302 Language=en-GB", "1:11: `en-GB` is not a primary language tag like en"),
             ("/a /b 302 Language=", "1:11: `Language=` needs at least one tag"),
+            ("/a /b?x=1 200", "1:4: a 200 line serves a file: `to` is a path without a query (the request's query is kept)"),
+            ("/a/* /404.html#top 404", "1:6: a 404 line serves a file: `to` is a path without a query (the request's query is kept)"),
+            ("/a/* /:splat.html 410", "1:6: a 410 line shows one page: its `to` has no placeholders"),
         ];
         for (text, expected) in cases {
             assert_eq!(error(text), expected, "{text}");

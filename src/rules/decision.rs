@@ -6,6 +6,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, StatusCode};
 use lol_html::Selector;
 
+use super::redirects_file::RedirectsFile;
 use super::rewrite::Rewritten;
 use super::route::Captures;
 use crate::context::{RequestContext, SitePath};
@@ -85,6 +86,8 @@ pub struct Request<'a> {
     pub sites: &'a Sites,
     /// The page the path found, if any.
     pub page: Option<&'a StoredFile>,
+    /// The site's `_redirects`, compiled, if it has one.
+    pub redirects: Option<&'a RedirectsFile>,
     /// Record what each rule made of the request (for `explain`).
     pub trace: bool,
 }

@@ -26,8 +26,8 @@ pub struct Rewrite {
 
 #[derive(Debug, Deserialize)]
 pub struct RawRewrite {
-    to: Option<Spanned<String>>,
-    to_site: Option<Spanned<String>>,
+    pub(super) to: Option<Spanned<String>>,
+    pub(super) to_site: Option<Spanned<String>>,
 }
 
 /// Where a rewritten request is served from.

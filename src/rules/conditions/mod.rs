@@ -16,9 +16,11 @@ mod path;
 mod query;
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
+pub(crate) use kind::OneOrMany;
 use kind::{ConditionKind, Errors};
 
 use crate::config::{Diagnostic, PathGlobs};
@@ -31,7 +33,7 @@ macro_rules! conditions {
         #[derive(Debug, Default, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct RawWhen {
-            $($key: Option<<$kind as ConditionKind>::Raw>,)*
+            $(pub(crate) $key: Option<<$kind as ConditionKind>::Raw>,)*
         }
 
         /// One compiled condition.
@@ -91,6 +93,9 @@ pub struct When {
     /// whether any rule could apply to a path.
     pub path: PathGlobs,
     conditions: Vec<Condition>,
+    /// `(parameter, name)`: the query's values captured as `{name}` (a
+    /// `_redirects` line's `id=:id`).
+    query_captures: Vec<(String, Arc<str>)>,
 }
 
 impl When {
@@ -108,22 +113,39 @@ impl When {
         When {
             path: path.unwrap_or_default(),
             conditions,
+            query_captures: Vec::new(),
         }
     }
 
-    /// What the matching pattern of `when.path` captured from `path` (see
-    /// [`Route`](crate::rules::route::Route)); empty without captures.
-    pub fn captures(&self, path: &str) -> Captures {
-        self.path_condition()
-            .and_then(|p| p.captures(path))
-            .unwrap_or_default()
+    /// Captures the (first) value of query parameter `param` as `name`.
+    pub fn capture_query(&mut self, param: &str, name: &str) {
+        self.query_captures.push((param.to_string(), name.into()));
     }
 
-    /// The captures every pattern of `when.path` has, which a `to` may name.
+    /// What the matching pattern of `when.path` captured from the path
+    /// (see [`Route`](crate::rules::route::Route)), then the query's
+    /// captures; empty without captures.
+    pub fn captures(&self, ctx: &RequestContext<'_>) -> Captures {
+        let mut captures = self
+            .path_condition()
+            .and_then(|p| p.captures(&ctx.path.path))
+            .unwrap_or_default();
+        for (param, name) in &self.query_captures {
+            let value = ctx.query_values(param).next().unwrap_or_default();
+            captures.push((name.clone(), value.to_string()));
+        }
+        captures
+    }
+
+    /// The captures every pattern of `when.path` has and the query's, which
+    /// a `to` may name.
     pub fn capture_names(&self) -> Vec<&str> {
-        self.path_condition()
+        let mut names = self
+            .path_condition()
             .map(path::Path::capture_names)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        names.extend(self.query_captures.iter().map(|(_, name)| &**name));
+        names
     }
 
     fn path_condition(&self) -> Option<&path::Path> {
