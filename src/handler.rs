@@ -116,10 +116,11 @@ pub async fn pipeline<O: Observe>(
             site,
             sites,
             page,
-            redirects,
             trace,
         };
-        let decision = ctx.decision.insert(rules::evaluate(rules, &request));
+        let decision = ctx
+            .decision
+            .insert(rules::evaluate(rules, redirects, &request));
         for a in &decision.conversions {
             experiments.convert(a);
         }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, StatusCode};
 use lol_html::Selector;
 
-use super::redirects_file::RedirectsFile;
 use super::rewrite::Rewritten;
 use super::route::Captures;
+use crate::config::Origin;
 use crate::context::{RequestContext, SitePath};
 use crate::site::Sites;
 use crate::store::{SiteVersion, StoredFile};
@@ -37,6 +37,8 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct Trace {
     pub rule: String,
+    /// Where the rule was written (a rules file, or a `_redirects` line).
+    pub origin: Origin,
     pub action: &'static str,
     pub verdict: Verdict,
 }
@@ -86,8 +88,6 @@ pub struct Request<'a> {
     pub sites: &'a Sites,
     /// The page the path found, if any.
     pub page: Option<&'a StoredFile>,
-    /// The site's `_redirects`, compiled, if it has one.
-    pub redirects: Option<&'a RedirectsFile>,
     /// Record what each rule made of the request (for `explain`).
     pub trace: bool,
 }

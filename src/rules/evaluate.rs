@@ -5,10 +5,17 @@
 use super::action::Action;
 use super::decision::{Applied, Decision, Outcome, Render, Request, Trace, Verdict};
 use super::kind::Firing;
+use super::redirects_file::RedirectsFile;
 use super::rule::{Rule, Rules};
 use crate::store::{Lookup, StoredFile};
 
-pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
+/// Evaluates `redirects` (the site's `_redirects`, if it has one), then
+/// `rules`, for `request`.
+pub fn evaluate(
+    rules: &Rules,
+    redirects: Option<&RedirectsFile>,
+    request: &Request<'_>,
+) -> Decision {
     let mut run = Run {
         decision: Decision::default(),
         render: Render::new(request, &rules.templates),
@@ -19,7 +26,7 @@ pub fn evaluate(rules: &Rules, request: &Request<'_>) -> Decision {
         html: request.page.is_none_or(StoredFile::is_html),
         private_if_missing: false,
     };
-    if let Some(file) = request.redirects {
+    if let Some(file) = redirects {
         for index in file.candidates(&request.ctx.path.path) {
             let line = &file.lines[index];
             run.rule(index, &line.rule, !line.force);
@@ -121,6 +128,7 @@ impl Run<'_> {
         if request.trace {
             decision.trace.push(Trace {
                 rule: rule.name.to_string(),
+                origin: rule.origin.clone(),
                 action: rule.action.name(),
                 verdict,
             });

@@ -188,6 +188,82 @@ impl RedirectsFile {
     }
 }
 
+impl RedirectsFile {
+    /// Redirects written in a circle (`/a /b` and `/b /a`, or a line to
+    /// itself), one warning at the first line of each: from each
+    /// redirect's target (its placeholders filled with a sample), the line
+    /// that would answer it is followed until the path leaves the file, a
+    /// line with conditions answers it, or a file `exists` there. `written`
+    /// are the lines this was compiled from.
+    pub fn loops(
+        &self,
+        written: &[RedirectLine],
+        exists: &dyn Fn(&str) -> bool,
+    ) -> Vec<Diagnostic> {
+        let certain = |line: &RedirectLine| {
+            line.kind() == LineKind::Redirect
+                && line.query.is_empty()
+                && line.countries.is_empty()
+                && line.languages.is_empty()
+                && line.to.starts_with('/')
+        };
+        let mut warnings = Vec::new();
+        for (start, line) in written.iter().enumerate() {
+            if !certain(line) {
+                continue;
+            }
+            let mut chain = vec![start];
+            let mut path = sample_target(line);
+            let mut steps = vec![line.from.clone(), path.clone()];
+            while chain.len() <= written.len() {
+                let Some(next) = self
+                    .candidates(&path)
+                    .into_iter()
+                    .find(|&i| self.lines[i].rule.when.path.is_match(&path))
+                else {
+                    break;
+                };
+                let line = &written[next];
+                if !certain(line) || (!line.force && exists(&path)) {
+                    break;
+                }
+                if next == start {
+                    let lines: Vec<String> = chain
+                        .iter()
+                        .map(|&i| written[i].origin.line.to_string())
+                        .collect();
+                    warnings.push(written[start].origin.error(format!(
+                        "redirect loop: {} (lines {})",
+                        steps.join(" → "),
+                        lines.join(", ")
+                    )));
+                    break;
+                }
+                if chain.contains(&next) {
+                    // A circle that this line only leads into: said at its own lines.
+                    break;
+                }
+                chain.push(next);
+                path = sample_target(line);
+                steps.push(path.clone());
+            }
+        }
+        warnings
+    }
+}
+
+/// Where a redirect line sends a request, its placeholders filled with
+/// `x`, without query or fragment.
+fn sample_target(line: &RedirectLine) -> String {
+    let mut to = line.to.clone();
+    for name in line.captures() {
+        to = to.replace(&format!("{{{name}}}"), "x");
+    }
+    let end = to.find(['?', '#']).unwrap_or(to.len());
+    to.truncate(end);
+    to
+}
+
 /// `from` as a site path: decoded like a request's path (`%20` is a
 /// space), its placeholders and splat left as written.
 fn pattern_path(from: &str) -> String {
@@ -364,6 +440,30 @@ mod tests {
         assert!(file.candidates("/ab").is_empty() && !file.any_for("/b"));
         assert_eq!(file.candidates("/x/y/z"), [2]);
         assert!(file.any_for("/team/ana") && !file.any_for("/team/ana/more"));
+    }
+
+    #[test]
+    fn loops_are_found_and_only_loops() {
+        let text =
+            "/a /b\n/b /a/ 302\n/self /self/ 301\n/news/* /blog/:splat\n/blog/* /news/:splat\n\
+                    /c /d\n/d /e\n/shop /shop 302 Country=IT\n/f /g\n/g /f\n/h /h 200!\n";
+        let lines = parse_redirects(Path::new("_redirects"), text).unwrap();
+        let file = RedirectsFile::compile_lines(&site(), &lines).unwrap();
+        let warnings: Vec<String> = file
+            .loops(&lines, &|path| path == "/g")
+            .iter()
+            .map(|d| format!("{}:{}: {}", d.line, d.col, d.message))
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "1:1: redirect loop: /a → /b → /a/ (lines 1, 2)",
+                "2:1: redirect loop: /b → /a/ → /b (lines 2, 1)",
+                "3:1: redirect loop: /self → /self/ (lines 3)",
+                "4:1: redirect loop: /news/* → /blog/x → /news/x (lines 4, 5)",
+                "5:1: redirect loop: /blog/* → /news/x → /blog/x (lines 5, 4)",
+            ]
+        );
     }
 
     /// The index finds, in file order, every line whose path matches: a
