@@ -64,7 +64,7 @@ fn compile_redirects(sites: &Sites, before: &Redirects) -> Redirects {
                     site = %name,
                     version = version.number,
                     lines = file.lines.len(),
-                    ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+                    ms = %format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
                     "_redirects loaded"
                 );
                 out.insert(name.clone(), Arc::new(file));

@@ -77,6 +77,7 @@ fn every_form_of_line_answers_as_on_netlify() {
         to(301, "/blog/2024/a?x=1")
     );
     assert_eq!(location(&app, "/news/"), to(301, "/blog/"));
+    assert_eq!(location(&app, "/news"), to(301, "/blog/"));
     // A file at the path shadows a line without `!`.
     assert_eq!(body(&app, "/old.html"), (200, "old page".into()));
     assert_eq!(location(&app, "/forced.html"), to(302, "/new"));

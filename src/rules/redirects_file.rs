@@ -5,8 +5,10 @@
 //! costs one hash lookup and a walk down a prefix tree whatever the
 //! number of lines: never a scan of every line.
 //!
-//! As on Netlify, a path matches with or without its trailing slash, and a
-//! line without `!` does not apply where a file exists at the path.
+//! The index alone matches the path, exactly: as on Netlify, a path
+//! matches with or without its trailing slash, and a line without `!` does
+//! not apply where a file exists at the path. A line's rule checks only
+//! its other conditions (query, country, language).
 
 use std::ops::Range;
 use std::path::Path;
@@ -20,6 +22,7 @@ use super::conditions::{OneOrMany, RawWhen, When};
 use super::kind::{ActionKind, Compiling};
 use super::redirect::{RawRedirect, Redirect};
 use super::rewrite::{RawRewrite, Rewrite};
+use super::route::Route;
 use super::rule::Rule;
 use crate::config::{parse_redirects, Diagnostic, LineKind, QueryValue, RedirectLine};
 use crate::context::SitePath;
@@ -173,7 +176,9 @@ impl RedirectsFile {
     }
 
     /// The lines whose path matches `path`, in file order: the only ones
-    /// whose other conditions are checked.
+    /// whose other conditions are checked. `:name` is one non-empty
+    /// segment, a last `*` any rest (none too); a trailing slash is
+    /// ignored.
     pub fn candidates(&self, path: &str) -> Vec<usize> {
         let key = key(path);
         let mut out: Vec<u32> = self.exact.get(key).cloned().unwrap_or_default();
@@ -216,11 +221,7 @@ impl RedirectsFile {
             let mut path = sample_target(line);
             let mut steps = vec![line.from.clone(), path.clone()];
             while chain.len() <= written.len() {
-                let Some(next) = self
-                    .candidates(&path)
-                    .into_iter()
-                    .find(|&i| self.lines[i].rule.when.path.is_match(&path))
-                else {
+                let Some(&next) = self.candidates(&path).first() else {
                     break;
                 };
                 let line = &written[next];
@@ -270,8 +271,9 @@ fn pattern_path(from: &str) -> String {
     SitePath::parse(from).map_or_else(|_| from.to_string(), |p| p.path)
 }
 
-/// `from` as `when.path` patterns: literal segments escaped from globbing,
-/// a splat as `/**`; without a splat, with and without the trailing slash.
+/// `from` as route patterns, for captures: literal segments escaped from
+/// globbing, a splat as `/**`; without a splat, with and without the
+/// trailing slash.
 fn when_paths(from: &str) -> Vec<String> {
     let mut pattern = String::with_capacity(from.len() + 4);
     let path = pattern_path(from);
@@ -326,7 +328,6 @@ fn compile_line(
         (q.key.clone(), OneOrMany::One(value))
     });
     let raw = RawWhen {
-        path: many(&when_paths(&line.from)),
         query: Some(query.collect()).filter(|q: &std::collections::BTreeMap<_, _>| !q.is_empty()),
         country: Some(&line.countries)
             .filter(|c| !c.is_empty())
@@ -338,6 +339,17 @@ fn compile_line(
     };
     let err = |_: Range<usize>, message: String| line.origin.error(message);
     let mut when = When::compile(raw, &err, errors);
+    // The index matches the path; the routes give `to` its captures.
+    if line.from.contains([':', '*']) {
+        match when_paths(&line.from)
+            .iter()
+            .map(|p| Route::parse(p))
+            .collect()
+        {
+            Ok(routes) => when.capture_path(routes),
+            Err(e) => errors.push(line.origin.error(e)),
+        }
+    }
     for q in &line.query {
         if let QueryValue::Capture(name) = &q.value {
             when.capture_query(&q.key, name);
@@ -406,8 +418,36 @@ mod tests {
         RedirectsFile::compile_lines(&site(), &lines).unwrap()
     }
 
-    /// Whether line `i`'s own conditions hold for `path` (the naive scan).
-    fn holds(file: &RedirectsFile, i: usize, path: &str) -> bool {
+    /// Whether `from` matches `path`, segment by segment, as the reference
+    /// the index must agree with: `:name` one non-empty segment, a last `*`
+    /// any rest, trailing slashes ignored.
+    fn matches(from: &str, path: &str) -> bool {
+        let from = pattern_path(from);
+        let split = |p: &str| -> Vec<String> {
+            let p = p.trim_matches('/');
+            if p.is_empty() {
+                Vec::new()
+            } else {
+                p.split('/').map(str::to_string).collect()
+            }
+        };
+        let (pattern, path) = (split(&from), split(path));
+        let splat = pattern.last().is_some_and(|s| s == "*");
+        let fixed = pattern.len() - usize::from(splat);
+        if path.len() < fixed || (!splat && path.len() != fixed) {
+            return false;
+        }
+        pattern[..fixed].iter().zip(&path).all(|(p, s)| {
+            if p.starts_with(':') {
+                !s.is_empty()
+            } else {
+                p == s
+            }
+        })
+    }
+
+    /// What `path` captures for line `i`'s `to`.
+    fn captures(file: &RedirectsFile, i: usize, path: &str) -> Vec<(String, String)> {
         let headers = HeaderMap::new();
         let ctx = RequestContext {
             method: &Method::GET,
@@ -422,7 +462,11 @@ mod tests {
             cookies: Vec::new(),
             headers: &headers,
         };
-        file.lines[i].rule.when.check(&ctx).is_ok()
+        let when = &file.lines[i].rule.when;
+        when.captures(&ctx)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
     }
 
     #[test]
@@ -436,10 +480,14 @@ mod tests {
         // Both forms of a path, and nothing else.
         assert_eq!(file.candidates("/a"), [0]);
         assert_eq!(file.candidates("/a/"), [0]);
-        assert!(holds(&file, 0, "/a/") && holds(&file, 1, "/team/ana/"));
         assert!(file.candidates("/ab").is_empty() && !file.any_for("/b"));
         assert_eq!(file.candidates("/x/y/z"), [2]);
+        assert_eq!(file.candidates("/x"), [2]);
         assert!(file.any_for("/team/ana") && !file.any_for("/team/ana/more"));
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(captures(&file, 1, "/team/ana/"), [pair("slug", "ana")]);
+        assert_eq!(captures(&file, 2, "/x/y/z"), [pair("splat", "y/z")]);
+        assert!(captures(&file, 0, "/a").is_empty());
     }
 
     #[test]
@@ -466,8 +514,8 @@ mod tests {
         );
     }
 
-    /// The index finds, in file order, every line whose path matches: a
-    /// request never misses a line a scan of them all would have found.
+    /// The index finds, in file order, exactly the lines whose path
+    /// matches: what a scan of every line would have found.
     #[test]
     fn the_index_agrees_with_a_scan_of_every_line() {
         let words = ["a", "b", "team", "x", "%20y"];
@@ -480,7 +528,7 @@ mod tests {
         };
         let mut matched = 0;
         for round in 0..40 {
-            let mut text = String::new();
+            let (mut text, mut froms) = (String::new(), Vec::new());
             for n in 0..rng.usize(1..60) {
                 let depth = rng.usize(0..4);
                 let mut from = String::new();
@@ -500,27 +548,27 @@ mod tests {
                     _ => {}
                 }
                 text.push_str(&format!("{from} /to{n} 301\n"));
+                froms.push(from);
             }
             let file = compile(&text);
             for _ in 0..200 {
                 let mut path = String::new();
                 for _ in 0..rng.usize(0..5) {
                     path.push('/');
-                    path.push_str(&segment(&mut rng, false).replace("%20", " "));
+                    // Now and then an empty segment (`/a//b`), which no
+                    // `:name` matches.
+                    if rng.u8(0..10) > 0 {
+                        path.push_str(&segment(&mut rng, false).replace("%20", " "));
+                    }
                 }
                 if path.is_empty() || rng.bool() {
                     path.push('/');
                 }
-                let scan: Vec<usize> = (0..file.lines.len())
-                    .filter(|&i| holds(&file, i, &path))
+                let scan: Vec<usize> = (0..froms.len())
+                    .filter(|&i| matches(&froms[i], &path))
                     .collect();
                 let index = file.candidates(&path);
-                let found: Vec<usize> = index
-                    .iter()
-                    .copied()
-                    .filter(|&i| holds(&file, i, &path))
-                    .collect();
-                assert_eq!(found, scan, "round {round}, {path}\n{text}");
+                assert_eq!(index, scan, "round {round}, {path}\n{text}");
                 matched += usize::from(!scan.is_empty());
                 assert_eq!(file.any_for(&path), !index.is_empty(), "{path}");
             }

@@ -25,7 +25,7 @@ use kind::{ConditionKind, Errors};
 
 use crate::config::{Diagnostic, PathGlobs};
 use crate::context::RequestContext;
-use crate::rules::route::Captures;
+use crate::rules::route::{Captures, Route};
 
 macro_rules! conditions {
     ($($key:ident => $variant:ident($kind:ty)),* $(,)?) => {
@@ -96,6 +96,9 @@ pub struct When {
     /// `(parameter, name)`: the query's values captured as `{name}` (a
     /// `_redirects` line's `id=:id`).
     query_captures: Vec<(String, Arc<str>)>,
+    /// The routes of a path matched before the conditions are checked (by
+    /// a `_redirects` index), for their captures only.
+    matched_path: Option<path::Path>,
 }
 
 impl When {
@@ -114,7 +117,17 @@ impl When {
             path: path.unwrap_or_default(),
             conditions,
             query_captures: Vec::new(),
+            matched_path: None,
         }
+    }
+
+    /// Takes the captures of `routes` (the path having been matched by
+    /// whoever gives them), as a `when.path` of them would.
+    pub fn capture_path(&mut self, routes: Vec<Route>) {
+        self.matched_path = Some(path::Path {
+            globs: PathGlobs::default(),
+            routes,
+        });
     }
 
     /// Captures the (first) value of query parameter `param` as `name`.
@@ -149,10 +162,11 @@ impl When {
     }
 
     fn path_condition(&self) -> Option<&path::Path> {
-        self.conditions.iter().find_map(|c| match c {
+        let written = self.conditions.iter().find_map(|c| match c {
             Condition::Path(p) => Some(p),
             _ => None,
-        })
+        });
+        written.or(self.matched_path.as_ref())
     }
 
     /// Whether the conditions read anything about the visitor (not just the
