@@ -69,6 +69,10 @@ CHECKS = [
      ("fragment", "outpost"), ("live-static", "outpost"), ">=", 0.7),
     ("fragment, outpost / nginx", "req/s, nginx: SSI+proxy_cache",
      ("fragment", "outpost"), ("fragment", "nginx"), ">=", 1.0),
+    ("redirects: none matches", "redirects / small req/s",
+     ("redirects", "outpost"), ("small", "outpost"), ">=", 0.95),
+    ("redirects: a pattern", "redirects-pattern / small req/s",
+     ("redirects-pattern", "outpost"), ("small", "outpost"), ">=", 0.9),
 ]
 # For context, no bar: what the same features cost nginx.
 INFO = [
