@@ -1,11 +1,12 @@
-//! A small live-scores API for the demo, started beside the server when
-//! outpost.toml sets `demo_upstream`. Scores follow the clock, so every
-//! reload after the fragment's ttl shows new data.
+//! A small live-scores and odds API for the demo, started beside the
+//! server when outpost.toml sets `demo_upstream`. Scores and odds follow
+//! the clock, so every reload after a cache's lifetime shows new data.
 
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::Query;
+use axum::extract::{Path, Query};
+use axum::http::header;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -16,17 +17,43 @@ struct Params {
     site: Option<String>,
 }
 
-/// Serves `/scores.json?site=<host>` on `addr` until the process ends.
+/// Serves `/scores.json?site=<host>` and `/odds/<match>` on `addr` until
+/// the process ends.
 pub async fn serve(addr: SocketAddr) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "demo scores upstream listening");
-    let app = Router::new().route(
-        "/scores.json",
-        get(|Query(p): Query<Params>| async move {
-            Json(scores(p.site.as_deref().unwrap_or(""), now()))
-        }),
-    );
+    let app = Router::new()
+        .route(
+            "/scores.json",
+            get(|Query(p): Query<Params>| async move {
+                Json(scores(p.site.as_deref().unwrap_or(""), now()))
+            }),
+        )
+        .route(
+            "/odds/{*event}",
+            get(|Path(event): Path<String>| async move {
+                // Shared caches may keep odds as long as they hold.
+                let cache = [(header::CACHE_CONTROL, "public, max-age=5")];
+                (cache, Json(odds(&event, now())))
+            }),
+        );
     axum::serve(listener, app).await
+}
+
+/// Decimal odds for `event` (like `premier-league/arsenal-chelsea`),
+/// moving every 5 seconds.
+fn odds(event: &str, t: u64) -> Value {
+    let seed = event
+        .bytes()
+        .fold(t / 5, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let price = |salt: u64| (120 + (seed.wrapping_mul(salt) >> 7) % 400) as f64 / 100.0;
+    json!({
+        "event": event,
+        "home": price(2_654_435_761),
+        "draw": price(40_503),
+        "away": price(2_246_822_519),
+        "updated": t,
+    })
 }
 
 fn now() -> u64 {
@@ -113,5 +140,13 @@ mod tests {
             scores("casino-uk.localhost", 6 * 60)
         );
         assert_eq!(scores("casino-it.localhost:8080", 60)["league"], "Serie A");
+    }
+
+    #[test]
+    fn odds_move_every_five_seconds() {
+        let event = "premier-league/arsenal-chelsea";
+        assert_eq!(odds(event, 10)["home"], odds(event, 14)["home"]);
+        assert_ne!(odds(event, 10)["home"], odds(event, 15)["home"]);
+        assert_eq!(odds(event, 10)["event"], event);
     }
 }

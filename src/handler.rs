@@ -42,6 +42,8 @@ pub struct App {
 pub trait Observe {
     /// The visitor's country, in place of the lookup.
     fn country(&self) -> Option<Country>;
+    /// When the request comes, in place of the clock.
+    fn at(&self) -> Option<jiff::Timestamp>;
     /// Whether the rules record what each made of the request.
     fn trace(&self) -> bool;
 }
@@ -53,19 +55,27 @@ impl Observe for Serve {
     fn country(&self) -> Option<Country> {
         None
     }
+    fn at(&self) -> Option<jiff::Timestamp> {
+        None
+    }
     fn trace(&self) -> bool {
         false
     }
 }
 
-/// How `explain` and rule tests run it: a country given, every rule traced.
+/// How `explain` and rule tests run it: a country and a time given, every
+/// rule traced.
 pub struct Explain {
     pub country: Option<Country>,
+    pub at: Option<jiff::Timestamp>,
 }
 
 impl Observe for Explain {
     fn country(&self) -> Option<Country> {
         self.country
+    }
+    fn at(&self) -> Option<jiff::Timestamp> {
+        self.at
     }
     fn trace(&self) -> bool {
         true
@@ -105,8 +115,8 @@ pub async fn pipeline<O: Observe>(
         {
             return Err(respond::static_file(site, &head, &path));
         }
-        let country = observe.country();
-        let context = RequestContext::build(&head, path, host, peer.ip(), &network, country);
+        let (country, at) = (observe.country(), observe.at());
+        let context = RequestContext::build(&head, path, host, peer.ip(), &network, country, at);
         let context = &*ctx.context.insert(context);
         // rules, which see the page the path finds
         let lookup = &*ctx.lookup.insert(site.lookup(&context.path));

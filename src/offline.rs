@@ -47,6 +47,8 @@ pub struct Visit {
     pub url: String,
     pub method: Option<String>,
     pub country: Option<Country>,
+    /// When the request comes, instead of now.
+    pub at: Option<jiff::Timestamp>,
     pub cookies: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
 }
@@ -122,6 +124,7 @@ impl Offline {
         let peer: SocketAddr = "127.0.0.1:0".parse().expect("a valid address");
         let observe = Explain {
             country: visit.country,
+            at: visit.at,
         };
         Ok(self.runtime.block_on(handler::pipeline(
             &self.app,

@@ -27,6 +27,8 @@ struct Case {
     url: String,
     method: Option<String>,
     country: Option<String>,
+    /// When the request comes (RFC 3339, with its offset).
+    at: Option<jiff::Timestamp>,
     #[serde(default)]
     cookies: BTreeMap<String, String>,
     #[serde(default)]
@@ -105,6 +107,7 @@ fn run_case(offline: &Offline, case: &Case) -> Result<(), String> {
         url: case.url.clone(),
         method: case.method.clone(),
         country,
+        at: case.at,
         cookies: case
             .cookies
             .iter()

@@ -30,7 +30,7 @@ fn fixture_rule_cases_pass() {
     let report = outpost::rule_tests::run(&fixture("rules")).unwrap();
     let failures: Vec<String> = report.failures.iter().map(|d| d.to_string()).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(report.passed, 25);
+    assert_eq!(report.passed, 37);
 }
 
 /// What the cases cannot check: response headers, in-process.
@@ -407,6 +407,21 @@ const BAD_RULES: &[(&str, &str, &str)] = &[
         "bad.toml:3:20: `Italy` is not an ISO 3166-1",
     ),
     (
+        "an unknown time zone",
+        "[[rule]]\nname = \"x\"\nwhen = { hours = { from = \"18:00\", to = \"20:00\", tz = \"Europe/Rom\" } }\naction = \"block\"\n",
+        "bad.toml:3:55: `Europe/Rom` is not a time zone of the IANA database, did you mean `Europe/Rome`?",
+    ),
+    (
+        "before earlier than after",
+        "[[rule]]\nname = \"x\"\nwhen = { after = \"2026-12-24T18:00:00+01:00\", before = \"2026-12-24T17:00:00Z\" }\naction = \"block\"\n",
+        "bad.toml:3:56: `before` (2026-12-24T17:00:00Z) is not later than `after`",
+    ),
+    (
+        "a time without its offset",
+        "[[rule]]\nname = \"x\"\nwhen = { after = \"2026-12-24T18:00:00\" }\naction = \"block\"\n",
+        "bad.toml:3:18: `2026-12-24T18:00:00` is not a time like 2026-12-24T18:00:00+01:00",
+    ),
+    (
         "a capture the path does not have",
         "[[rule]]\nname = \"x\"\nwhen = { path = \"/team/:slug\" }\naction = \"redirect\"\nto = \"/teams/{slg}\"\n",
         "bad.toml:5:6: `{slg}` is not a placeholder, did you mean `{slug}`?",
@@ -667,5 +682,82 @@ fn assets_keep_their_caching_under_rules_that_edit_html_only() {
     assert_eq!(
         get(&s, "/assets/site.css", &[("CF-IPCountry", "KP")]).status,
         451
+    );
+}
+
+/// `percent`: a new visitor is drawn once and keeps the id; a kept id
+/// decides alone; a forged one is redrawn and the page served.
+#[test]
+fn percent_rollouts_keep_each_visitor_where_they_were_drawn() {
+    let app = in_process();
+    let page = "http://uk.localhost/only-uk.html";
+    let r = app.get(page, &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("cache-control"), Some("private"));
+    let cookie = r.header("set-cookie").expect("a new visitor gets an id");
+    assert!(cookie.ends_with("; Max-Age=31536000; Path=/; SameSite=Lax; HttpOnly"));
+    let id = cookie["outpost_id=".len()..].split(';').next().unwrap();
+    let first = r.text().contains("New footer");
+    for _ in 0..5 {
+        let again = app.get(page, &[("Cookie", &format!("outpost_id={id}"))]);
+        assert_eq!(
+            again.text().contains("New footer"),
+            first,
+            "the same visitor, the same side"
+        );
+        assert!(
+            again.header("set-cookie").is_none(),
+            "a kept id is not set again"
+        );
+    }
+    // Share 0 is in at 30%, share 9,999 out.
+    let with = |id: &str| app.get(page, &[("Cookie", &format!("outpost_id={id}"))]);
+    assert!(with("00000000000000000000000000002710")
+        .text()
+        .contains("New footer"));
+    assert!(!with("0000000000000000000000000000270f")
+        .text()
+        .contains("New footer"));
+    for forged in ["../../etc", "ZZZZ", "0000000000000000000000000000270F", ""] {
+        let r = with(forged);
+        assert_eq!(r.status, 200, "{forged}");
+        assert!(
+            r.header("set-cookie")
+                .is_some_and(|c| c.starts_with("outpost_id=")),
+            "{forged}"
+        );
+    }
+    // Pages no `percent` rule asks about set no id.
+    assert!(app
+        .get("http://uk.localhost/about.html", &[])
+        .header("set-cookie")
+        .is_none());
+}
+
+/// A scheduled rule starts and stops by the clock, with no reload.
+#[test]
+fn schedules_start_and_stop_on_time() {
+    let root = root();
+    let now = jiff::Timestamp::now();
+    let at = |secs: i64| (now + jiff::SignedDuration::from_secs(secs)).to_string();
+    root.write(
+        "rules/d-now.toml",
+        &format!(
+            "[[rule]]\nname = \"soon\"\nsites = [\"uk\"]\nwhen = {{ path = \"/about.html\", after = \"{}\", before = \"{}\" }}\naction = \"headers\"\nset = {{ X-Soon = \"1\" }}\n",
+            at(1),
+            at(3)
+        ),
+    );
+    let app = InProcess::load(root.path());
+    let soon = || {
+        app.get("http://uk.localhost/about.html", &[])
+            .header("x-soon")
+            .is_some()
+    };
+    assert!(!soon(), "not before `after`");
+    assert!(common::eventually(Duration::from_secs(10), soon), "started");
+    assert!(
+        common::eventually(Duration::from_secs(10), || !soon()),
+        "stopped"
     );
 }

@@ -16,6 +16,9 @@ pub struct ExplainArgs {
     /// The visitor's country (ISO code), instead of a geo lookup.
     #[arg(long)]
     country: Option<String>,
+    /// When the request comes, RFC 3339 with its offset, instead of now.
+    #[arg(long)]
+    at: Option<jiff::Timestamp>,
     /// A cookie the visitor sends, NAME=VALUE (repeatable).
     #[arg(long = "cookie")]
     cookies: Vec<String>,
@@ -50,6 +53,7 @@ pub fn run(args: ExplainArgs) -> Result<(), ExplainError> {
         url: args.url,
         method: None,
         country,
+        at: args.at,
         cookies: pairs(&args.cookies, '=', "NAME=VALUE")?,
         headers: pairs(&args.headers, ':', "'Name: value'")?,
     };

@@ -8,11 +8,13 @@ pub mod geo;
 mod host;
 mod language;
 mod path;
+pub mod visitor;
 
 pub use client::{client_address, is_trusted};
 pub use geo::{Country, Geo};
 pub use host::{request_host, HostError};
 pub use path::{PathError, SitePath, MAX_PATH};
+pub use visitor::Visitor;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -67,12 +69,17 @@ pub struct RequestContext<'r> {
     pub languages: Vec<String>,
     pub cookies: Vec<(Cow<'r, str>, Cow<'r, str>)>,
     pub headers: &'r HeaderMap,
+    /// The id `percent` reads, drawn when first asked for.
+    pub visitor: Visitor,
+    /// When the request came, for schedules.
+    pub now: jiff::Timestamp,
 }
 
 impl<'r> RequestContext<'r> {
     /// The context stage: builds the context of a request for `path` (its
     /// path, parsed), sent to `host` by `peer`. `country` overrides the
-    /// lookup (for `explain` and rule tests, which have no real visitor).
+    /// lookup and `at` the clock (for `explain` and rule tests, which have
+    /// no real visitor).
     pub fn build(
         head: &Head<'r>,
         path: SitePath,
@@ -80,6 +87,7 @@ impl<'r> RequestContext<'r> {
         peer: IpAddr,
         network: &Network<'_>,
         country: Option<Country>,
+        at: Option<jiff::Timestamp>,
     ) -> RequestContext<'r> {
         let headers = head.headers;
         let raw_query = head.uri.query();
@@ -121,6 +129,8 @@ impl<'r> RequestContext<'r> {
         } else {
             cookies::cookies(read.cookie.map(|v| v.as_bytes()).into_iter())
         };
+        let kept = cookies.iter().find(|(k, _)| k == visitor::COOKIE);
+        let visitor = Visitor::from_cookie(kept.map(|(_, v)| v.as_ref()));
         RequestContext {
             method: head.method,
             path,
@@ -131,6 +141,8 @@ impl<'r> RequestContext<'r> {
             client,
             country,
             languages: language::languages(read.accept_language.map(|v| v.as_bytes())),
+            visitor,
+            now: at.unwrap_or_else(jiff::Timestamp::now),
             cookies,
             headers,
         }

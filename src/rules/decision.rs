@@ -6,12 +6,11 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, StatusCode};
 use lol_html::Selector;
 
-use super::rewrite::Rewritten;
 use super::route::Captures;
 use crate::config::Origin;
 use crate::context::{RequestContext, SitePath};
 use crate::site::Sites;
-use crate::store::{SiteVersion, StoredFile};
+use crate::store::{Lookup, SiteVersion, StoredFile};
 use crate::transform::{template_context, Edit, Snippet, Templates, Timing};
 
 /// How the request is answered.
@@ -248,5 +247,34 @@ impl Assignment {
         file && matched
             .get(self.edits.clone())
             .is_some_and(|m| m.iter().all(|&hit| hit))
+    }
+}
+
+/// Where a rewritten request is served from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    pub site: Option<Arc<str>>,
+    pub path: SitePath,
+}
+
+impl Rewritten {
+    /// The page the rewrite serves, if its site has it: `/dir` is served
+    /// as `/dir/` would be, since the URL cannot change.
+    pub fn page<'s>(&self, request: &Request<'s>) -> Option<&'s Arc<StoredFile>> {
+        let site = match &self.site {
+            Some(name) => request.sites.get(name)?,
+            None => request.site,
+        };
+        match site.lookup(&self.path) {
+            Lookup::Found(file) => Some(file),
+            Lookup::AddSlash => {
+                let dir = SitePath::parse(&format!("{}/", self.path.path)).ok()?;
+                match site.lookup(&dir) {
+                    Lookup::Found(file) => Some(file),
+                    _ => None,
+                }
+            }
+            Lookup::Missing => None,
+        }
     }
 }

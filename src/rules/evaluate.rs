@@ -39,6 +39,10 @@ pub fn evaluate(
     if decision.outcome == Outcome::Hidden {
         decision.private = run.private_if_missing;
     }
+    // A visitor drawn into (or out of) a `percent` keeps their id.
+    if let Some(cookie) = request.ctx.visitor.keep() {
+        decision.cookies.push(cookie);
+    }
     decision
 }
 
@@ -78,7 +82,7 @@ impl Run<'_> {
                     .into(),
             )
         } else {
-            match rule.when.check(request.ctx) {
+            match rule.check(request.ctx) {
                 Err(miss) => {
                     // Another visitor could have matched, and so changed
                     // this response.
@@ -91,8 +95,7 @@ impl Run<'_> {
                 }
                 Ok(()) => {
                     // These actions read the visitor whatever they do.
-                    let reads_visitor =
-                        rule.when.about_the_visitor() || rule.action.reads_visitor();
+                    let reads_visitor = rule.about_the_visitor() || rule.action.reads_visitor();
                     self.private_if_missing |= reads_visitor;
                     if !can_change {
                         if !request.trace {

@@ -222,6 +222,7 @@ impl Compiler<'_> {
         });
         let err = |span: Range<usize>, msg: String| self.err(span, msg);
         let when = When::compile(raw.when, &err, errors);
+        let unless = When::compile(raw.unless, &err, errors);
         let mut cx = Compiling {
             file: self.file,
             source: self.source,
@@ -242,6 +243,7 @@ impl Compiler<'_> {
             origin,
             sites,
             when,
+            unless,
             action: action?,
             selectors,
         })

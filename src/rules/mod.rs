@@ -30,11 +30,10 @@ pub mod variant;
 
 pub use action::Action;
 pub use conditions::When;
-pub use decision::{Decision, Outcome, Render, Request, Trace, Verdict};
+pub use decision::{Decision, Outcome, Render, Request, Rewritten, Trace, Verdict};
 pub use evaluate::evaluate;
 pub use kind::{TemplateExtra, WrittenSelector};
 pub use load::{load, LoadError};
 pub use offer_local::sample_offer;
 pub use redirects_file::RedirectsFile;
-pub use rewrite::Rewritten;
 pub use rule::{Rule, Rules, SharedRules};

@@ -24,13 +24,14 @@ pub struct RawRule {
     pub name: Spanned<String>,
     pub sites: Option<Vec<Spanned<String>>>,
     pub when: RawWhen,
+    pub unless: RawWhen,
     pub action: Spanned<String>,
     /// The action keys present, with their values' spans, for checking
     /// that each belongs to the rule's action.
     pub keys: Vec<(&'static str, Range<usize>)>,
 }
 
-const COMMON: [&str; 4] = ["name", "sites", "when", "action"];
+const COMMON: [&str; 5] = ["name", "sites", "when", "unless", "action"];
 
 /// Every key a rule may have: the common ones, then every action's.
 fn rule_keys() -> &'static [&'static str] {
@@ -69,12 +70,14 @@ impl<'de> de::Visitor<'de> for RuleVisitor {
 
     fn visit_map<M: de::MapAccess<'de>>(self, mut map: M) -> Result<RawRule, M::Error> {
         let (mut name, mut sites, mut when, mut action) = (None, None, None, None);
+        let mut unless = None;
         let mut keys = Vec::new();
         while let Some(Key(key)) = map.next_key()? {
             match key {
                 "name" => name = Some(map.next_value()?),
                 "sites" => sites = Some(map.next_value()?),
                 "when" => when = Some(map.next_value()?),
+                "unless" => unless = Some(map.next_value()?),
                 "action" => action = Some(map.next_value()?),
                 _ => keys.push((key, map.next_value::<Spanned<IgnoredAny>>()?.span())),
             }
@@ -83,6 +86,7 @@ impl<'de> de::Visitor<'de> for RuleVisitor {
             name: name.ok_or_else(|| de::Error::missing_field("name"))?,
             sites,
             when: when.unwrap_or_default(),
+            unless: unless.unwrap_or_default(),
             action: action.ok_or_else(|| de::Error::missing_field("action"))?,
             keys,
         })

@@ -392,6 +392,7 @@ fn compile_line(
         origin: line.origin.clone(),
         sites: Some(sites.to_vec()),
         when,
+        unless: When::default(),
         action: action?,
         selectors: Vec::new(),
     })
@@ -461,6 +462,8 @@ mod tests {
             languages: Vec::new(),
             cookies: Vec::new(),
             headers: &headers,
+            visitor: Default::default(),
+            now: jiff::Timestamp::UNIX_EPOCH,
         };
         let when = &file.lines[i].rule.when;
         when.captures(&ctx)

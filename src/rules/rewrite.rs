@@ -11,11 +11,10 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::decision::{Applied, Decision, Request};
+use super::decision::{Applied, Decision, Rewritten};
 use super::kind::{ActionKind, Compiling, Firing};
 use super::to::To;
 use crate::context::SitePath;
-use crate::store::{Lookup, StoredFile};
 
 #[derive(Debug)]
 pub struct Rewrite {
@@ -28,35 +27,6 @@ pub struct Rewrite {
 pub struct RawRewrite {
     pub(super) to: Option<Spanned<String>>,
     pub(super) to_site: Option<Spanned<String>>,
-}
-
-/// Where a rewritten request is served from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rewritten {
-    pub site: Option<Arc<str>>,
-    pub path: SitePath,
-}
-
-impl Rewritten {
-    /// The page the rewrite serves, if its site has it: `/dir` is served
-    /// as `/dir/` would be, since the URL cannot change.
-    pub fn page<'s>(&self, request: &Request<'s>) -> Option<&'s Arc<StoredFile>> {
-        let site = match &self.site {
-            Some(name) => request.sites.get(name)?,
-            None => request.site,
-        };
-        match site.lookup(&self.path) {
-            Lookup::Found(file) => Some(file),
-            Lookup::AddSlash => {
-                let dir = SitePath::parse(&format!("{}/", self.path.path)).ok()?;
-                match site.lookup(&dir) {
-                    Lookup::Found(file) => Some(file),
-                    _ => None,
-                }
-            }
-            Lookup::Missing => None,
-        }
-    }
 }
 
 impl ActionKind for Rewrite {

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use super::action::Action;
-use super::conditions::When;
+use super::conditions::{Miss, When};
 use super::kind::WrittenSelector;
 use crate::config::Origin;
+use crate::context::RequestContext;
 use crate::transform::Templates;
 
 /// One compiled rule.
@@ -16,6 +17,8 @@ pub struct Rule {
     /// `None`: every site.
     pub sites: Option<Vec<String>>,
     pub when: When,
+    /// Conditions of which none may hold.
+    pub unless: When,
     pub action: Action,
     /// Every CSS selector the rule uses, in the order written.
     pub selectors: Vec<WrittenSelector>,
@@ -50,6 +53,18 @@ impl Rules {
 }
 
 impl Rule {
+    /// `Ok` when the rule matches: its `when` holds and nothing of its
+    /// `unless` does. The URL's conditions are checked first.
+    pub fn check<'r>(&'r self, ctx: &RequestContext<'_>) -> Result<(), Miss<'r>> {
+        self.when.check(ctx)?;
+        self.unless.check_none(ctx)
+    }
+
+    /// Whether whether it matches depends on the visitor, not just the URL.
+    pub fn about_the_visitor(&self) -> bool {
+        self.when.about_the_visitor() || self.unless.about_the_visitor()
+    }
+
     pub fn applies_to(&self, site: &str) -> bool {
         self.sites
             .as_ref()

@@ -6,13 +6,17 @@
 //! and its order is the order they are checked in: the URL's first, so
 //! that a request another URL would have matched is not made private.
 
+mod after;
+mod before;
 mod cookie;
 mod country;
 mod header;
+mod hours;
 mod kind;
 mod language;
 mod method;
 mod path;
+mod percent;
 mod query;
 
 use std::ops::Range;
@@ -60,6 +64,13 @@ macro_rules! conditions {
                     $(Condition::$variant(_) => <$kind as ConditionKind>::ABOUT_THE_VISITOR),*
                 }
             }
+
+            /// Its key, as written under `when` or `unless`.
+            fn key(&self) -> &'static str {
+                match self {
+                    $(Condition::$variant(_) => stringify!($key)),*
+                }
+            }
         }
 
         /// Every condition written, compiled in table order.
@@ -79,11 +90,15 @@ conditions! {
     method => Method(method::Method),
     path => Path(path::Path),
     query => Query(query::Query),
+    after => After(after::After),
+    before => Before(before::Before),
+    hours => Hours(hours::Hours),
     country => Country(country::Country),
     not_country => NotCountry(country::NotCountry),
     language => Language(language::Language),
     cookie => Cookie(cookie::Cookie),
     header => Header(header::Header),
+    percent => Percent(percent::Percent),
 }
 
 /// A compiled `when`.
@@ -108,7 +123,29 @@ impl When {
         err: &dyn Fn(Range<usize>, String) -> Diagnostic,
         errors: &mut Vec<Diagnostic>,
     ) -> When {
+        let (after, before) = (raw.after.clone(), raw.before.clone());
         let conditions = compile_all(raw, &mut Errors { err, list: errors });
+        let instant = |c: &Condition| match c {
+            Condition::After(a) => Some((true, a.0)),
+            Condition::Before(b) => Some((false, b.0)),
+            _ => None,
+        };
+        let starts = conditions.iter().filter_map(instant).find(|(a, _)| *a);
+        let ends = conditions.iter().filter_map(instant).find(|(a, _)| !*a);
+        if let (Some((_, start)), Some((_, end)), Some(after), Some(before)) =
+            (starts, ends, after, before)
+        {
+            if end <= start {
+                errors.push(err(
+                    before.span(),
+                    format!(
+                        "`before` ({}) is not later than `after` ({}): the rule would never apply",
+                        before.get_ref(),
+                        after.get_ref()
+                    ),
+                ));
+            }
+        }
         let path = conditions.iter().find_map(|c| match c {
             Condition::Path(p) => Some(p.globs.clone()),
             _ => None,
@@ -178,27 +215,56 @@ impl When {
     /// `Ok` when every condition holds, else the first that failed.
     pub fn check<'w>(&'w self, ctx: &RequestContext<'_>) -> Result<(), Miss<'w>> {
         match self.conditions.iter().find(|c| !c.holds(ctx)) {
-            Some(failed) => Err(Miss(failed)),
+            Some(failed) => Err(Miss {
+                condition: failed,
+                excluded: false,
+            }),
             None => Ok(()),
         }
     }
-}
 
-/// The first condition of a `when` that a request failed. Put into words
-/// only when someone asks (`explain`), not on every request.
-#[derive(Debug, Clone, Copy)]
-pub struct Miss<'w>(&'w Condition);
-
-impl Miss<'_> {
-    /// Whether the failed condition is about the visitor (so that another
-    /// visitor could have matched: the response is then private).
-    pub fn about_the_visitor(self) -> bool {
-        self.0.about_the_visitor()
+    /// As an `unless`: `Ok` when none of its conditions holds, else the
+    /// first that does.
+    pub fn check_none<'w>(&'w self, ctx: &RequestContext<'_>) -> Result<(), Miss<'w>> {
+        match self.conditions.iter().find(|c| c.holds(ctx)) {
+            Some(held) => Err(Miss {
+                condition: held,
+                excluded: true,
+            }),
+            None => Ok(()),
+        }
     }
 
-    /// What failed, in words, for the request it failed on.
+    /// Whether it has no condition at all.
+    pub fn is_empty(&self) -> bool {
+        self.conditions.is_empty()
+    }
+}
+
+/// Why a rule did not match a request: the first condition of its `when`
+/// that failed, or of its `unless` that held. Put into words only when
+/// someone asks (`explain`), not on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Miss<'w> {
+    condition: &'w Condition,
+    /// From `unless`: the condition held.
+    excluded: bool,
+}
+
+impl Miss<'_> {
+    /// Whether the condition is about the visitor (so that another visitor
+    /// could have matched: the response is then private).
+    pub fn about_the_visitor(self) -> bool {
+        self.condition.about_the_visitor()
+    }
+
+    /// Why, in words, for the request it missed.
     pub fn describe(self, ctx: &RequestContext<'_>) -> String {
-        self.0.describe(ctx)
+        if self.excluded {
+            format!("unless: its `{}` holds", self.condition.key())
+        } else {
+            self.condition.describe(ctx)
+        }
     }
 }
 
@@ -232,6 +298,8 @@ mod tests {
             languages: vec!["fr".into()],
             cookies: Vec::new(),
             headers: &headers,
+            visitor: Default::default(),
+            now: "2026-12-24T18:00:00+01:00".parse().unwrap(),
         };
         // Another visitor on this URL would not have matched either.
         let both = when("country = \"IT\"\npath = \"/it/*\"");
@@ -249,6 +317,39 @@ mod tests {
         assert!(when("not_country = \"DE\"\nlanguage = \"FR\"")
             .check(&ctx)
             .is_ok());
+
+        // `unless` misses on the first condition that holds.
+        let unless = when("path = \"/about\"\ncountry = [\"DE\", \"FR\"]");
+        let excluded = unless.check_none(&ctx).unwrap_err();
+        assert_eq!(excluded.describe(&ctx), "unless: its `path` holds");
+        assert!(!excluded.about_the_visitor());
+        assert!(when("country = \"DE\"").check_none(&ctx).is_ok());
+
+        // `percent`: over 10,000 visitors the share is the setting's, and
+        // raising it keeps everyone who was in.
+        let (ten, fifty) = (when("percent = 10"), when("percent = 50.0"));
+        let mut rng = fastrand::Rng::with_seed(14);
+        let (mut in_ten, mut in_fifty) = (0, 0);
+        for _ in 0..10_000 {
+            let id = format!("{:032x}", rng.u128(..));
+            let ctx = RequestContext {
+                visitor: crate::context::Visitor::from_cookie(Some(&id)),
+                path: ctx.path.clone(),
+                query: Vec::new(),
+                languages: Vec::new(),
+                cookies: Vec::new(),
+                ..ctx
+            };
+            let (a, b) = (ten.check(&ctx).is_ok(), fifty.check(&ctx).is_ok());
+            assert!(!a || b, "in at 10% but out at 50%");
+            in_ten += usize::from(a);
+            in_fifty += usize::from(b);
+        }
+        assert!((850..=1150).contains(&in_ten), "{in_ten} of 10,000 at 10%");
+        assert!(
+            (4850..=5150).contains(&in_fifty),
+            "{in_fifty} of 10,000 at 50%"
+        );
 
         // Empty lists ask nothing.
         let empty = when("path = []\ncountry = []\nlanguage = []");
