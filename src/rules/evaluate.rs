@@ -77,6 +77,9 @@ impl Run<'_> {
         } else if !rule.applies_to(&request.site.site) {
             Verdict::NotForThisSite
         } else if shadowed && file_exists(request) {
+            if !request.trace {
+                return;
+            }
             Verdict::Skipped(
                 "a file exists at this path (a `!` after the line's status applies it anyway)"
                     .into(),
