@@ -30,7 +30,7 @@ fn fixture_rule_cases_pass() {
     let report = outpost::rule_tests::run(&fixture("rules")).unwrap();
     let failures: Vec<String> = report.failures.iter().map(|d| d.to_string()).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(report.passed, 37);
+    assert_eq!(report.passed, 44);
 }
 
 /// What the cases cannot check: response headers, in-process.
@@ -404,7 +404,7 @@ const BAD_RULES: &[(&str, &str, &str)] = &[
     (
         "bad country",
         "[[rule]]\nname = \"x\"\nwhen = { country = \"Italy\" }\naction = \"block\"\n",
-        "bad.toml:3:20: `Italy` is not an ISO 3166-1",
+        "bad.toml:3:20: `Italy` is not an ISO 3166-1 alpha-2 country code, did you mean IT?",
     ),
     (
         "an unknown time zone",
@@ -420,6 +420,16 @@ const BAD_RULES: &[(&str, &str, &str)] = &[
         "a time without its offset",
         "[[rule]]\nname = \"x\"\nwhen = { after = \"2026-12-24T18:00:00\" }\naction = \"block\"\n",
         "bad.toml:3:18: `2026-12-24T18:00:00` is not a time like 2026-12-24T18:00:00+01:00",
+    ),
+    (
+        "an unknown device",
+        "[[rule]]\nname = \"x\"\nwhen = { device = \"phone\" }\naction = \"block\"\n",
+        "bad.toml:3:19: `phone` is not a device",
+    ),
+    (
+        "a continent by its name",
+        "[[rule]]\nname = \"x\"\nwhen = { continent = \"Europe\" }\naction = \"block\"\n",
+        "bad.toml:3:22: `Europe` is not a continent code, did you mean EU?",
     ),
     (
         "a capture the path does not have",

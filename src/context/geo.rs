@@ -12,6 +12,8 @@ use arc_swap::ArcSwapOption;
 use maxminddb::Reader;
 use serde::Deserialize;
 
+use super::places::{code_named, in_eu, Continent};
+
 /// An ISO 3166-1 alpha-2 code, or `XX` when unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Country([u8; 2]);
@@ -35,7 +37,14 @@ impl Country {
     pub fn parse_written(code: &str) -> Result<Country, String> {
         let iso = || format!("`{code}` is not an ISO 3166-1 alpha-2 country code");
         if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(format!("{} like IT", iso()));
+            let upper = code.to_ascii_uppercase();
+            let meant = Some(upper.as_str())
+                .filter(|u| u.len() == 2 && ASSIGNED.binary_search(u).is_ok())
+                .or_else(|| code_named(code));
+            return Err(match meant {
+                Some(meant) => format!("{}, did you mean {meant}?", iso()),
+                None => format!("{} like IT", iso()),
+            });
         }
         if ASSIGNED.binary_search(&code).is_ok() || matches!(code, "XX" | "XK") {
             return Ok(Country::parse(code).expect("two letters"));
@@ -44,10 +53,13 @@ impl Country {
             "UK" => format!("{}, did you mean GB? (the United Kingdom is GB)", iso()),
             "EL" => format!("{}, did you mean GR? (Greece is GR)", iso()),
             "EU" => format!(
-                "{}: the European Union is not a country; list its countries' codes (unions and continents are not supported yet)",
+                "{}: the European Union is not a country; write `eu = true` (or `continent = \"EU\"` for Europe)",
                 iso()
             ),
-            _ => format!("{}: no country has it", iso()),
+            _ => match code_named(code) {
+                Some(meant) => format!("{}, did you mean {meant}?", iso()),
+                None => format!("{}: no country has it", iso()),
+            },
         })
     }
 
@@ -90,17 +102,45 @@ pub struct GeoError {
     source: maxminddb::MaxMindDbError,
 }
 
-/// The fields of either schema that name a country.
+/// The fields of either schema that place a visitor.
 #[derive(Deserialize)]
 struct Record<'a> {
     #[serde(borrow)]
-    country: Option<IsoCode<'a>>,
+    country: Option<CountryRecord<'a>>,
     country_code: Option<&'a str>,
+    #[serde(borrow)]
+    continent: Option<ContinentRecord<'a>>,
 }
 
 #[derive(Deserialize)]
-struct IsoCode<'a> {
+struct CountryRecord<'a> {
     iso_code: Option<&'a str>,
+    is_in_european_union: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ContinentRecord<'a> {
+    code: Option<&'a str>,
+}
+
+/// Where a visitor is: their country, and what follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub country: Country,
+    pub continent: Option<Continent>,
+    /// In a member state of the European Union.
+    pub eu: bool,
+}
+
+impl Place {
+    /// A country's place, from the built-in tables.
+    pub fn of(country: Country) -> Place {
+        Place {
+            country,
+            continent: Continent::of(country.as_str()),
+            eu: in_eu(country.as_str()),
+        }
+    }
 }
 
 /// A country database that can be replaced while in use.
@@ -136,15 +176,33 @@ impl Geo {
 
     /// The country of `ip`, if the database knows it.
     pub fn country(&self, ip: IpAddr) -> Option<Country> {
+        self.locate(ip).map(|p| p.country)
+    }
+
+    /// Where `ip` is, if the database knows its country. The continent and
+    /// EU membership are the database's when it has them, else the
+    /// built-in tables'.
+    pub fn locate(&self, ip: IpAddr) -> Option<Place> {
         let guard = self.reader.load();
         let reader = guard.as_ref()?;
         // ip-location-db files do not alias ::ffff:a.b.c.d to a.b.c.d.
         let record: Record = reader.lookup(ip.to_canonical()).ok()??;
-        let code = record
-            .country
-            .and_then(|c| c.iso_code)
-            .or(record.country_code)?;
-        Country::parse(code)
+        let (iso_code, eu) = match &record.country {
+            Some(c) => (c.iso_code, c.is_in_european_union),
+            None => (None, None),
+        };
+        let country = Country::parse(iso_code.or(record.country_code)?)?;
+        let builtin = Place::of(country);
+        let continent = record
+            .continent
+            .and_then(|c| c.code)
+            .and_then(Continent::parse);
+        Some(Place {
+            country,
+            continent: continent.or(builtin.continent),
+            // MaxMind writes the flag only when true.
+            eu: eu.unwrap_or(false) || builtin.eu,
+        })
     }
 }
 
@@ -181,6 +239,29 @@ mod tests {
     }
 
     #[test]
+    fn continents_and_the_eu_from_the_database() {
+        let geo = Geo::open(Some(&fixture("GeoIP2-Country-Test.mmdb"))).unwrap();
+        let place = |ip: &str| geo.locate(ip.parse().unwrap());
+        let se = place("89.160.20.112").unwrap();
+        assert_eq!(
+            (se.country.as_str(), se.continent.map(|c| c.as_str()), se.eu),
+            ("SE", Some("EU"), true)
+        );
+        let gb = place("81.2.69.142").unwrap();
+        assert_eq!(
+            (gb.continent.map(|c| c.as_str()), gb.eu),
+            (Some("EU"), false)
+        );
+        let us = place("216.160.83.56").unwrap();
+        assert_eq!(
+            (us.continent.map(|c| c.as_str()), us.eu),
+            (Some("NA"), false)
+        );
+        // A continent without a country places nobody.
+        assert_eq!(place("2a02:d500::1"), None);
+    }
+
+    #[test]
     fn no_database_knows_nothing() {
         let geo = Geo::open(None).unwrap();
         assert_eq!(geo.country("81.2.69.142".parse().unwrap()), None);
@@ -212,7 +293,14 @@ mod tests {
         assert!(err("UK").contains("did you mean GB?"), "{}", err("UK"));
         assert!(err("EU").contains("not a country"), "{}", err("EU"));
         assert!(err("ZZ").contains("not an ISO 3166-1"), "{}", err("ZZ"));
-        assert!(err("gb").contains("like IT"), "{}", err("gb"));
-        assert!(err("GBR").contains("like IT"), "{}", err("GBR"));
+        assert!(err("gb").contains("did you mean GB?"), "{}", err("gb"));
+        assert!(
+            err("Italy").contains("did you mean IT?"),
+            "{}",
+            err("Italy")
+        );
+        assert!(err("DEU").contains("did you mean DE?"), "{}", err("DEU"));
+        assert!(err("xq").contains("like IT"), "{}", err("xq"));
+        assert!(err("GBR").contains("did you mean GB?"), "{}", err("GBR"));
     }
 }

@@ -4,16 +4,21 @@
 
 mod client;
 mod cookies;
+pub mod crawler;
+mod device;
 pub mod geo;
 mod host;
 mod language;
 mod path;
+mod places;
 pub mod visitor;
 
 pub use client::{client_address, is_trusted};
-pub use geo::{Country, Geo};
+pub use device::Device;
+pub use geo::{Country, Geo, Place};
 pub use host::{request_host, HostError};
 pub use path::{PathError, SitePath, MAX_PATH};
+pub use places::{Continent, CONTINENTS};
 pub use visitor::Visitor;
 
 use std::borrow::Cow;
@@ -66,6 +71,9 @@ pub struct RequestContext<'r> {
     pub scheme: &'static str,
     pub client: IpAddr,
     pub country: Country,
+    pub continent: Option<Continent>,
+    /// In a member state of the European Union.
+    pub eu: bool,
     pub languages: Vec<String>,
     pub cookies: Vec<(Cow<'r, str>, Cow<'r, str>)>,
     pub headers: &'r HeaderMap,
@@ -116,10 +124,11 @@ impl<'r> RequestContext<'r> {
                 network.trusted_proxies,
             ),
         };
-        let country = country
+        let place = country
             .or_else(|| from_proxy(read.country).and_then(Country::parse))
-            .or_else(|| network.geo.country(client))
-            .unwrap_or(Country::UNKNOWN);
+            .map(Place::of)
+            .or_else(|| network.geo.locate(client))
+            .unwrap_or(Place::of(Country::UNKNOWN));
         let scheme = match from_proxy(read.forwarded_proto) {
             Some("https") => "https",
             _ => "http",
@@ -139,7 +148,9 @@ impl<'r> RequestContext<'r> {
             host,
             scheme,
             client,
-            country,
+            country: place.country,
+            continent: place.continent,
+            eu: place.eu,
             languages: language::languages(read.accept_language.map(|v| v.as_bytes())),
             visitor,
             now: at.unwrap_or_else(jiff::Timestamp::now),
@@ -161,6 +172,25 @@ impl<'r> RequestContext<'r> {
             .iter()
             .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.as_ref())
+    }
+
+    /// Whether the User-Agent is a crawler's (see [`crawler`]).
+    pub fn is_bot(&self) -> bool {
+        let ua = self.headers.get(header::USER_AGENT);
+        ua.is_some_and(|ua| crawler::is_crawler(ua.as_bytes()))
+    }
+
+    /// The visitor's device class.
+    pub fn device(&self) -> Device {
+        let ua = self
+            .headers
+            .get(header::USER_AGENT)
+            .map(HeaderValue::as_bytes);
+        let mobile = self
+            .headers
+            .get("sec-ch-ua-mobile")
+            .map(HeaderValue::as_bytes);
+        Device::of(ua, mobile)
     }
 
     /// The Host header's port, if any.

@@ -262,33 +262,10 @@ pub fn sample_offer() -> serde_json::Value {
     })
 }
 
-/// Search and social crawlers, which must see every site as it is.
+/// Crawlers (see [`crawler`](crate::context::crawler)) must see every
+/// site as it is.
 fn is_crawler(user_agent: Option<&HeaderValue>) -> bool {
-    const CRAWLERS: [&str; 20] = [
-        "googlebot",
-        "google-inspectiontool",
-        "storebot-google",
-        "adsbot-google",
-        "mediapartners-google",
-        "bingbot",
-        "slurp",
-        "duckduckbot",
-        "baiduspider",
-        "yandex",
-        "applebot",
-        "facebookexternalhit",
-        "twitterbot",
-        "linkedinbot",
-        "petalbot",
-        "seznambot",
-        "qwantify",
-        "ahrefsbot",
-        "semrushbot",
-        "ecosia",
-    ];
-    let Some(ua) = user_agent else { return false };
-    let ua = String::from_utf8_lossy(ua.as_bytes()).to_ascii_lowercase();
-    CRAWLERS.iter().any(|c| ua.contains(c))
+    user_agent.is_some_and(|ua| crate::context::crawler::is_crawler(ua.as_bytes()))
 }
 
 #[cfg(test)]

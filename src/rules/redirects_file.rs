@@ -459,6 +459,8 @@ mod tests {
             scheme: "http",
             client: [127, 0, 0, 1].into(),
             country: Country::UNKNOWN,
+            continent: None,
+            eu: false,
             languages: Vec::new(),
             cookies: Vec::new(),
             headers: &headers,

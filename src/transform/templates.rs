@@ -154,6 +154,8 @@ pub fn template_context(
         "params": params,
         "host": ctx.host,
         "country": ctx.country.as_str(),
+        "continent": ctx.continent.map(|c| c.as_str()),
+        "eu": ctx.eu,
         "language": ctx.languages.first(),
     });
     context_of(request, &site.site, &site.config.locale)
@@ -171,6 +173,8 @@ pub fn sample_context(site: &str, locale: &str, params: &[&str]) -> Context {
         "params": params,
         "host": format!("{site}.example"),
         "country": "GB",
+        "continent": "EU",
+        "eu": false,
         "language": "en",
     });
     context_of(request, site, locale)

@@ -8,8 +8,12 @@
 
 mod after;
 mod before;
+mod bot;
+mod continent;
 mod cookie;
 mod country;
+mod device;
+mod eu;
 mod header;
 mod hours;
 mod kind;
@@ -95,10 +99,14 @@ conditions! {
     hours => Hours(hours::Hours),
     country => Country(country::Country),
     not_country => NotCountry(country::NotCountry),
+    continent => Continent(continent::Continent),
+    eu => Eu(eu::Eu),
     language => Language(language::Language),
     cookie => Cookie(cookie::Cookie),
     header => Header(header::Header),
     percent => Percent(percent::Percent),
+    bot => Bot(bot::Bot),
+    device => Device(device::Device),
 }
 
 /// A compiled `when`.
@@ -295,6 +303,8 @@ mod tests {
             scheme: "http",
             client: [127, 0, 0, 1].into(),
             country: Country::parse("FR").unwrap(),
+            continent: crate::context::Continent::parse("EU"),
+            eu: true,
             languages: vec!["fr".into()],
             cookies: Vec::new(),
             headers: &headers,
