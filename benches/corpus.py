@@ -24,7 +24,9 @@ site (bench-a, g01) is the default site and carries what the single-page
 scenarios request (big.bin, offer.html, live.html, live-static.html).
 --sites FILE writes "name host" per site, the default site first; --every
 FILE writes every file of every site as "host path" lines ("/" for
-index.html). Without options the output is byte-identical to what earlier
+index.html). --redirects N also writes bench-r (bench-r.localhost, in no
+list): the default site's home page and a `_redirects` of N lines, for the
+`redirects` scenarios. Without options the output is byte-identical to what earlier
 versions of this script wrote.
 
 Everything comes from seeded RNGs, so two runs produce byte-identical files
@@ -409,6 +411,9 @@ def main():
     parser.add_argument("--group", action="store_true", help="the 55-site group corpus")
     parser.add_argument("--sites", metavar="FILE", help='write "name host" per site, the default first')
     parser.add_argument("--every", metavar="FILE", help='write every file of every site as "host path"')
+    parser.add_argument("--redirects", type=int, metavar="N",
+                        help="also write bench-r (bench-r.localhost): the default site's home page and a "
+                             "_redirects of N lines (the `redirects` scenarios)")
     for name in ("ROOT", "PORT", "ADMIN_PORT", "URLS_FILE", "UPSTREAM_PORT", "EXTRA_DIR"):
         parser.add_argument(name, type=int if name.endswith("PORT") else str)
     args = parser.parse_args()
@@ -482,6 +487,48 @@ def main():
         write(args.every, "\n".join(every + urls) + "\n")
 
     offer_and_fragment(root, upstream_port, extra, home, other)
+    if args.redirects:
+        redirects_site(root, home, sites[0][1], home_page_of(root, home), args.redirects)
+
+
+def home_page_of(root, home):
+    with open(os.path.join(root, "sites", home, "public", "index.html"), "rb") as f:
+        return f.read()
+
+
+def redirects_lines(n):
+    """N `_redirects` lines as a site that moved a lot would have: 60% plain
+    old paths, 20% `:placeholder` patterns, 10% splats, 10% with query or
+    country conditions; the last one is the pattern `redirects-pattern`
+    requests, `/team/:slug`, rewriting to the home page."""
+    rng = random.Random(14)
+    words = ["news", "blog", "docs", "shop", "team", "guide", "review", "promo", "help", "legal"]
+    lines = ["# bench-r: a site that moved its pages many times"]
+    for i in range(n - 1):
+        word = words[rng.randrange(len(words))]
+        kind = rng.random()
+        if kind < 0.6:
+            lines.append(f"/{word}-{i}/old-page-{rng.randrange(1000)}.html  /{word}/page-{i}.html  301")
+        elif kind < 0.8:
+            lines.append(f"/{word}-{i}/:year/:slug  /{word}/:year/:slug  301")
+        elif kind < 0.9:
+            lines.append(f"/{word}-{i}/*  /{word}/:splat  302")
+        elif kind < 0.95:
+            lines.append(f"/{word}-{i} id=:id  /{word}/item/:id  301")
+        else:
+            lines.append(f"/{word}-{i}  /{word}/it  302  Country=it")
+    lines.append("/team/:slug  /index.html  200")
+    return "\n".join(lines) + "\n"
+
+
+def redirects_site(root, home, locale, page, n):
+    site = os.path.join(root, "sites", "bench-r")
+    write(os.path.join(site, "site.toml"),
+          f'hosts = ["bench-r.localhost"]\nlocale = "{locale}"\ngroup = "bench-r"\n')
+    # The default site's home page, byte for byte: `small` is this site
+    # without the file.
+    write(os.path.join(site, "public", "index.html"), page)
+    write(os.path.join(site, "public", "_redirects"), redirects_lines(n))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ CLK_TCK=$(getconf CLK_TCK)
 FAILURES=0           # scenarios skipped because a server answered wrongly
 BUSY_NOTE=""         # set when the machine was not idle before the runs
 CORPUS_NOTE=""       # the corpus's size, for the results
+REDIRECTS_NOTE=""    # how long outpost took to load bench-r's _redirects
+REDIRECT_LINES=10000 # lines of bench-r's _redirects
 
 cleanup() {
   local pid worker i
@@ -198,6 +200,11 @@ print(*(s.getsockname()[1] for s in socks))
 
 make_corpus() {
   say "generating the $CORPUS corpus in $TMP (deterministic)"
+  # bench-r, the redirects scenarios' site, only when they run: the other
+  # scenarios and phases see the corpus they always did.
+  if wants redirects || wants redirects-pattern; then
+    CORPUS_ARGS+=(--redirects "$REDIRECT_LINES")
+  fi
   python3 "$BENCH_DIR/corpus.py" "${CORPUS_ARGS[@]}" --sites "$TMP/sites.txt" --every "$TMP/every.txt" \
     "$TMP/root" "${PORT[outpost]}" "$ADMIN_PORT" "$TMP/urls.txt" "$UPSTREAM_PORT" "$TMP/nginx-extra"
   [[ $(head -n 1 "$TMP/sites.txt") == "$HOME_SITE $HOME_HOST" ]] ||
@@ -384,6 +391,11 @@ start_outpost() {
   # compressing every file), so wait for every site, not the socket.
   wait_ready outpost "${PIDS[outpost]}" "$TMP/outpost.err" "$T0"
   say "outpost serves all sites after $(awk '{printf "%.1f", $2 / 1000}' <<<"$POLLED") s"
+  if wants redirects || wants redirects-pattern; then
+    # outpost logs each _redirects it loads (parsed, compiled, indexed).
+    REDIRECTS_NOTE="bench-r: $(grep -o '_redirects loaded.*' "$TMP/outpost.err" | head -n 1)"
+    say "$REDIRECTS_NOTE"
+  fi
 }
 
 # Writes nginx-offer.conf: the sub_filter that makes nginx insert exactly the
@@ -560,6 +572,10 @@ check_idle() {
 # same server, recorded as BASELINE@NAME, so the ratio compares runs taken
 # seconds apart and not minutes apart, when the VM's speed may have moved.
 #
+#   only_for NAME SERVER
+#
+# NAME runs against SERVER alone (nginx has no counterpart of it).
+#
 #   phase NAME
 #
 # a step that is not a wrk load (restart): selectable with SCENARIOS like the
@@ -568,7 +584,7 @@ check_idle() {
 # Add scenarios at the bottom of define_scenarios; SCENARIOS="a b" picks some.
 
 SC_ORDER=()
-declare -A SC_EXPECT=() SC_TARGET=() SC_ARGS=() SC_BODY=() SC_BASELINE=()
+declare -A SC_EXPECT=() SC_TARGET=() SC_ARGS=() SC_BODY=() SC_BASELINE=() SC_ONLY=()
 
 scenario() {
   local name=$1 expect=$2 target=$3
@@ -594,6 +610,10 @@ expect_body() {
 
 paired() {
   SC_BASELINE[$1]=$2
+}
+
+only_for() {
+  SC_ONLY[$1]=$2
 }
 
 phase() {
@@ -643,6 +663,18 @@ define_scenarios() {
   scenario proxy 200 /api/odds.json -H "$home"
   expect_body proxy '"odds"'
   paired proxy small
+  # bench-r: the default site's home page, and a _redirects of
+  # REDIRECT_LINES lines (60% plain old paths, 40% patterns: placeholders,
+  # splats, query and country matches). `redirects` asks for a path none of
+  # them matches; `redirects-pattern` one that the last line, /team/:slug,
+  # rewrites to the home page. Both serve the bytes `small` serves, on a
+  # site without the file. outpost only: nginx has no _redirects.
+  scenario redirects 200 / -H 'Host: bench-r.localhost' -H 'Accept-Encoding: gzip'
+  only_for redirects outpost
+  paired redirects small
+  scenario redirects-pattern 200 /team/juve -H 'Host: bench-r.localhost' -H 'Accept-Encoding: gzip'
+  only_for redirects-pattern outpost
+  paired redirects-pattern small
   # outpost stopped and started again over its warm store, RESTARTS times.
   phase restart
   # outpost's memory: a cold ingest, a warm restart, one GET of every URL.
@@ -883,7 +915,9 @@ run_scenarios() {
     is_phase "$name" && continue
     say "scenario $name"
     for server in "${servers[@]}"; do
-      if [[ $name == offer && $server == nginx ]] && ((!NGINX_OFFER_OK)); then
+      if [[ -n ${SC_ONLY[$name]:-} && ${SC_ONLY[$name]} != "$server" ]]; then
+        ok[$server]=0
+      elif [[ $name == offer && $server == nginx ]] && ((!NGINX_OFFER_OK)); then
         error "offer: no banner from outpost to give nginx's sub_filter; skipping offer for nginx"
         ok[$server]=0
         FAILURES=$((FAILURES + 1))
@@ -1109,6 +1143,7 @@ report() {
     if wants offer || wants fragment; then
       echo "nginx compresses the offer and fragment pages on the fly at gzip_comp_level $NGINX_GZIP_LEVEL"
     fi
+    if [[ -n $REDIRECTS_NOTE ]]; then echo "$REDIRECTS_NOTE"; fi
     if [[ -n $BUSY_NOTE ]]; then echo "$BUSY_NOTE"; fi
     if [[ -n $PAGE_NOTES ]]; then printf '%s' "$PAGE_NOTES"; fi
     echo

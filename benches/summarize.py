@@ -73,6 +73,10 @@ CHECKS = [
      ("proxy", "outpost"), ("small", "outpost"), ">=", 0.8),
     ("proxy, outpost / nginx", "req/s, nginx: proxy_cache",
      ("proxy", "outpost"), ("proxy", "nginx"), ">=", 1.0),
+    ("redirects: none matches", "redirects / small req/s",
+     ("redirects", "outpost"), ("small", "outpost"), ">=", 0.95),
+    ("redirects: a pattern", "redirects-pattern / small req/s",
+     ("redirects-pattern", "outpost"), ("small", "outpost"), ">=", 0.9),
 ]
 # For context, no bar: what the same features cost nginx.
 INFO = [

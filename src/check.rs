@@ -10,9 +10,9 @@ use std::sync::Arc;
 use lol_html::Selector;
 
 use crate::config::{Diagnostic, Overrides, Settings};
-use crate::rules::{Rule, Rules, TemplateExtra};
+use crate::rules::{RedirectsFile, Rule, Rules, TemplateExtra};
 use crate::site::Sites;
-use crate::store::{Manifest, SiteVersion};
+use crate::store::{read_site_files, Manifest, SiteVersion, HEADERS_FILE, REDIRECTS_FILE};
 use crate::transform::{Edit, Op, Place};
 
 /// What `check` found.
@@ -84,7 +84,10 @@ fn problems(root: &Path, warnings: &mut Vec<Diagnostic>) -> Vec<Diagnostic> {
             Ok(_) => match SiteVersion::from_manifest(&name, 0, &settings_only, |_, _| {
                 unreachable!("no files")
             }) {
-                Ok(v) => versions.push(Arc::new(v)),
+                Ok(v) => {
+                    problems.extend(site_files(&sites_dir.join(&name), &v, warnings));
+                    versions.push(Arc::new(v));
+                }
                 Err(e) => problems.push(Diagnostic::whole_file(&file, e.to_string())),
             },
         }
@@ -116,6 +119,55 @@ fn problems(root: &Path, warnings: &mut Vec<Diagnostic>) -> Vec<Diagnostic> {
                 &root.join("rules/tests"),
                 e.to_string(),
             )),
+        }
+    }
+    problems
+}
+
+/// A site's `_redirects` and `_headers`: their problems, each at its line;
+/// redirect loops written in `_redirects` are warnings.
+fn site_files(dir: &Path, site: &SiteVersion, warnings: &mut Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let public = dir.join("public");
+    let mut problems = Vec::new();
+    let mut read = |name: &str| match std::fs::read_to_string(public.join(name)) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            problems.push(Diagnostic::whole_file(&public.join(name), e.to_string()));
+            None
+        }
+    };
+    let (redirects, headers) = (read(REDIRECTS_FILE), read(HEADERS_FILE));
+    let mut config = site.config.clone();
+    if let Err(e) = read_site_files(
+        &public,
+        &mut config,
+        redirects.as_deref(),
+        headers.as_deref(),
+    ) {
+        problems.extend(e);
+        return problems;
+    }
+    let Some(text) = redirects else {
+        return problems;
+    };
+    let compiled = crate::config::parse_redirects(&public.join(REDIRECTS_FILE), &text)
+        .and_then(|lines| Ok((RedirectsFile::compile_lines(site, &lines)?, lines)));
+    match compiled {
+        Err(e) => problems.extend(e),
+        Ok((file, lines)) => {
+            let exists = |path: &str| {
+                let rel = path.trim_start_matches('/');
+                let dir = rel.trim_end_matches('/');
+                [
+                    rel.to_string(),
+                    format!("{dir}/index.html"),
+                    format!("{dir}.html"),
+                ]
+                .iter()
+                .any(|f| !f.is_empty() && public.join(f).is_file())
+            };
+            warnings.extend(file.loops(&lines, &exists));
         }
     }
     problems

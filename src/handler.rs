@@ -120,7 +120,10 @@ where
         ctx.site = Some(site);
         // context: the path first; the rest only when a rule may apply
         let path = SitePath::parse(head.uri.path()).map_err(respond::bad_path)?;
-        if !rules.any_for(&site.site, &path.path) {
+        let redirects = served.redirects_for(site);
+        if !rules.any_for(&site.site, &path.path)
+            && !redirects.is_some_and(|r| r.any_for(&path.path))
+        {
             return Err(respond::static_file(site, &head, &path));
         }
         let given = observe.given();
@@ -136,7 +139,9 @@ where
             page,
             trace,
         };
-        let decision = ctx.decision.insert(rules::evaluate(rules, &request));
+        let decision = ctx
+            .decision
+            .insert(rules::evaluate(rules, redirects, &request));
         for a in &decision.conversions {
             experiments.convert(a);
         }

@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 
 use crate::config::Diagnostic;
-use crate::rules::Rules;
+use crate::rules::{RedirectsFile, Rules};
 use crate::site::Sites;
 use crate::store::{
-    ingest_site, Compressed, Damaged, IngestError, Ingested, Notes, Store, StoreError,
+    ingest_site, Compressed, Damaged, IngestError, Ingested, Notes, SiteVersion, Store, StoreError,
 };
 use crate::transform::RenderCache;
 
@@ -26,6 +26,57 @@ use crate::transform::RenderCache;
 pub struct Served {
     pub sites: Arc<Sites>,
     pub rules: Arc<Rules>,
+    /// Each site's `_redirects`, compiled for the version served.
+    pub redirects: Arc<Redirects>,
+}
+
+/// Compiled `_redirects` by site name (foldhash: looked up per request,
+/// with keys no visitor can add).
+pub type Redirects = foldhash::HashMap<String, Arc<RedirectsFile>>;
+
+impl Served {
+    /// The compiled `_redirects` of `site`'s version, if it has one.
+    pub fn redirects_for(&self, site: &SiteVersion) -> Option<&RedirectsFile> {
+        self.redirects
+            .get(&site.site)
+            .filter(|r| r.version == site.number)
+            .map(|r| &**r)
+    }
+}
+
+/// The `_redirects` of every version in `sites`, compiled; those of the
+/// versions `before` has are kept, not compiled again. A file that does
+/// not compile (it was checked at ingest, so this is outpost's own fault)
+/// is logged, and its site served without it.
+fn compile_redirects(sites: &Sites, before: &Redirects) -> Redirects {
+    let mut out = Redirects::default();
+    for version in sites.iter() {
+        let name = &version.site;
+        if let Some(kept) = before.get(name).filter(|r| r.version == version.number) {
+            out.insert(name.clone(), kept.clone());
+            continue;
+        }
+        let started = std::time::Instant::now();
+        match RedirectsFile::compile(version) {
+            None => {}
+            Some(Ok(file)) => {
+                tracing::info!(
+                    site = %name,
+                    version = version.number,
+                    lines = file.lines.len(),
+                    ms = %format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+                    "_redirects loaded"
+                );
+                out.insert(name.clone(), Arc::new(file));
+            }
+            Some(Err(errors)) => {
+                for e in errors {
+                    tracing::error!(site = %name, "{e}; served without its _redirects");
+                }
+            }
+        }
+    }
+    out
 }
 
 pub struct Live {
@@ -75,6 +126,7 @@ impl Live {
         Ok(Live {
             root,
             served: ArcSwap::from_pointee(Served {
+                redirects: Arc::new(compile_redirects(&sites, &Redirects::default())),
                 sites: Arc::new(sites),
                 rules: Arc::new(Rules::empty()),
             }),
@@ -122,10 +174,12 @@ impl Live {
     /// Serves `sites` with the rules in force (a rules load may have
     /// swapped them meanwhile: they are kept).
     fn set_sites(&self, sites: Sites) {
+        let redirects = Arc::new(compile_redirects(&sites, &self.served.load().redirects));
         let sites = Arc::new(sites);
         self.served.rcu(|now| Served {
             sites: sites.clone(),
             rules: now.rules.clone(),
+            redirects: redirects.clone(),
         });
     }
 
@@ -136,6 +190,7 @@ impl Live {
         self.served.rcu(|now| Served {
             sites: now.sites.clone(),
             rules: rules.clone(),
+            redirects: now.redirects.clone(),
         });
     }
 

@@ -110,8 +110,7 @@ fn explain(offline: &Offline, visit: &Visit, with_body: bool) -> Result<String, 
         }
         Some(decision) => {
             let _ = writeln!(out, "rules:");
-            let rules = offline.app.live.rules();
-            for (trace, rule) in decision.trace.iter().zip(rules.rules.iter()) {
+            for trace in &decision.trace {
                 let verdict = match &trace.verdict {
                     Verdict::Fired => "FIRED".to_string(),
                     Verdict::NoMatch(why) => format!("no match: {why}"),
@@ -119,7 +118,7 @@ fn explain(offline: &Offline, visit: &Visit, with_body: bool) -> Result<String, 
                     Verdict::Skipped(why) => format!("matched, did nothing: {why}"),
                     Verdict::NotReached => "not reached (a terminal rule fired before)".to_string(),
                 };
-                let o = &rule.origin;
+                let o = &trace.origin;
                 let _ = writeln!(
                     out,
                     "  {} [{}] {}:{}:{}: {verdict}",

@@ -5,12 +5,18 @@
 //! with `file:line:col`, so a bad file is reported where it is wrong.
 
 mod diagnostic;
+mod headers_file;
 mod offer_text;
+mod redirects_file;
 mod settings;
 mod site;
 
 pub use diagnostic::{closest, parse_toml, Diagnostic, Origin};
+pub use headers_file::parse_headers;
 pub use offer_text::{OfferText, Text};
+pub use redirects_file::{
+    parse_redirects, LineKind, QueryMatch, QueryValue, RedirectLine, REDIRECT_STATUSES,
+};
 pub use settings::{
     AccessLogTarget, Overrides, ProxyLimits, Settings, TlsSettings, DEFAULT_COMPRESS_MAX,
     DEFAULT_RENDER_CACHE_SIZE,

@@ -19,8 +19,8 @@ pub struct Block {
 
 #[derive(Debug, Deserialize)]
 pub struct RawBlock {
-    status: Option<Spanned<u16>>,
-    page: Option<Spanned<String>>,
+    pub(super) status: Option<Spanned<u16>>,
+    pub(super) page: Option<Spanned<String>>,
 }
 
 impl ActionKind for Block {

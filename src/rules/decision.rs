@@ -7,6 +7,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use lol_html::Selector;
 
 use super::route::Captures;
+use crate::config::Origin;
 use crate::context::{RequestContext, SitePath};
 use crate::site::Sites;
 use crate::store::{Lookup, SiteVersion, StoredFile};
@@ -41,6 +42,8 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct Trace {
     pub rule: String,
+    /// Where the rule was written (a rules file, or a `_redirects` line).
+    pub origin: Origin,
     pub action: &'static str,
     pub verdict: Verdict,
 }

@@ -63,7 +63,7 @@ pub struct Firing<'f, 'r> {
 impl Firing<'_, '_> {
     /// What the rule's `when.path` captured from the request's path.
     pub fn captures(&self) -> Captures {
-        self.when.captures(&self.request.ctx.path.path)
+        self.when.captures(self.request.ctx)
     }
 }
 

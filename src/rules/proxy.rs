@@ -23,14 +23,14 @@ pub struct Proxy {
     upstream: Arc<Upstream>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct RawProxy {
-    to: Option<Spanned<String>>,
-    timeout: Option<Spanned<String>>,
-    cache: Option<Spanned<String>>,
-    stale_for: Option<Spanned<String>>,
-    stale_if_error: Option<Spanned<String>>,
-    headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    pub(super) to: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) cache: Option<Spanned<String>>,
+    pub(super) stale_for: Option<Spanned<String>>,
+    pub(super) stale_if_error: Option<Spanned<String>>,
+    pub(super) headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
 }
 
 impl ActionKind for Proxy {

@@ -30,9 +30,9 @@ pub struct Redirect {
 
 #[derive(Debug, Deserialize)]
 pub struct RawRedirect {
-    to: Option<Spanned<String>>,
-    to_site: Option<Spanned<String>>,
-    status: Option<Spanned<u16>>,
+    pub(super) to: Option<Spanned<String>>,
+    pub(super) to_site: Option<Spanned<String>>,
+    pub(super) status: Option<Spanned<u16>>,
 }
 
 /// The first host a site claims exactly (not by `*.domain`): the one links
@@ -114,7 +114,7 @@ impl ActionKind for Redirect {
                     ))
                 }
             },
-            Target::Url(to) => match to.fill(ctx, &firing.when.captures(&ctx.path.path)) {
+            Target::Url(to) => match to.fill(ctx, &firing.captures()) {
                 Ok(url) => url,
                 Err(why) => return Applied::Skipped(why),
             },

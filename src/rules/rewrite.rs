@@ -25,8 +25,8 @@ pub struct Rewrite {
 
 #[derive(Debug, Deserialize)]
 pub struct RawRewrite {
-    to: Option<Spanned<String>>,
-    to_site: Option<Spanned<String>>,
+    pub(super) to: Option<Spanned<String>>,
+    pub(super) to_site: Option<Spanned<String>>,
 }
 
 impl ActionKind for Rewrite {

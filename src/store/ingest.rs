@@ -25,7 +25,7 @@ use super::database::{Store, Update};
 use super::error::StoreError;
 use super::packs::PackWriter;
 use super::schema::{unix_ms, BlobRow, Encoding, Manifest, ManifestFile, Scan};
-use super::version::SiteVersion;
+use super::version::{read_site_files, SiteVersion, HEADERS_FILE, REDIRECTS_FILE};
 use crate::compress;
 use crate::config::{Diagnostic, SiteConfig};
 
@@ -168,10 +168,28 @@ fn scan(
         path: toml_path.clone(),
         source,
     })?;
-    let config = SiteConfig::parse(&toml_path, &site_toml).map_err(IngestError::Config)?;
+    let mut config = SiteConfig::parse(&toml_path, &site_toml).map_err(IngestError::Config)?;
     check(&config).map_err(IngestError::Config)?;
 
     let public = dir.join("public");
+    // A version whose `_redirects` or `_headers` has a line outpost cannot
+    // honour never goes live: the one before keeps serving.
+    let text = |name: &str| match std::fs::read_to_string(public.join(name)) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(IngestError::Io {
+            path: public.join(name),
+            source,
+        }),
+    };
+    let (redirects, headers) = (text(REDIRECTS_FILE)?, text(HEADERS_FILE)?);
+    read_site_files(
+        &public,
+        &mut config,
+        redirects.as_deref(),
+        headers.as_deref(),
+    )
+    .map_err(IngestError::Config)?;
     let mut found = Vec::new();
     let mut held = HashSet::new();
     if public.is_dir() {

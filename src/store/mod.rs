@@ -25,4 +25,6 @@ pub use packs::damaged_total;
 pub use schema::{
     content_hash, unix_ms, Encoding, ExperimentRow, FragmentRow, Manifest, ManifestFile,
 };
-pub use version::{Damaged, Lookup, SiteVersion, StoredFile};
+pub use version::{
+    read_site_files, Damaged, Lookup, SiteVersion, StoredFile, HEADERS_FILE, REDIRECTS_FILE,
+};

@@ -13,7 +13,7 @@ use http::HeaderValue;
 
 use super::error::StoreError;
 use super::schema::{Encoding, Manifest};
-use crate::config::SiteConfig;
+use crate::config::{parse_headers, parse_redirects, Diagnostic, SiteConfig};
 
 /// One file of a version, with its headers computed once.
 #[derive(Debug)]
@@ -169,12 +169,47 @@ fn content_type(path: &str) -> HeaderValue {
     HeaderValue::try_from(value).expect("mime types are valid headers")
 }
 
+/// The files of public/ that say how the site is served (Netlify's
+/// formats), not served themselves.
+pub const REDIRECTS_FILE: &str = "_redirects";
+pub const HEADERS_FILE: &str = "_headers";
+
+/// Checks a site's `_redirects` and `_headers` (their texts, when the
+/// site has them), and adds the header rules of `_headers` to `config`'s,
+/// after site.toml's. `public` is the folder problems are said to be in.
+pub fn read_site_files(
+    public: &Path,
+    config: &mut SiteConfig,
+    redirects: Option<&str>,
+    headers: Option<&str>,
+) -> Result<(), Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    if let Some(text) = headers {
+        match parse_headers(&public.join(HEADERS_FILE), text) {
+            Ok(rules) => config.headers.extend(rules),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if let Some(Err(e)) = redirects.map(|text| parse_redirects(&public.join(REDIRECTS_FILE), text))
+    {
+        errors.extend(e);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 /// A site's version, ready to serve.
 #[derive(Debug)]
 pub struct SiteVersion {
     pub site: String,
     pub number: u64,
     pub config: SiteConfig,
+    /// The text of its `public/_redirects` (checked at ingest), for the
+    /// rules to compile.
+    pub redirects: Option<Arc<str>>,
     pub created: SystemTime,
     // foldhash: looked up per request with keys no visitor can add.
     files: HashMap<String, Arc<StoredFile>>,
@@ -192,10 +227,21 @@ impl SiteVersion {
         mut blob: impl FnMut(&str, Encoding) -> Result<(Bytes, [u8; 32]), StoreError>,
     ) -> Result<SiteVersion, StoreError> {
         let toml_path = Path::new("sites").join(site).join("site.toml");
-        let config = SiteConfig::parse(&toml_path, &manifest.site_toml)
-            .map_err(|errs| StoreError::Damaged(format!("{site} version {number}: {}", errs[0])))?;
+        let damaged = |errs: Vec<Diagnostic>| {
+            StoreError::Damaged(format!("{site} version {number}: {}", errs[0]))
+        };
+        let mut config = SiteConfig::parse(&toml_path, &manifest.site_toml).map_err(damaged)?;
+        let mut texts = [None, None];
         let mut built = Vec::with_capacity(manifest.files.len());
         for f in &manifest.files {
+            if let Some(i) = [REDIRECTS_FILE, HEADERS_FILE]
+                .iter()
+                .position(|n| *n == f.path)
+            {
+                let body = blob(&f.hash, Encoding::Identity)?.0;
+                texts[i] = Some(String::from_utf8_lossy(&body).into_owned());
+                continue;
+            }
             let identity = blob(&f.hash, Encoding::Identity)?;
             let gzip = f.gzip.then(|| blob(&f.hash, Encoding::Gzip)).transpose()?;
             let br = f.br.then(|| blob(&f.hash, Encoding::Brotli)).transpose()?;
@@ -217,8 +263,16 @@ impl SiteVersion {
             file.checked = AtomicU8::new(0);
             built.push(file);
         }
+        let public = Path::new("sites").join(site).join("public");
+        let [redirects, headers] = texts;
+        read_site_files(&public, &mut config, None, headers.as_deref()).map_err(damaged)?;
+        let redirects = redirects.map(Arc::from);
         let mut files = HashMap::with_capacity(built.len());
-        for (f, file) in manifest.files.iter().zip(built) {
+        let served = manifest
+            .files
+            .iter()
+            .filter(|f| f.path != REDIRECTS_FILE && f.path != HEADERS_FILE);
+        for (f, file) in served.zip(built) {
             files.insert(f.path.clone(), Arc::new(file));
         }
         let mut aliases = HashMap::new();
@@ -238,6 +292,7 @@ impl SiteVersion {
             site: site.to_string(),
             number,
             config,
+            redirects,
             created: UNIX_EPOCH + Duration::from_millis(manifest.created_unix_ms),
             files,
             aliases,

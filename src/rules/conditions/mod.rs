@@ -25,14 +25,16 @@ mod query;
 mod region;
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
+pub(crate) use kind::OneOrMany;
 use kind::{ConditionKind, Errors};
 
 use crate::config::{Diagnostic, PathGlobs};
 use crate::context::RequestContext;
-use crate::rules::route::Captures;
+use crate::rules::route::{Captures, Route};
 
 macro_rules! conditions {
     ($($key:ident => $variant:ident($kind:ty)),* $(,)?) => {
@@ -40,7 +42,7 @@ macro_rules! conditions {
         #[derive(Debug, Default, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct RawWhen {
-            $($key: Option<<$kind as ConditionKind>::Raw>,)*
+            $(pub(crate) $key: Option<<$kind as ConditionKind>::Raw>,)*
         }
 
         /// One compiled condition.
@@ -116,6 +118,12 @@ pub struct When {
     /// whether any rule could apply to a path.
     pub path: PathGlobs,
     conditions: Vec<Condition>,
+    /// `(parameter, name)`: the query's values captured as `{name}` (a
+    /// `_redirects` line's `id=:id`).
+    query_captures: Vec<(String, Arc<str>)>,
+    /// The routes of a path matched before the conditions are checked (by
+    /// a `_redirects` index), for their captures only.
+    matched_path: Option<path::Path>,
 }
 
 impl When {
@@ -155,29 +163,57 @@ impl When {
         When {
             path: path.unwrap_or_default(),
             conditions,
+            query_captures: Vec::new(),
+            matched_path: None,
         }
     }
 
-    /// What the matching pattern of `when.path` captured from `path` (see
-    /// [`Route`](crate::rules::route::Route)); empty without captures.
-    pub fn captures(&self, path: &str) -> Captures {
-        self.path_condition()
-            .and_then(|p| p.captures(path))
-            .unwrap_or_default()
+    /// Takes the captures of `routes` (the path having been matched by
+    /// whoever gives them), as a `when.path` of them would.
+    pub fn capture_path(&mut self, routes: Vec<Route>) {
+        self.matched_path = Some(path::Path {
+            globs: PathGlobs::default(),
+            routes,
+        });
     }
 
-    /// The captures every pattern of `when.path` has, which a `to` may name.
+    /// Captures the (first) value of query parameter `param` as `name`.
+    pub fn capture_query(&mut self, param: &str, name: &str) {
+        self.query_captures.push((param.to_string(), name.into()));
+    }
+
+    /// What the matching pattern of `when.path` captured from the path
+    /// (see [`Route`](crate::rules::route::Route)), then the query's
+    /// captures; empty without captures.
+    pub fn captures(&self, ctx: &RequestContext<'_>) -> Captures {
+        let mut captures = self
+            .path_condition()
+            .and_then(|p| p.captures(&ctx.path.path))
+            .unwrap_or_default();
+        for (param, name) in &self.query_captures {
+            let value = ctx.query_values(param).next().unwrap_or_default();
+            captures.push((name.clone(), value.to_string()));
+        }
+        captures
+    }
+
+    /// The captures every pattern of `when.path` has and the query's, which
+    /// a `to` may name.
     pub fn capture_names(&self) -> Vec<&str> {
-        self.path_condition()
+        let mut names = self
+            .path_condition()
             .map(path::Path::capture_names)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        names.extend(self.query_captures.iter().map(|(_, name)| &**name));
+        names
     }
 
     fn path_condition(&self) -> Option<&path::Path> {
-        self.conditions.iter().find_map(|c| match c {
+        let written = self.conditions.iter().find_map(|c| match c {
             Condition::Path(p) => Some(p),
             _ => None,
-        })
+        });
+        written.or(self.matched_path.as_ref())
     }
 
     /// Whether the conditions read anything about the visitor (not just the
