@@ -149,8 +149,14 @@ where
         if let Some(answer) = proxied(app, &request, decision, peer, upload).await {
             return Ok(answer);
         }
-        // body
-        let content = body::choose(&app.fragments, &request, rules, lookup, decision).await;
+        let content = Box::pin(body::choose(
+            &app.fragments,
+            &request,
+            rules,
+            lookup,
+            decision,
+        ))
+        .await;
         // transform
         let (page, edits) = (content.page(), &decision.edits);
         ctx.rendered = transform::page(app.live.rendered(), site, rules.generation, page, edits);
@@ -199,7 +205,9 @@ where
         peer: peer.ip(),
         trusted: crate::context::is_trusted(peer.ip(), &app.trusted_proxies),
     };
-    let answer = proxy.forward(request, to, &via, upload).await;
+    // Boxed: its state is large, and the pipeline of every other request
+    // would carry (and move) it too.
+    let answer = Box::pin(proxy.forward(request, to, &via, upload)).await;
     let (method, named) = (request.ctx.method, app.rules_header);
     Some(respond::proxied(
         decision,
