@@ -341,6 +341,62 @@ to = "http://127.0.0.1:{port}/{{splat}}"
 cache = "5s"
 """
 
+# The `conditions` scenarios: the same page under two paths, each with
+# today's kinds of conditions (one rule matching, so both take the rules
+# path); /rules-new.html also has a rule for each condition added since
+# (unless, continent, eu, region, after, before, hours, bot, device,
+# percent), none of which matches the bench's visitor (from US, no region,
+# wrk's lack of a User-Agent, a kept outpost_id).
+CONDITION_RULES = """\
+[[rule]]
+name = "today-country"
+sites = ["bench-a"]
+when = { path = ["/rules-today.html", "/rules-new.html"], country = "JP" }
+action = "inject"
+html = "<p>JP</p>"
+selector = "body"
+position = "append"
+
+[[rule]]
+name = "today-visitor"
+sites = ["bench-a"]
+when = { path = ["/rules-today.html", "/rules-new.html"], cookie = { vip = "gold" }, header = { X-Debug = "on" } }
+action = "headers"
+set = { X-Vip = "1" }
+
+[[rule]]
+name = "today-language"
+sites = ["bench-a"]
+when = { path = ["/rules-today.html", "/rules-new.html"], language = "ja", query = { ref = "x" } }
+action = "headers"
+set = { X-Ja = "1" }
+
+[[rule]]
+name = "today-always"
+sites = ["bench-a"]
+when = { path = ["/rules-today.html", "/rules-new.html"] }
+action = "headers"
+set = { X-Bench = "1" }
+""" + "".join(f"""
+[[rule]]
+name = "new-{name}"
+sites = ["bench-a"]
+when = {{ path = "/rules-new.html"{when} }}{unless}
+action = "headers"
+set = {{ X-New = "1" }}
+""" for name, when, unless in [
+    ("unless", "", '\nunless = { method = "GET" }'),
+    ("continent", ', continent = "OC"', ""),
+    ("eu", ", eu = true", ""),
+    ("region", ', region = "US-NJ"', ""),
+    ("after", ', after = "2099-01-01T00:00:00Z"', ""),
+    ("before", ', before = "2000-01-01T00:00:00Z"', ""),
+    ("hours", ', hours = { days = ["sun"], from = "03:00", to = "03:01", tz = "Pacific/Kiritimati" }', ""),
+    ("bot", ", bot = true", ""),
+    ("device", ', device = "tablet"', ""),
+    ("percent", ", percent = 0", ""),
+])
+
 # The fragment template (Tera), and the same rendering done here for nginx,
 # which includes pre-rendered HTML instead of rendering JSON. Team names and
 # scores avoid the characters Tera's autoescaping would change (&<>"'/).
@@ -381,6 +437,7 @@ def offer_and_fragment(root, upstream_port, extra, home, other):
     write(os.path.join(root, "rules", "live.toml"), on_sites(LIVE_RULES.format(port=upstream_port)))
     write(os.path.join(root, "rules", "templates", "scores.html"), SCORES_TEMPLATE)
     write(os.path.join(root, "rules", "proxy.toml"), on_sites(PROXY_RULES.format(port=upstream_port)))
+    write(os.path.join(root, "rules", "conditions.toml"), on_sites(CONDITION_RULES))
 
     # A page like index.html (its own RNG, so the other pages stay
     # byte-identical) with the hero title and the fragment's placeholder.
@@ -392,6 +449,9 @@ def offer_and_fragment(root, upstream_port, extra, home, other):
     write(os.path.join(public, "live.html"), live)
     # The same bytes under a path no rule matches: the static baseline.
     write(os.path.join(public, "live-static.html"), live)
+    # The `conditions` pages: the same bytes again, under two rule sets.
+    write(os.path.join(public, "rules-today.html"), live)
+    write(os.path.join(public, "rules-new.html"), live)
 
     write(os.path.join(extra, "upstream", "scores.json"), json.dumps(SCORES, indent=1) + "\n")
     write(os.path.join(extra, "upstream", "scores.html"), render_scores(SCORES))

@@ -645,6 +645,17 @@ define_scenarios() {
   for_server offer nginx -H 'Host: offer.localhost' -H 'CF-IPCountry: IT' -H 'Accept-Encoding: gzip'
   expect_body offer 'class="outpost-offer"'
   paired offer small
+  # The same page under rules of today's kinds of conditions, and under the
+  # same plus one rule per condition added since, none matching (a visitor
+  # from US with a kept outpost_id). outpost only: nginx has no rules.
+  local visitor='Cookie: outpost_id=0123456789abcdef0123456789abcdef'
+  scenario conditions-today 200 /rules-today.html -H "$home" -H 'CF-IPCountry: US' \
+    -H "$visitor" -H 'Accept-Encoding: gzip'
+  only_for conditions-today outpost
+  scenario conditions 200 /rules-new.html -H "$home" -H 'CF-IPCountry: US' \
+    -H "$visitor" -H 'Accept-Encoding: gzip'
+  only_for conditions outpost
+  paired conditions conditions-today
   # The static baseline of `fragment`: the same page under a path no rule
   # matches, with the same headers.
   scenario live-static 200 /live-static.html -H "$home" \

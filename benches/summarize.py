@@ -73,6 +73,8 @@ CHECKS = [
      ("proxy", "outpost"), ("small", "outpost"), ">=", 0.8),
     ("proxy, outpost / nginx", "req/s, nginx: proxy_cache",
      ("proxy", "outpost"), ("proxy", "nginx"), ">=", 1.0),
+    ("conditions: every new one, none matching", "conditions / conditions-today req/s",
+     ("conditions", "outpost"), ("conditions-today", "outpost"), ">=", 0.95),
     ("redirects: none matches", "redirects / small req/s",
      ("redirects", "outpost"), ("small", "outpost"), ">=", 0.95),
     ("redirects: a pattern", "redirects-pattern / small req/s",

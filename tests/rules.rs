@@ -412,6 +412,11 @@ const BAD_RULES: &[(&str, &str, &str)] = &[
         "bad.toml:3:55: `Europe/Rom` is not a time zone of the IANA database, did you mean `Europe/Rome`?",
     ),
     (
+        "a window on no day",
+        "[[rule]]\nname = \"x\"\nwhen = { hours = { days = [], from = \"18:00\", to = \"20:00\", tz = \"UTC\" } }\naction = \"block\"\n",
+        "bad.toml:3:27: `days` is empty",
+    ),
+    (
         "before earlier than after",
         "[[rule]]\nname = \"x\"\nwhen = { after = \"2026-12-24T18:00:00+01:00\", before = \"2026-12-24T17:00:00Z\" }\naction = \"block\"\n",
         "bad.toml:3:56: `before` (2026-12-24T17:00:00Z) is not later than `after`",

@@ -52,7 +52,15 @@ fn minutes(text: &str, end: bool) -> Option<u16> {
 fn window(raw: RawWindow, errors: &mut Errors<'_>) -> Option<Window> {
     let mut days = [raw.days.is_none(); 7];
     if let Some(written) = &raw.days {
-        for day in written.get_ref().clone().into_vec() {
+        let list = written.get_ref().clone().into_vec();
+        if list.is_empty() {
+            errors.at(
+                written.span(),
+                "`days` is empty: the window would never open (leave `days` out for every day)"
+                    .into(),
+            );
+        }
+        for day in list {
             let short = day.to_ascii_lowercase();
             match DAYS.iter().position(|d| short.starts_with(d)) {
                 Some(i) => days[i] = true,
