@@ -136,7 +136,7 @@ impl Geo {
         self.reader
             .load()
             .as_ref()
-            .is_some_and(|r| r.metadata.database_type.contains("City"))
+            .is_some_and(|r| r.metadata().database_type.contains("City"))
     }
 
     /// The country of `ip`, if the database knows it.
@@ -151,7 +151,7 @@ impl Geo {
         let guard = self.reader.load();
         let reader = guard.as_ref()?;
         // ip-location-db files do not alias ::ffff:a.b.c.d to a.b.c.d.
-        let record: Record = reader.lookup(ip.to_canonical()).ok()??;
+        let record: Record = reader.lookup(ip.to_canonical()).ok()?.decode().ok()??;
         let (iso_code, eu) = match &record.country {
             Some(c) => (c.iso_code, c.is_in_european_union),
             None => (None, None),
