@@ -442,6 +442,11 @@ const BAD_RULES: &[(&str, &str, &str)] = &[
         "bad.toml:3:19: `NJ` has no country part: a region is an ISO 3166-2 code like US-NJ",
     ),
     (
+        "a region no country has",
+        "[[rule]]\nname = \"x\"\nwhen = { region = \"US-NYY\" }\naction = \"block\"\n",
+        "bad.toml:3:19: US-NYY is not an ISO 3166-2 region of US, did you mean US-NY?",
+    ),
+    (
         "a capture the path does not have",
         "[[rule]]\nname = \"x\"\nwhen = { path = \"/team/:slug\" }\naction = \"redirect\"\nto = \"/teams/{slg}\"\n",
         "bad.toml:5:6: `{slg}` is not a placeholder, did you mean `{slug}`?",

@@ -12,7 +12,7 @@ mod host;
 mod language;
 mod path;
 mod places;
-mod region;
+pub mod region;
 pub mod visitor;
 
 pub use client::{client_address, is_trusted};

@@ -58,6 +58,32 @@ impl Region {
     }
 }
 
+/// The ISO 3166-2 codes of `country` (`US-NJ`…), from the CLDR list kept
+/// in `subdivisions.txt` (its source and license are in its header and
+/// `subdivisions-LICENSE.txt`).
+pub fn subdivisions_of(country: &str) -> Vec<String> {
+    let prefix = country.to_ascii_lowercase();
+    let mut codes = Vec::new();
+    let list = include_str!("subdivisions.txt");
+    for token in list
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(str::split_whitespace)
+    {
+        let (start, end) = token.split_once('~').unwrap_or((token, ""));
+        if !start.starts_with(&prefix) {
+            continue;
+        }
+        let (stem, first) = start.split_at(start.len() - 1);
+        let last = end.bytes().next().unwrap_or(first.as_bytes()[0]);
+        for c in first.as_bytes()[0]..=last {
+            let sub = format!("{}{}", &stem[2..], c as char);
+            codes.push(format!("{}-{}", country, sub.to_ascii_uppercase()));
+        }
+    }
+    codes
+}
+
 impl std::fmt::Debug for Region {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -106,5 +132,17 @@ mod tests {
             err("US-")
         );
         assert!(err("US-ABCD").contains("is not an ISO 3166-2 code"));
+        let us = subdivisions_of("US");
+        assert!(us.contains(&"US-NJ".to_string()) && us.contains(&"US-AK".to_string()));
+        assert!(us.contains(&"US-AL".to_string()), "ranges expand: usak~l");
+        assert!(!us.contains(&"US-XX".to_string()));
+        assert_eq!(
+            subdivisions_of("IT")
+                .iter()
+                .filter(|c| *c == "IT-25")
+                .count(),
+            1
+        );
+        assert!(subdivisions_of("CZ").contains(&"CZ-20B".to_string()));
     }
 }

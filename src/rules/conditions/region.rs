@@ -5,6 +5,7 @@
 use toml::Spanned;
 
 use super::kind::{each, ConditionKind, Errors, OneOrMany};
+use crate::context::region::subdivisions_of;
 use crate::context::{Region as Code, RequestContext};
 
 #[derive(Debug)]
@@ -15,7 +16,21 @@ impl ConditionKind for Region {
     const ABOUT_THE_VISITOR: bool = true;
 
     fn compile(raw: Self::Raw, errors: &mut Errors<'_>, out: &mut Vec<Region>) {
-        let codes = each(raw, errors, Code::parse_written);
+        let codes = each(raw, errors, |written| {
+            let code = Code::parse_written(written)?;
+            let country = &code.as_str()[..2];
+            let known = subdivisions_of(country);
+            if known.iter().any(|k| k == code.as_str()) {
+                return Ok(code);
+            }
+            let names: Vec<&str> = known.iter().map(String::as_str).collect();
+            let hint = crate::config::closest(code.as_str(), &names)
+                .map(|c| format!(", did you mean {c}?"))
+                .unwrap_or_default();
+            Err(format!(
+                "{code} is not an ISO 3166-2 region of {country}{hint}"
+            ))
+        });
         if !codes.is_empty() {
             out.push(Region(codes));
         }
