@@ -77,12 +77,19 @@ impl Observe for Explain {
     }
 }
 
-/// Answers one request; its body goes on only to a proxy's upstream.
-pub async fn handle<B>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<BoxError>,
+/// A request's body as the pipeline takes it, for a proxy to pass on.
+pub trait Upload:
+    http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
 {
+}
+
+impl<B> Upload for B where
+    B: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static
+{
+}
+
+/// Answers one request; its body goes on only to a proxy's upstream.
+pub async fn handle<U: Upload>(app: &App, req: Request<U>, peer: SocketAddr) -> Response<Body> {
     let (parts, upload) = req.into_parts();
     let head = Head {
         method: &parts.method,
@@ -95,17 +102,13 @@ where
 
 /// Answers one request through every stage, in order, also returning the
 /// decision the rules made, if they ran. `upload` is the request's body.
-pub async fn pipeline<O: Observe, B>(
+pub async fn pipeline<O: Observe, U: Upload>(
     app: &App,
     head: Head<'_>,
     peer: SocketAddr,
     observe: &O,
-    upload: B,
-) -> (Response<Body>, Option<Decision>)
-where
-    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<BoxError>,
-{
+    upload: U,
+) -> (Response<Body>, Option<Decision>) {
     let mut ctx = Ctx::new(head, peer);
     // Sites and rules are one snapshot: a request never sees a new site
     // with old rules.
@@ -120,10 +123,7 @@ where
         ctx.site = Some(site);
         // context: the path first; the rest only when a rule may apply
         let path = SitePath::parse(head.uri.path()).map_err(respond::bad_path)?;
-        let redirects = served.redirects_for(site);
-        if !rules.any_for(&site.site, &path.path)
-            && !redirects.is_some_and(|r| r.any_for(&path.path))
-        {
+        if !served.any_for(site, &path.path) {
             return Err(respond::static_file(site, &head, &path));
         }
         let given = observe.given();
@@ -132,16 +132,9 @@ where
         // rules, which see the page the path finds
         let lookup = &*ctx.lookup.insert(site.lookup(&context.path));
         let (page, trace) = (body::page(lookup), observe.trace());
-        let request = rules::Request {
-            ctx: context,
-            site,
-            sites,
-            page,
-            trace,
-        };
-        let decision = ctx
-            .decision
-            .insert(rules::evaluate(rules, redirects, &request));
+        let request = rules::Request::new(context, site, sites, page, trace);
+        let decision = rules::evaluate(rules, served.redirects_for(site), &request);
+        let decision = ctx.decision.insert(decision);
         for a in &decision.conversions {
             experiments.convert(a);
         }
@@ -149,14 +142,8 @@ where
         if let Some(answer) = proxied(app, &request, decision, peer, upload).await {
             return Ok(answer);
         }
-        let content = Box::pin(body::choose(
-            &app.fragments,
-            &request,
-            rules,
-            lookup,
-            decision,
-        ))
-        .await;
+        let choose = body::choose(&app.fragments, &request, rules, lookup, decision);
+        let content = Box::pin(choose).await;
         // transform
         let (page, edits) = (content.page(), &decision.edits);
         ctx.rendered = transform::page(app.live.rendered(), site, rules.generation, page, edits);
@@ -174,17 +161,13 @@ where
 
 /// The answer of a proxy that fired, when the app forwards (offline it
 /// does not): the upstream's, with the decision's headers on top.
-async fn proxied<B>(
+async fn proxied<U: Upload>(
     app: &App,
     request: &rules::Request<'_>,
     decision: &mut Decision,
     peer: SocketAddr,
-    upload: B,
-) -> Option<Response<Body>>
-where
-    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<BoxError>,
-{
+    upload: U,
+) -> Option<Response<Body>> {
     let (
         Outcome::Proxy {
             url,

@@ -35,6 +35,14 @@ pub struct Served {
 pub type Redirects = foldhash::HashMap<String, Arc<RedirectsFile>>;
 
 impl Served {
+    /// Whether any rule (of rules/ or the site's `_redirects`) could apply
+    /// to `path` on `site`; when none does, the request takes the static
+    /// path with no context built.
+    pub fn any_for(&self, site: &SiteVersion, path: &str) -> bool {
+        self.rules.any_for(&site.site, path)
+            || self.redirects_for(site).is_some_and(|r| r.any_for(path))
+    }
+
     /// The compiled `_redirects` of `site`'s version, if it has one.
     pub fn redirects_for(&self, site: &SiteVersion) -> Option<&RedirectsFile> {
         self.redirects

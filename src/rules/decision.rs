@@ -97,6 +97,24 @@ pub struct Request<'a> {
     pub trace: bool,
 }
 
+impl<'a> Request<'a> {
+    pub fn new(
+        ctx: &'a RequestContext<'a>,
+        site: &'a SiteVersion,
+        sites: &'a Sites,
+        page: Option<&'a StoredFile>,
+        trace: bool,
+    ) -> Request<'a> {
+        Request {
+            ctx,
+            site,
+            sites,
+            page,
+            trace,
+        }
+    }
+}
+
 /// Lazily built template context, shared by the rules of one request.
 pub struct Render<'a> {
     request: &'a Request<'a>,
