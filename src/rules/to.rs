@@ -107,11 +107,15 @@ impl To {
                 }
             }
         }
-        let mut filled = filled.replace("?&", "?");
+        // An empty placeholder leaves `?&` or a trailing `?`/`&`: tidied in
+        // place, with no copy of the value.
+        while let Some(at) = filled.find("?&") {
+            filled.remove(at + 1);
+        }
         while self.host.is_none() && filled.starts_with("//") {
             filled.remove(0);
         }
-        let filled = filled.trim_end_matches(['?', '&']).to_string();
+        filled.truncate(filled.trim_end_matches(['?', '&']).len());
         match &self.host {
             None if filled.starts_with("/\\") || !filled.starts_with('/') => {
                 Err("the filled path would name another host".into())
