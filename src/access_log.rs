@@ -27,13 +27,15 @@ pub fn log<B: http_body::Body>(
 ) {
     let status = response.status().as_u16();
     let bytes = response.body().size_hint().exact().unwrap_or(0);
-    let micros = ctx.started.elapsed().as_micros() as u64;
+    let answered = Instant::now();
+    let micros = answered.saturating_duration_since(ctx.started).as_micros() as u64;
     if let Some(metrics) = metrics {
         metrics.observe(
             ctx.site.map_or("", |s| s.site.as_str()),
             status,
             bytes,
             micros,
+            answered,
         );
     }
     if !log.enabled() {

@@ -153,35 +153,58 @@ impl Experiments {
     /// Per experiment, variants in the order the rules list them (the first
     /// is the baseline), then any others seen before.
     pub fn report(&self, rules: &Rules) -> Vec<ExperimentReport> {
-        report(&self.rows(), rules)
+        report(&self.rows(), &designs(rules))
     }
 }
 
-/// Reports from saved rows (also used by `outpost stats` on a store).
-pub fn report(rows: &[ExperimentRow], rules: &Rules) -> Vec<ExperimentReport> {
+/// An experiment as the rules run it: its variants and their weights, the
+/// baseline first.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct Design {
+    pub experiment: String,
+    pub variants: Vec<(String, u32)>,
+}
+
+/// The experiments of `rules`, each once (the first rule that runs it).
+pub fn designs(rules: &Rules) -> Vec<Design> {
+    let mut out: Vec<Design> = Vec::new();
+    for rule in &rules.rules {
+        if let Action::Variant(e) = &rule.action {
+            if !out.iter().any(|d| *d.experiment == *e.experiment) {
+                out.push(Design {
+                    experiment: e.experiment.to_string(),
+                    variants: e
+                        .variants
+                        .iter()
+                        .map(|v| (v.name.to_string(), v.weight))
+                        .collect(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Reports from counts (a store's, or the sum of a fleet's) and the
+/// experiments the rules run.
+pub fn report(rows: &[ExperimentRow], designs: &[Design]) -> Vec<ExperimentReport> {
     let mut by_experiment: BTreeMap<&str, Vec<&ExperimentRow>> = BTreeMap::new();
     for r in rows {
         by_experiment.entry(&r.experiment).or_default().push(r);
     }
-    for rule in &rules.rules {
-        if let Action::Variant(exp) = &rule.action {
-            by_experiment.entry(&exp.experiment).or_default();
-        }
+    for d in designs {
+        by_experiment.entry(&d.experiment).or_default();
     }
     by_experiment
         .into_iter()
         .map(|(experiment, seen)| {
             // The rule's variants with their weights, then others seen before.
-            let mut variants: Vec<VariantReport> = rules
-                .rules
+            let mut variants: Vec<VariantReport> = designs
                 .iter()
-                .find_map(|r| match &r.action {
-                    Action::Variant(e) if &*e.experiment == experiment => Some(&e.variants),
-                    _ => None,
-                })
+                .find(|d| d.experiment == experiment)
                 .into_iter()
-                .flatten()
-                .map(|v| blank(&v.name, Some(v.weight)))
+                .flat_map(|d| &d.variants)
+                .map(|(name, weight)| blank(name, Some(*weight)))
                 .collect();
             for r in seen {
                 let i = match variants.iter().position(|v| v.variant == r.variant) {
@@ -192,13 +215,13 @@ pub fn report(rows: &[ExperimentRow], rules: &Rules) -> Vec<ExperimentReport> {
                     }
                 };
                 let v = &mut variants[i];
-                v.exposures = r.exposures;
-                v.not_applied = r.not_applied;
-                v.conversions = r.conversions;
-                v.rate = if r.exposures == 0 {
+                v.exposures += r.exposures;
+                v.not_applied += r.not_applied;
+                v.conversions += r.conversions;
+                v.rate = if v.exposures == 0 {
                     0.0
                 } else {
-                    r.conversions as f64 / r.exposures as f64
+                    v.conversions as f64 / v.exposures as f64
                 };
             }
             let base = variants.first().map(|v| (v.exposures, v.conversions));

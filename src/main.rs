@@ -10,7 +10,7 @@ use outpost::cli::preview_link::PreviewLinkArgs;
 use outpost::cli::publish::{PublishArgs, RollbackArgs};
 use outpost::cli::serve::ServeArgs;
 use outpost::cli::stats::StatsArgs;
-use outpost::cli::status::FleetArgs;
+use outpost::cli::status::FleetStatusArgs;
 use outpost::cli::{self, RootArg};
 
 // Requests allocate many small, short-lived buffers from several threads;
@@ -50,8 +50,16 @@ enum Command {
     Publish(PublishArgs),
     /// Point every box of the fleet back at a site's previous version.
     Rollback(RollbackArgs),
-    /// The fleet: which version each box serves.
-    Fleet(FleetArgs),
+    /// The fleet: what each box serves and how it fares.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// Per box: versions served, rules, the last minute's traffic,
+    /// fragments, and when it last reported.
+    Status(FleetStatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,7 +91,7 @@ fn main() -> ExitCode {
         Some(Command::Rollback(args)) => {
             print_report(cli::publish::rollback(&args.fleet, &args.site))
         }
-        Some(Command::Fleet(args)) => print_report(cli::status::status(&args.fleet)),
+        Some(Command::Fleet(FleetCommand::Status(args))) => print_report(cli::status::status(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

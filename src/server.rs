@@ -14,6 +14,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::connections::{Admit, Connections};
+use crate::fleet::report::{Figures, FragmentHealth, Member, ReadFigures, RulesHealth};
+use crate::fleet::{BoxState, Hub};
 use crate::handler::{self, App};
 use crate::live::Live;
 use crate::respond::{self, Body};
@@ -223,20 +225,13 @@ pub enum ServeError {
     Geo(#[from] crate::context::geo::GeoError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-}
-
-/// Where a box follows the fleet from, and its name there.
-pub struct Follow {
-    pub url: String,
-    pub box_id: String,
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
 }
 
 /// Starts outpost on a root folder: serves what the store has at once, then
 /// scans sites/ and follows its changes (and the fleet's) until SIGTERM.
-pub async fn serve(
-    settings: crate::config::Settings,
-    fleet: Option<Follow>,
-) -> Result<(), ServeError> {
+pub async fn serve(settings: crate::config::Settings) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
     let geo = Arc::new(crate::context::Geo::open(settings.geoip.as_deref())?);
     let live = open_live(&settings, started)?;
@@ -245,8 +240,9 @@ pub async fn serve(
         Some(path) => Some(crate::context::geo::watch(geo, path.clone())?),
         None => None,
     };
+    let fleet = join_fleet(&settings, &app).await?;
     let (stop, stopped) = watch::channel(false);
-    let (mut servers, addr, _cert_watcher) = listen(&settings, &app, stopped).await?;
+    let (mut servers, addr, _cert_watcher) = listen(&settings, &app, &fleet, stopped).await?;
     tracing::info!(%addr, ms = started.elapsed().as_millis() as u64, sites = live.sites().iter().count(), "serving");
 
     if let Some(addr) = settings.demo_upstream {
@@ -257,12 +253,12 @@ pub async fn serve(
         });
     }
     let _watcher = crate::watch::watch_root(live.clone(), &settings.root)?;
-    if let Some(f) = fleet {
+    if let Some(member) = &fleet {
         tokio::spawn(crate::fleet::follow(
-            f.url,
+            member.hub.clone(),
             settings.root.clone(),
             live.clone(),
-            f.box_id,
+            member.state.clone(),
         ));
     }
     let scan = live.clone();
@@ -341,6 +337,64 @@ fn start_app(
     Ok(app)
 }
 
+/// Joins the fleet when `[fleet] url` is set: connects in the background
+/// (the box serves with the hub down) and reports every second.
+async fn join_fleet(
+    settings: &crate::config::Settings,
+    app: &Arc<App>,
+) -> Result<Option<Member>, ServeError> {
+    let f = &settings.fleet;
+    let Some(url) = &f.url else { return Ok(None) };
+    let hub = Hub::connect(url).await?;
+    let instance = app.live.store().instance()?;
+    let state = Arc::new(BoxState::new(f.box_id.clone(), instance));
+    tracing::info!(box_id = %state.id, store = %state.instance, url, "joining the fleet");
+    tokio::spawn(crate::fleet::report::report(
+        hub.clone(),
+        state.clone(),
+        figures(app.clone()),
+        f.stale_after,
+    ));
+    Ok(Some(Member {
+        hub,
+        state,
+        stale_after: f.stale_after,
+    }))
+}
+
+/// What a box reports of itself, read from its parts.
+fn figures(app: Arc<App>) -> ReadFigures {
+    Box::new(move || {
+        let rules = app.live.rules();
+        let f = &app.fragments.stats;
+        let read = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        Figures {
+            rules: RulesHealth {
+                generation: rules.generation,
+                errors: app
+                    .live
+                    .rules_problems()
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect(),
+            },
+            traffic: app
+                .metrics
+                .as_ref()
+                .map(|m| m.traffic(std::time::Instant::now())),
+            fragments: FragmentHealth {
+                fresh: read(&f.fresh),
+                stale: read(&f.stale),
+                failed: read(&f.failed),
+                upstream_errors: read(&f.upstream_errors),
+            },
+            experiments: app.experiments.rows(),
+            designs: crate::experiments::designs(&rules),
+            log_lines_dropped: 0,
+        }
+    })
+}
+
 /// The running servers, the HTTP address, and the certificate's watcher.
 type Listening = (
     tokio::task::JoinSet<()>,
@@ -354,6 +408,7 @@ type Listening = (
 async fn listen(
     settings: &crate::config::Settings,
     app: &Arc<App>,
+    fleet: &Option<Member>,
     stopped: watch::Receiver<bool>,
 ) -> Result<Listening, ServeError> {
     let listener = bind(settings.listen).await?;
@@ -371,6 +426,7 @@ async fn listen(
     let admin = crate::admin::router(Arc::new(crate::admin::Admin {
         app: app.clone(),
         token: settings.admin_token.clone(),
+        fleet: fleet.clone(),
     }));
     let mut admin_stopped = stopped.clone();
     tokio::spawn(async move {

@@ -17,6 +17,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::experiments::Experiments;
+use crate::fleet::report::Member;
 use crate::handler::App;
 use crate::live::Live;
 use crate::metrics::{family, sample};
@@ -27,6 +28,8 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 pub struct Admin {
     pub app: Arc<App>,
     pub token: Option<String>,
+    /// The fleet this box follows, if it follows one.
+    pub fleet: Option<Member>,
 }
 
 pub fn router(admin: Arc<Admin>) -> Router {
@@ -36,6 +39,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .route("/fleet", get(fleet))
         .route("/sites/{site}/rollback", post(rollback))
         .route("/purge", post(purge))
         .with_state(admin)
@@ -175,6 +179,28 @@ async fn status(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
             "template_errors": f.template_errors.load(Ordering::Relaxed),
         },
     }))
+}
+
+/// The fleet as its boxes report it: each box's figures, marked stale
+/// after `stale_after`, and the experiments' results for the whole fleet.
+async fn fleet(State(admin): State<Arc<Admin>>) -> Response {
+    let Some(member) = &admin.fleet else {
+        return (StatusCode::NOT_FOUND, "this box follows no fleet\n").into_response();
+    };
+    match member.hub.fleet().await {
+        Ok(fleet) => Json(json!({
+            "box": member.state.id,
+            "conflict": member.state.conflict(),
+            "status": fleet.status(member.stale_after),
+            "results": fleet.results(),
+        }))
+        .into_response(),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("the fleet's hub does not answer: {e}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(admin): State<Arc<Admin>>) -> Response {

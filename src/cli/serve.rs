@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::config::{Overrides, Settings};
-use crate::server::{Follow, ServeError};
+use crate::server::ServeError;
 
 #[derive(clap::Args, Clone)]
 pub struct ServeArgs {
@@ -17,12 +17,22 @@ pub struct ServeArgs {
     /// MaxMind-format country database (overrides outpost.toml).
     #[arg(long)]
     geoip: Option<PathBuf>,
-    /// Follow the fleet at this NATS server: take every published version.
+    /// Follow the fleet at this NATS server: take every published version
+    /// (overrides `[fleet] url`).
     #[arg(long)]
     fleet: Option<String>,
-    /// This box's name in the fleet (default: the host name).
-    #[arg(long)]
+    /// This box's name in the fleet (overrides `[fleet] box_id`; default:
+    /// the host name).
+    #[arg(long, value_parser = box_id)]
     box_id: Option<String>,
+}
+
+fn box_id(id: &str) -> Result<String, String> {
+    if crate::config::valid_box_id(id) {
+        Ok(id.to_string())
+    } else {
+        Err("a box id is 1 to 64 letters, digits, `-` or `_`".into())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +49,8 @@ pub fn run(args: ServeArgs) -> Result<(), ServeCommandError> {
     let overrides = Overrides {
         listen: args.listen,
         geoip: args.geoip,
+        fleet: args.fleet,
+        box_id: args.box_id,
     };
     let settings = Settings::load(&args.root.root, &overrides).map_err(super::SettingsError)?;
     // Many idle keep-alive connections need many descriptors.
@@ -46,13 +58,6 @@ pub fn run(args: ServeArgs) -> Result<(), ServeCommandError> {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
     let runtime = tokio::runtime::Runtime::new().map_err(ServeCommandError::Runtime)?;
-    let fleet = args.fleet.map(|url| Follow {
-        url,
-        box_id: args.box_id.unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map_or("box".into(), |h| h.trim().to_string())
-        }),
-    });
-    runtime.block_on(crate::server::serve(settings, fleet))?;
+    runtime.block_on(crate::server::serve(settings))?;
     Ok(())
 }

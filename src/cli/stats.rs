@@ -1,11 +1,12 @@
 //! `outpost stats`: the experiments' figures as a table or JSON, from the
 //! store, or from the running server's admin listener while that server
-//! holds the store.
+//! holds the store; with `--fleet`, the whole fleet's totals from the
+//! boxes' reports, and each box's own.
 
 use std::net::SocketAddr;
 
 use crate::config::{Overrides, Settings};
-use crate::experiments::{report, ExperimentReport};
+use crate::experiments::{designs, report, ExperimentReport};
 use crate::rules::Rules;
 use crate::store::{Store, StoreError};
 
@@ -18,6 +19,10 @@ pub struct StatsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// The fleet at this NATS server: the sum of every box's counts, then
+    /// each box's.
+    #[arg(long)]
+    fleet: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,8 @@ pub enum StatsError {
     Runtime(#[source] std::io::Error),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
 }
 
 /// What the admin listener's `/status` holds for this command.
@@ -45,6 +52,9 @@ struct Status {
 }
 
 pub fn run(args: StatsArgs) -> Result<(), StatsError> {
+    if let Some(url) = &args.fleet {
+        return fleet(url, args.json);
+    }
     let settings =
         Settings::load(&args.root.root, &Overrides::default()).map_err(super::SettingsError)?;
     let reports = read_reports(&settings)?;
@@ -53,7 +63,7 @@ pub fn run(args: StatsArgs) -> Result<(), StatsError> {
         return Ok(());
     }
     for e in &reports {
-        print_table(e);
+        print_table(e, "this box");
     }
     if reports.is_empty() {
         println!("no experiments");
@@ -61,8 +71,42 @@ pub fn run(args: StatsArgs) -> Result<(), StatsError> {
     Ok(())
 }
 
-fn print_table(e: &ExperimentReport) {
-    println!("experiment {}", e.experiment);
+fn fleet(url: &str, json: bool) -> Result<(), StatsError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StatsError::Runtime)?;
+    let results = runtime.block_on(crate::fleet::report::read(url))?.results();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(());
+    }
+    for e in &results.experiments {
+        print_table(e, "the fleet");
+        for (id, own) in &results.boxes {
+            if let Some(own) = own.iter().find(|o| o.experiment == e.experiment) {
+                print_split(id, own);
+            }
+        }
+    }
+    if results.experiments.is_empty() {
+        println!("no experiments");
+    }
+    Ok(())
+}
+
+/// One box's share of an experiment, under the fleet's table.
+fn print_split(id: &str, e: &ExperimentReport) {
+    let figures: Vec<String> = e
+        .variants
+        .iter()
+        .map(|v| format!("{} {}/{}", v.variant, v.conversions, v.exposures))
+        .collect();
+    println!("  box {id:<12} {}", figures.join("  "));
+}
+
+fn print_table(e: &ExperimentReport, whose: &str) {
+    println!("experiment {} ({whose})", e.experiment);
     println!(
         "  {:<16} {:>10} {:>11} {:>11} {:>8} {:>7} {:>8}",
         "variant", "exposures", "not applied", "conversions", "rate", "z", "p"
@@ -101,7 +145,7 @@ fn read_reports(settings: &Settings) -> Result<Vec<ExperimentReport>, StatsError
                 .collect();
             let rules =
                 crate::rules::load(&settings.root, &names).unwrap_or_else(|_| Rules::empty());
-            Ok(report(&rows, &rules))
+            Ok(report(&rows, &designs(&rules)))
         }
         Err(StoreError::Open { source, .. })
             if matches!(*source, redb::DatabaseError::DatabaseAlreadyOpen) =>

@@ -18,7 +18,7 @@ pub use redirects_file::{
     parse_redirects, LineKind, QueryMatch, QueryValue, RedirectLine, REDIRECT_STATUSES,
 };
 pub use settings::{
-    AccessLogTarget, Overrides, ProxyLimits, Settings, TlsSettings, DEFAULT_COMPRESS_MAX,
-    DEFAULT_RENDER_CACHE_SIZE,
+    valid_box_id, AccessLogTarget, FleetSettings, Overrides, ProxyLimits, Settings, TlsSettings,
+    DEFAULT_COMPRESS_MAX, DEFAULT_RENDER_CACHE_SIZE,
 };
 pub use site::{path_glob, HeaderRule, HostPattern, PathGlobs, SiteConfig};

@@ -42,6 +42,19 @@ struct RawSettings {
     proxy_max_request_size: Option<Spanned<String>>,
     proxy_max_response_size: Option<Spanned<String>>,
     proxy_cache_size: Option<Spanned<String>>,
+    fleet: Option<RawFleet>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    url: Option<String>,
+    box_id: Option<Spanned<String>>,
+    stale_after: Option<Spanned<String>>,
+    logs: Option<bool>,
+    logs_max_size: Option<Spanned<String>>,
+    logs_max_age: Option<Spanned<String>>,
+    logs_buffer: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +82,78 @@ pub enum AccessLogTarget {
     Stdout,
     Off,
     File(PathBuf),
+}
+
+/// How a box takes part in a fleet (`[fleet]`); it follows one only with
+/// a `url`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetSettings {
+    /// The NATS server the fleet shares.
+    pub url: Option<String>,
+    /// This box's name in the fleet: its key in the buckets and the
+    /// subject of its log lines.
+    pub box_id: String,
+    /// A box that has not reported for this long is shown as stale.
+    pub stale_after: Duration,
+    /// Access-log lines go to the fleet's log stream.
+    pub logs: bool,
+    /// The log stream keeps at most this many bytes, oldest dropped first.
+    pub logs_max_size: u64,
+    /// The log stream drops lines older than this.
+    pub logs_max_age: Duration,
+    /// Bytes of lines a box holds while the hub is unreachable; beyond
+    /// this the oldest are dropped and counted.
+    pub logs_buffer: u64,
+}
+
+impl Default for FleetSettings {
+    fn default() -> FleetSettings {
+        FleetSettings {
+            url: None,
+            box_id: host_name(),
+            stale_after: Duration::from_secs(30),
+            logs: true,
+            logs_max_size: 1 << 30,
+            logs_max_age: Duration::from_secs(7 * 24 * 3600),
+            logs_buffer: 16 << 20,
+        }
+    }
+}
+
+/// The machine's name, the default box id: its first label, with what a
+/// box id cannot hold made `-`.
+fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let label: String = name
+        .trim()
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if label.is_empty() {
+        "box".into()
+    } else {
+        label
+    }
+}
+
+/// Whether `id` can name a box: a key of a NATS bucket and a token of a
+/// subject, so letters, digits, `-` and `_`.
+pub fn valid_box_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Validated server settings, with paths resolved against the root folder.
@@ -102,6 +187,7 @@ pub struct Settings {
     /// Bytes of rendered pages kept.
     pub render_cache_size: u64,
     pub proxy: ProxyLimits,
+    pub fleet: FleetSettings,
 }
 
 /// What `proxy` rules may move and keep, over all of them.
@@ -130,6 +216,8 @@ impl Default for ProxyLimits {
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub geoip: Option<PathBuf>,
+    pub fleet: Option<String>,
+    pub box_id: Option<String>,
 }
 
 impl Settings {
@@ -169,6 +257,7 @@ impl Settings {
             max_response: read.size(&raw.proxy_max_response_size, defaults.max_response),
             cache_size: read.size(&raw.proxy_cache_size, defaults.cache_size),
         };
+        let fleet = read.fleet(raw.fleet.unwrap_or_default(), overrides);
         let admin_token = read.admin_token(&raw.admin_token);
         if admin_token.is_none() && !admin_listen.ip().is_loopback() {
             let at = raw.admin_listen.as_ref().map_or(0, |v| v.span().start);
@@ -210,6 +299,7 @@ impl Settings {
             compress_max_size,
             render_cache_size,
             proxy,
+            fleet,
         })
     }
 }
@@ -276,6 +366,33 @@ impl Reader<'_> {
                 self.error(v.span().start, message);
                 default
             }
+        }
+    }
+
+    fn fleet(&mut self, raw: RawFleet, overrides: &Overrides) -> FleetSettings {
+        let d = FleetSettings::default();
+        let box_id = match (&overrides.box_id, &raw.box_id) {
+            (Some(id), _) => id.clone(),
+            (None, Some(id)) => {
+                if !valid_box_id(id.get_ref()) {
+                    let message = format!(
+                        "box id `{}` must be 1 to 64 letters, digits, `-` or `_`",
+                        id.get_ref()
+                    );
+                    self.error(id.span().start, message);
+                }
+                id.get_ref().clone()
+            }
+            (None, None) => d.box_id,
+        };
+        FleetSettings {
+            url: overrides.fleet.clone().or(raw.url),
+            box_id,
+            stale_after: self.duration(&raw.stale_after, d.stale_after),
+            logs: raw.logs.unwrap_or(d.logs),
+            logs_max_size: self.size(&raw.logs_max_size, d.logs_max_size),
+            logs_max_age: self.duration(&raw.logs_max_age, d.logs_max_age),
+            logs_buffer: self.size(&raw.logs_buffer, d.logs_buffer),
         }
     }
 

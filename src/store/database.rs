@@ -13,7 +13,7 @@ use super::error::StoreError;
 use super::packs::{self, PackWriter, Packs};
 use super::schema::{
     blob_key, decode, encode, unix_ms, BlobRow, Encoding, ExperimentRow, FragmentRow, Manifest,
-    Scan, BLOBS, CURRENT, EXPERIMENTS, FRAGMENTS, LEGACY_BLOBS, NOT_APPLIED, SCANS, VERSIONS,
+    Scan, BLOBS, CURRENT, EXPERIMENTS, FRAGMENTS, LEGACY_BLOBS, META, NOT_APPLIED, SCANS, VERSIONS,
 };
 use super::version::SiteVersion;
 
@@ -493,6 +493,33 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// The store's instance name: random, made once and kept. The fleet
+    /// tells two boxes that claim one box id apart by it.
+    pub fn instance(&self) -> Result<String, StoreError> {
+        let tx = self.db()?.begin_read()?;
+        if let Some(table) = readable_table(&tx, META)? {
+            if let Some(v) = table.get("instance")? {
+                return Ok(v.value().to_string());
+            }
+        }
+        drop(tx);
+        let tx = self.db()?.begin_write()?;
+        let name = {
+            let mut table = tx.open_table(META)?;
+            let existing = table.get("instance")?.map(|v| v.value().to_string());
+            match existing {
+                Some(name) => name,
+                None => {
+                    let name = format!("{:016x}", fastrand::u64(..));
+                    table.insert("instance", name.as_str())?;
+                    name
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(name)
     }
 
     pub fn save_experiments(&self, rows: &[ExperimentRow]) -> Result<(), StoreError> {

@@ -61,6 +61,9 @@ pub(super) const EXPERIMENTS: TableDefinition<(&str, &str), (u64, u64)> =
 /// applied. A table of its own, so stores from before it load as 0.
 pub(super) const NOT_APPLIED: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("not_applied");
+/// Facts about this store: `instance` is the random name of the counts it
+/// holds, which a box reports to the fleet with them.
+pub(super) const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// The last good copy of each fragment source: url -> (fetched at, ms since
 /// the epoch; JSON).
 pub(super) const FRAGMENTS: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("fragments");
@@ -156,7 +159,7 @@ pub(super) fn blob_key(hash: &str, enc: Encoding) -> (&str, u8) {
 }
 
 /// One variant's saved counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExperimentRow {
     pub experiment: String,
     pub variant: String,
