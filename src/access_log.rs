@@ -1,6 +1,11 @@
 //! The access log: one JSON line per request, written off the request path by
 //! a dedicated thread so a slow disk never slows a response. A log file that
 //! is moved or deleted (by logrotate, say) is opened again at its path.
+//!
+//! The same thread hands each line, serialized once, to an optional
+//! [`LineSink`] (the server gives it the fleet's log shipper), whether the
+//! local log is on or off: the request only builds its [`Entry`] and sends
+//! it down a channel.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -94,6 +99,14 @@ pub struct Entry {
     pub cache: Option<String>,
 }
 
+/// Where the writer thread hands each line besides the local log. It runs
+/// on the writer thread, never on the request path, and must not block:
+/// a slow consumer would hold up the local log.
+pub trait LineSink: Send + 'static {
+    /// One JSON line, without its newline.
+    fn line(&mut self, line: &[u8]);
+}
+
 /// Sends entries to the writer thread; cheap to clone.
 #[derive(Clone)]
 pub struct AccessLog {
@@ -102,23 +115,35 @@ pub struct AccessLog {
 
 impl AccessLog {
     pub fn open(target: &AccessLogTarget) -> std::io::Result<AccessLog> {
-        let sink = match target {
-            AccessLogTarget::Off => return Ok(AccessLog { tx: None }),
-            AccessLogTarget::Stdout => Sink::Stdout(BufWriter::new(std::io::stdout())),
+        AccessLog::open_with(target, None)
+    }
+
+    /// The log at `target`, its lines also handed to `also` (which keeps
+    /// the writer running when the local log is off).
+    pub fn open_with(
+        target: &AccessLogTarget,
+        also: Option<Box<dyn LineSink>>,
+    ) -> std::io::Result<AccessLog> {
+        let local = match target {
+            AccessLogTarget::Off => None,
+            AccessLogTarget::Stdout => Some(Sink::Stdout(BufWriter::new(std::io::stdout()))),
             AccessLogTarget::File(path) => {
                 let (file, id) = open(path)?;
-                Sink::File {
+                Some(Sink::File {
                     path: path.clone(),
                     out: BufWriter::new(file),
                     id,
                     checked: Instant::now(),
-                }
+                })
             }
         };
+        if local.is_none() && also.is_none() {
+            return Ok(AccessLog { tx: None });
+        }
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(rx, sink))?;
+            .spawn(move || write_lines(rx, local, also))?;
         Ok(AccessLog { tx: Some(tx) })
     }
 
@@ -197,18 +222,30 @@ fn open(path: &Path) -> std::io::Result<(File, (u64, u64))> {
     Ok((file, (meta.dev(), meta.ino())))
 }
 
-/// Writes lines as they come, flushing whenever the queue runs dry.
-fn write_lines(rx: Receiver<Entry>, mut sink: Sink) {
+/// Writes lines as they come, flushing whenever the queue runs dry; each
+/// line is serialized once for both the local log and `also`.
+fn write_lines(rx: Receiver<Entry>, mut local: Option<Sink>, mut also: Option<Box<dyn LineSink>>) {
+    let mut line = Vec::with_capacity(512);
     while let Ok(entry) = rx.recv() {
-        sink.reopen_if_moved();
-        let out = sink.out();
+        if let Some(sink) = &mut local {
+            sink.reopen_if_moved();
+        }
         let mut next = Some(entry);
         while let Some(e) = next {
-            let _ = serde_json::to_writer(&mut *out, &e);
-            let _ = out.write_all(b"\n");
+            line.clear();
+            let _ = serde_json::to_writer(&mut line, &e);
+            if let Some(also) = &mut also {
+                also.line(&line);
+            }
+            if let Some(sink) = &mut local {
+                line.push(b'\n');
+                let _ = sink.out().write_all(&line);
+            }
             next = rx.try_recv().ok();
         }
-        let _ = out.flush();
+        if let Some(sink) = &mut local {
+            let _ = sink.out().flush();
+        }
     }
 }
 

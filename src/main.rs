@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use outpost::cli::explain::ExplainArgs;
+use outpost::cli::fleet_logs::FleetLogsArgs;
 use outpost::cli::preview_link::PreviewLinkArgs;
 use outpost::cli::publish::{PublishArgs, RollbackArgs};
 use outpost::cli::serve::ServeArgs;
@@ -60,6 +61,8 @@ enum FleetCommand {
     /// Per box: versions served, rules, the last minute's traffic,
     /// fragments, and when it last reported.
     Status(FleetStatusArgs),
+    /// The boxes' access-log lines, one JSON line each with its box first.
+    Logs(FleetLogsArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +95,9 @@ fn main() -> ExitCode {
             print_report(cli::publish::rollback(&args.fleet, &args.site))
         }
         Some(Command::Fleet(FleetCommand::Status(args))) => print_report(cli::status::status(args)),
+        Some(Command::Fleet(FleetCommand::Logs(args))) => {
+            cli::fleet_logs::run(args).map_err(Into::into)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::connections::{Admit, Connections};
+use crate::fleet::logs::FleetLog;
 use crate::fleet::report::{Figures, FragmentHealth, Member, ReadFigures, RulesHealth};
 use crate::fleet::{BoxState, Hub};
 use crate::handler::{self, App};
@@ -235,14 +236,19 @@ pub async fn serve(settings: crate::config::Settings) -> Result<(), ServeError> 
     let started = std::time::Instant::now();
     let geo = Arc::new(crate::context::Geo::open(settings.geoip.as_deref())?);
     let live = open_live(&settings, started)?;
-    let app = start_app(&settings, &live, geo.clone())?;
+    let fleet_log = crate::fleet::logs::FleetLog::new(&settings.fleet);
+    let app = start_app(&settings, &live, geo.clone(), fleet_log.as_ref())?;
     let _geo_watcher = match &settings.geoip {
         Some(path) => Some(crate::context::geo::watch(geo, path.clone())?),
         None => None,
     };
-    let fleet = join_fleet(&settings, &app).await?;
+    let fleet = join_fleet(&settings, &app, fleet_log.clone()).await?;
     let (stop, stopped) = watch::channel(false);
-    let (mut servers, addr, _cert_watcher) = listen(&settings, &app, &fleet, stopped).await?;
+    let joined = Joined {
+        member: fleet.clone(),
+        log: fleet_log,
+    };
+    let (mut servers, addr, _cert_watcher) = listen(&settings, &app, joined, stopped).await?;
     tracing::info!(%addr, ms = started.elapsed().as_millis() as u64, sites = live.sites().iter().count(), "serving");
 
     if let Some(addr) = settings.demo_upstream {
@@ -301,14 +307,19 @@ fn open_live(
     Ok(live)
 }
 
-/// The pipeline's shared state, with its counts saved every second.
+/// The pipeline's shared state, with its counts saved every second; the
+/// access log's lines also go to `fleet_log`, when the box ships them.
 fn start_app(
     settings: &crate::config::Settings,
     live: &Arc<Live>,
     geo: Arc<crate::context::Geo>,
+    fleet_log: Option<&Arc<FleetLog>>,
 ) -> Result<Arc<App>, ServeError> {
-    let log =
-        crate::access_log::AccessLog::open(&settings.access_log).map_err(ServeError::AccessLog)?;
+    let log = crate::access_log::AccessLog::open_with(
+        &settings.access_log,
+        fleet_log.map(FleetLog::sink),
+    )
+    .map_err(ServeError::AccessLog)?;
     let mut app = App::new(
         live.clone(),
         log,
@@ -338,10 +349,12 @@ fn start_app(
 }
 
 /// Joins the fleet when `[fleet] url` is set: connects in the background
-/// (the box serves with the hub down) and reports every second.
+/// (the box serves with the hub down), reports every second and ships its
+/// log lines.
 async fn join_fleet(
     settings: &crate::config::Settings,
     app: &Arc<App>,
+    logs: Option<Arc<FleetLog>>,
 ) -> Result<Option<Member>, ServeError> {
     let f = &settings.fleet;
     let Some(url) = &f.url else { return Ok(None) };
@@ -352,9 +365,17 @@ async fn join_fleet(
     tokio::spawn(crate::fleet::report::report(
         hub.clone(),
         state.clone(),
-        figures(app.clone()),
+        figures(app.clone(), logs.clone()),
         f.stale_after,
     ));
+    if let Some(logs) = &logs {
+        tokio::spawn(crate::fleet::logs::ship(
+            hub.clone(),
+            logs.clone(),
+            f.clone(),
+            state.instance.clone(),
+        ));
+    }
     Ok(Some(Member {
         hub,
         state,
@@ -363,7 +384,7 @@ async fn join_fleet(
 }
 
 /// What a box reports of itself, read from its parts.
-fn figures(app: Arc<App>) -> ReadFigures {
+fn figures(app: Arc<App>, logs: Option<Arc<FleetLog>>) -> ReadFigures {
     Box::new(move || {
         let rules = app.live.rules();
         let f = &app.fragments.stats;
@@ -390,7 +411,7 @@ fn figures(app: Arc<App>) -> ReadFigures {
             },
             experiments: app.experiments.rows(),
             designs: crate::experiments::designs(&rules),
-            log_lines_dropped: 0,
+            log_lines_dropped: logs.as_ref().map_or(0, |l| l.dropped()),
         }
     })
 }
@@ -402,13 +423,19 @@ type Listening = (
     Option<notify::RecommendedWatcher>,
 );
 
+/// The box's part in a fleet, as the admin listener shows it.
+struct Joined {
+    member: Option<Member>,
+    log: Option<Arc<FleetLog>>,
+}
+
 /// Binds every listener (HTTPS when configured, HTTP, admin) and serves
 /// them until `stopped`; the certificate's watcher must live as long as
 /// the servers do.
 async fn listen(
     settings: &crate::config::Settings,
     app: &Arc<App>,
-    fleet: &Option<Member>,
+    fleet: Joined,
     stopped: watch::Receiver<bool>,
 ) -> Result<Listening, ServeError> {
     let listener = bind(settings.listen).await?;
@@ -426,7 +453,8 @@ async fn listen(
     let admin = crate::admin::router(Arc::new(crate::admin::Admin {
         app: app.clone(),
         token: settings.admin_token.clone(),
-        fleet: fleet.clone(),
+        fleet: fleet.member,
+        fleet_log: fleet.log,
     }));
     let mut admin_stopped = stopped.clone();
     tokio::spawn(async move {

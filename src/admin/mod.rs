@@ -17,6 +17,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::experiments::Experiments;
+use crate::fleet::logs::FleetLog;
 use crate::fleet::report::Member;
 use crate::handler::App;
 use crate::live::Live;
@@ -30,6 +31,8 @@ pub struct Admin {
     pub token: Option<String>,
     /// The fleet this box follows, if it follows one.
     pub fleet: Option<Member>,
+    /// Its access-log lines on their way to the fleet, when it ships them.
+    pub fleet_log: Option<Arc<FleetLog>>,
 }
 
 pub fn router(admin: Arc<Admin>) -> Router {
@@ -216,6 +219,9 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
         proxy.stats.render(&mut out);
     }
     experiment_metrics(&app.experiments, &mut out);
+    if admin.fleet.is_some() {
+        fleet_metrics(admin.fleet_log.as_deref(), &mut out);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -359,6 +365,20 @@ fn fragment_metrics(f: &FragmentStats, out: &mut String) {
         family(out, name, counter, help);
         sample(out, name, &[], n.load(Ordering::Relaxed));
     }
+}
+
+/// What the box's part in the fleet costs it: log lines it could not hold
+/// while the hub was away (0 when it ships none).
+fn fleet_metrics(log: Option<&FleetLog>, out: &mut String) {
+    let name = "outpost_fleet_log_lines_dropped_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Access-log lines dropped rather than sent to the fleet: the hub was away and [fleet] logs_buffer was full.",
+    );
+    let dropped = log.map_or(0, FleetLog::dropped);
+    sample(out, name, &[], dropped);
 }
 
 /// Each variant's exposures, visitors not shown it, and conversions.

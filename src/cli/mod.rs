@@ -10,6 +10,7 @@ use crate::config::Diagnostic;
 pub mod admin_client;
 pub mod check;
 pub mod explain;
+pub mod fleet_logs;
 pub mod preview_link;
 pub mod publish;
 pub mod serve;

@@ -19,6 +19,7 @@
 //! when NATS returns.
 
 mod follow;
+pub mod logs;
 mod pack;
 mod publish;
 pub mod report;
