@@ -6,6 +6,7 @@
 #   SCENARIOS="small big" benches/run.sh
 #   SCENARIOS="small offer live-static fragment restart" benches/run.sh
 #   CORPUS=group SCENARIOS="paths memory" benches/run.sh
+#   SCENARIOS="small small-fleetlogs" SERVERS=outpost benches/run.sh
 #
 # See benches/README.md for what is measured and why. All traffic goes to
 # 127.0.0.1, every load stops by itself, and every process this script starts
@@ -26,6 +27,7 @@ READY_TIMEOUT=${READY_TIMEOUT:-}   # seconds a server may take to serve every si
 NGINX_WORKERS_N=${NGINX_WORKERS:-$(nproc)} # nginx worker_processes: one per core, as usually deployed
 SERVER_CPU=${SERVER_CPU:-0}        # core the servers are pinned to
 LOAD_CPU=${LOAD_CPU:-1}            # core wrk is pinned to
+NATS_CPU=${NATS_CPU:-}             # `small-fleetlogs`: core of the fleet's nats-server; default: a third core, else LOAD_CPU
 RESULTS_FILE=${RESULTS_FILE:-$BENCH_DIR/results/last-run.txt}
 NGINX_GZIP_LEVEL=${NGINX_GZIP_LEVEL:-1} # nginx gzip_comp_level where it compresses per request (offer, fragment)
 RESTARTS=${RESTARTS:-5}            # `restart`: how many times outpost is stopped and started
@@ -120,6 +122,19 @@ check_settings() {
   need_uint NGINX_GZIP_LEVEL "$NGINX_GZIP_LEVEL" 1
   ((NGINX_GZIP_LEVEL <= 9)) || die "NGINX_GZIP_LEVEL must be 1-9, not $NGINX_GZIP_LEVEL"
   need_uint RESTARTS "$RESTARTS" 1
+  # The fleet's hub is another machine in production: keep it off the
+  # server's core (a third core when there is one, else wrk's).
+  if [[ -z $NATS_CPU ]]; then
+    NATS_CPU=$LOAD_CPU
+    local c
+    for ((c = 0; c < $(nproc); c++)); do
+      if ((c != SERVER_CPU && c != LOAD_CPU)); then
+        NATS_CPU=$c
+        break
+      fi
+    done
+  fi
+  need_uint NATS_CPU "$NATS_CPU" 0
   # HOME_SITE: the default site, which the single-page scenarios request.
   case $CORPUS in
     bench) HOME_SITE=bench-a CORPUS_ARGS=() ;;
@@ -162,6 +177,7 @@ ensure_tools() {
   command -v taskset >/dev/null || missing+=(util-linux)
   command -v pgrep >/dev/null || missing+=(procps)
   command -v gzip >/dev/null || missing+=(gzip)
+  if wants small-fleetlogs && ! command -v nats-server >/dev/null; then missing+=(nats-server); fi
   if ((${#missing[@]})); then
     say "installing ${missing[*]}"
     apt-get update -qq
@@ -686,6 +702,15 @@ define_scenarios() {
   scenario redirects-pattern 200 /team/juve -H 'Host: bench-r.localhost' -H 'Accept-Encoding: gzip'
   only_for redirects-pattern outpost
   paired redirects-pattern small
+  # `small` with outpost in a fleet, shipping its access-log lines to the
+  # fleet's log stream: a nats-server with JetStream on a free loopback port,
+  # and [fleet] url and box_id in outpost.toml (access_log stays "off", as
+  # for `small`). outpost restarts over its warm store with and without
+  # them around each run (see fleet_logs), so the paired `small` runs on a
+  # fresh process too. outpost only.
+  scenario small-fleetlogs 200 / -H "$home" -H 'Accept-Encoding: gzip'
+  only_for small-fleetlogs outpost
+  paired small-fleetlogs small
   # outpost stopped and started again over its warm store, RESTARTS times.
   phase restart
   # outpost's memory: a cold ingest, a warm restart, one GET of every URL.
@@ -707,6 +732,9 @@ fetch_etag() {
 prepare() {
   local name=$1 server=$2 base="http://127.0.0.1:${PORT[$2]}" target=${SC_TARGET[$1]}
   local -a args
+  if [[ $server == outpost ]] && wants small-fleetlogs; then
+    if [[ $name == small-fleetlogs ]]; then fleet_logs on; else fleet_logs off; fi
+  fi
   local key=$name
   [[ -n ${SC_ARGS[$name@$server]+x} ]] && key=$name@$server
   eval "args=(${SC_ARGS[$key]})"
@@ -965,6 +993,80 @@ run_scenarios() {
 }
 
 # ---------------------------------------------------------------------------
+# Fleet logs: outpost shipping its access-log lines to a fleet (small-fleetlogs)
+
+FLEET_LOGS=0     # whether the running outpost ships its lines
+NATS_URL=""      # the fleet's nats-server, once started
+FLEET_CHECKED=0  # whether lines were seen in the stream
+FLEET_DROPPED=0  # lines outpost dropped rather than sent, over the runs
+FLEET_NOTE=""
+
+start_nats() {
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$TMP/js"
+  say "starting nats-server -js on 127.0.0.1:$port, pinned to core $NATS_CPU"
+  taskset -c "$NATS_CPU" nats-server -js -a 127.0.0.1 -p "$port" -sd "$TMP/js" \
+    >"$TMP/nats.log" 2>&1 &
+  STARTED+=("$!")
+  NATS_URL=nats://127.0.0.1:$port
+  local i
+  for ((i = 0; i < 100; i++)); do
+    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "nats-server does not listen on $port (see $TMP/nats.log)"
+}
+
+# Waits until the fleet's log stream holds lines of outpost (the ones of
+# wait_ready's requests).
+check_fleet_logs() {
+  local i n=0
+  for ((i = 0; i < 100; i++)); do
+    n=$("$OUTPOST_BIN" fleet logs --fleet "$NATS_URL" --since 10m 2>/dev/null | grep -c . || true)
+    ((n > 0)) && break
+    sleep 0.1
+  done
+  ((n > 0)) || die "small-fleetlogs: no line of outpost reached the fleet's log stream"
+  FLEET_CHECKED=1
+}
+
+# The outpost_fleet_log_lines_dropped_total of the running outpost.
+fleet_dropped() {
+  curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" |
+    awk '$1 == "outpost_fleet_log_lines_dropped_total" { print $2; found = 1 } END { if (!found) print 0 }'
+}
+
+# fleet_logs on|off: restarts outpost over its warm store with or without
+# [fleet] url and box_id in outpost.toml, unless it already runs so, then
+# warms it up with `small`'s request for WARMUP seconds.
+fleet_logs() {
+  local want=0 conf=$TMP/root/outpost.toml tag=$TMP/outpost-fleetlogs-$1
+  [[ $1 == on ]] && want=1
+  ((want == FLEET_LOGS)) && return 0
+  if ((want)); then
+    [[ -n $NATS_URL ]] || start_nats
+    cp "$conf" "$TMP/outpost.toml.plain"
+    printf '\n[fleet]\nurl = "%s"\nbox_id = "bench"\nlogs_max_size = "256MiB"\n' "$NATS_URL" >>"$conf"
+  else
+    FLEET_DROPPED=$((FLEET_DROPPED + $(fleet_dropped)))
+    cp "$TMP/outpost.toml.plain" "$conf"
+  fi
+  stop_process "${PIDS[outpost]}"
+  launch_outpost "$tag"
+  wait_ready outpost "${PIDS[outpost]}" "$tag.err" "$T0"
+  FLEET_LOGS=$want
+  if ((want && !FLEET_CHECKED)); then check_fleet_logs; fi
+  FLEET_NOTE="small-fleetlogs: outpost ships its access-log lines to nats-server -js ($NATS_URL) on core $NATS_CPU;"
+  FLEET_NOTE+=" $FLEET_DROPPED lines dropped (outpost_fleet_log_lines_dropped_total, over the runs)"
+  if ((WARMUP > 0)); then
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -H "Host: $HOME_HOST" \
+      -H 'Accept-Encoding: gzip' "http://127.0.0.1:${PORT[outpost]}/" >/dev/null 2>&1 ||
+      warn "small-fleetlogs: warm-up after the restart failed"
+  fi
+}
+
+# ---------------------------------------------------------------------------
 # Restart: outpost stopped (SIGTERM) and started again over its warm store
 
 # Drops a pid from STARTED (once it has been waited for).
@@ -1155,6 +1257,7 @@ report() {
       echo "nginx compresses the offer and fragment pages on the fly at gzip_comp_level $NGINX_GZIP_LEVEL"
     fi
     if [[ -n $REDIRECTS_NOTE ]]; then echo "$REDIRECTS_NOTE"; fi
+    if [[ -n $FLEET_NOTE ]]; then echo "$FLEET_NOTE"; fi
     if [[ -n $BUSY_NOTE ]]; then echo "$BUSY_NOTE"; fi
     if [[ -n $PAGE_NOTES ]]; then printf '%s' "$PAGE_NOTES"; fi
     echo
@@ -1190,6 +1293,8 @@ main() {
   check_idle
   run_scenarios
   capture_rss
+  # The phases measure outpost as `small` does, out of any fleet.
+  if wants small-fleetlogs && has_server outpost; then fleet_logs off; fi
   if wants restart; then restart_phase; fi
   if wants memory; then memory_phase; fi
   report

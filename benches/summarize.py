@@ -75,6 +75,8 @@ CHECKS = [
      ("proxy", "outpost"), ("proxy", "nginx"), ">=", 1.0),
     ("conditions: every new one, none matching", "conditions / conditions-today req/s",
      ("conditions", "outpost"), ("conditions-today", "outpost"), ">=", 0.95),
+    ("fleet logs published", "small-fleetlogs / small req/s",
+     ("small-fleetlogs", "outpost"), ("small", "outpost"), ">=", 0.97),
     ("redirects: none matches", "redirects / small req/s",
      ("redirects", "outpost"), ("small", "outpost"), ">=", 0.95),
     ("redirects: a pattern", "redirects-pattern / small req/s",
