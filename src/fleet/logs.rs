@@ -45,57 +45,76 @@ const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// server's default, shortened when the stream keeps lines for less.
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
-/// Lines waiting for the hub, oldest first, at most `limit` bytes.
+/// Lines waiting for the hub, oldest first, at most `limit` bytes, kept as
+/// the batches they will be sent in (lines joined by `\n`): a line is
+/// copied once, into its batch, and a batch goes out without another copy.
 #[derive(Debug, Default)]
 pub struct Held {
-    lines: VecDeque<Vec<u8>>,
+    /// Each batch with its number of lines; the last one is being filled.
+    batches: VecDeque<(Vec<u8>, u64)>,
     bytes: usize,
     limit: usize,
+    /// A batch is full at this size: 64 KiB, or a quarter of the buffer
+    /// when that is smaller, so that making room drops a quarter at most.
+    batch_bytes: usize,
     dropped: u64,
 }
 
 impl Held {
     pub fn new(limit: usize) -> Held {
+        Held::with_batches(limit, (limit / 4).clamp(1, BATCH_BYTES))
+    }
+
+    fn with_batches(limit: usize, batch_bytes: usize) -> Held {
         Held {
             limit,
+            batch_bytes,
             ..Held::default()
         }
     }
 
-    /// Holds `line`, dropping the oldest lines to make room; a line larger
+    /// Holds `line`, dropping the oldest batches to make room; a line larger
     /// than the whole buffer is dropped itself.
     pub fn push(&mut self, line: &[u8]) {
-        if line.len() > self.limit {
+        // The newline that may join it to the batch counts too.
+        let size = line.len() + 1;
+        if size > self.limit {
             self.dropped += 1;
             return;
         }
-        while self.bytes + line.len() > self.limit {
-            let Some(old) = self.lines.pop_front() else {
+        while self.bytes + size > self.limit {
+            let Some((old, lines)) = self.batches.pop_front() else {
                 break;
             };
             self.bytes -= old.len();
-            self.dropped += 1;
+            self.dropped += lines;
         }
-        self.bytes += line.len();
-        self.lines.push_back(line.to_vec());
+        match self.batches.back_mut() {
+            Some((batch, lines)) if batch.len() + size <= self.batch_bytes => {
+                batch.push(b'\n');
+                batch.extend_from_slice(line);
+                *lines += 1;
+                self.bytes += size;
+            }
+            _ => {
+                let mut batch = Vec::with_capacity(self.batch_bytes.max(line.len()));
+                batch.extend_from_slice(line);
+                self.batches.push_back((batch, 1));
+                self.bytes += line.len();
+            }
+        }
     }
 
-    /// The oldest lines, joined by `\n`, up to `max` bytes (at least one
-    /// line); `None` when nothing is held.
-    pub fn take_batch(&mut self, max: usize) -> Option<Vec<u8>> {
-        let mut batch = Vec::new();
-        while let Some(line) = self.lines.front() {
-            if !batch.is_empty() && batch.len() + 1 + line.len() > max {
-                break;
-            }
-            let line = self.lines.pop_front().expect("a front line");
-            self.bytes -= line.len();
-            if !batch.is_empty() {
-                batch.push(b'\n');
-            }
-            batch.extend_from_slice(&line);
-        }
-        (!batch.is_empty()).then_some(batch)
+    /// The oldest batch; `None` when nothing is held.
+    pub fn take_batch(&mut self) -> Option<Vec<u8>> {
+        let (batch, _) = self.batches.pop_front()?;
+        self.bytes -= batch.len();
+        Some(batch)
+    }
+
+    /// Whether a batch is full and waiting.
+    pub fn has_full_batch(&self) -> bool {
+        self.batches.len() > 1
     }
 
     pub fn bytes(&self) -> usize {
@@ -140,11 +159,11 @@ impl FleetLog {
     }
 
     fn take_batch(&self) -> Option<Vec<u8>> {
-        self.held.lock().unwrap().take_batch(BATCH_BYTES)
+        self.held.lock().unwrap().take_batch()
     }
 
     fn has_full_batch(&self) -> bool {
-        self.held.lock().unwrap().bytes() >= BATCH_BYTES
+        self.held.lock().unwrap().has_full_batch()
     }
 }
 
@@ -154,7 +173,7 @@ impl LineSink for ToFleet {
     fn line(&mut self, line: &[u8]) {
         let mut held = self.0.held.lock().unwrap();
         held.push(line);
-        let full = held.bytes() >= BATCH_BYTES;
+        let full = held.has_full_batch();
         drop(held);
         if full {
             self.0.full.notify_one();
@@ -341,16 +360,17 @@ mod tests {
     use super::Held;
 
     #[test]
-    fn the_oldest_lines_make_room_and_are_counted() {
-        let mut held = Held::new(10);
+    fn the_oldest_batches_make_room_and_their_lines_are_counted() {
+        let mut held = Held::with_batches(12, 10);
         held.push(b"aaaa");
         held.push(b"bbbb");
+        assert_eq!(held.bytes(), 9);
+        assert!(!held.has_full_batch());
         held.push(b"cccc");
-        assert_eq!(held.dropped(), 1);
-        assert_eq!(held.bytes(), 8);
-        assert_eq!(held.take_batch(100).unwrap(), b"bbbb\ncccc");
+        assert_eq!(held.dropped(), 2, "aaaa and bbbb were one batch");
+        assert_eq!(held.take_batch().unwrap(), b"cccc");
         assert_eq!(held.bytes(), 0);
-        assert!(held.take_batch(100).is_none());
+        assert!(held.take_batch().is_none());
     }
 
     #[test]
@@ -359,17 +379,33 @@ mod tests {
         held.push(b"ab");
         held.push(b"too long");
         assert_eq!(held.dropped(), 1);
-        assert_eq!(held.take_batch(100).unwrap(), b"ab");
+        assert_eq!(held.take_batch().unwrap(), b"ab");
     }
 
     #[test]
-    fn a_batch_stops_before_its_size_but_holds_at_least_one_line() {
-        let mut held = Held::new(100);
+    fn a_full_batch_waits_while_the_next_fills() {
+        let mut held = Held::with_batches(100, 11);
         for line in [&b"12345"[..], b"12345", b"12345"] {
             held.push(line);
         }
-        assert_eq!(held.take_batch(11).unwrap(), b"12345\n12345");
-        assert_eq!(held.take_batch(3).unwrap(), b"12345");
+        assert!(held.has_full_batch());
+        assert_eq!(held.take_batch().unwrap(), b"12345\n12345");
+        assert!(!held.has_full_batch());
+        assert_eq!(held.take_batch().unwrap(), b"12345");
         assert_eq!(held.dropped(), 0);
+    }
+
+    #[test]
+    fn a_small_buffer_drops_a_quarter_at_most() {
+        let mut held = Held::new(400);
+        for _ in 0..100 {
+            held.push(&[b'x'; 49]);
+        }
+        assert!(held.bytes() >= 300, "{}", held.bytes());
+        let mut kept = 0;
+        while let Some(batch) = held.take_batch() {
+            kept += batch.split(|b| *b == b'\n').count() as u64;
+        }
+        assert_eq!(held.dropped() + kept, 100);
     }
 }
