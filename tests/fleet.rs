@@ -5,65 +5,12 @@
 //! pack is refused.
 
 mod common;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "common/nats.rs"]
+mod nats;
 use std::time::Duration;
 
 use common::{eventually, run, run_on, Root, Server};
-
-struct Nats {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Nats {
-    fn start(dir: &Path, port: u16) -> Nats {
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server is installed by .ci/run");
-        assert!(eventually(Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        }));
-        Nats {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        *self = Nats::start(&self.dir.clone(), self.port);
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use nats::{free_port, with_jetstream, Nats};
 
 fn publish(source: &Root, nats: &Nats) -> String {
     let out = run_on(source.path(), &["publish", "main", "--fleet", &nats.url()]);
@@ -171,17 +118,6 @@ fn serving(text: &str) -> (tempfile::TempDir, Nats, Root, Vec<(Root, Server)>) {
 }
 
 /// Runs `f` against the fleet's JetStream.
-fn with_jetstream<R>(nats: &Nats, f: impl AsyncFnOnce(async_nats::jetstream::Context) -> R) -> R {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        f(async_nats::jetstream::new(client)).await
-    })
-}
-
 /// Overwrites the object `name` in the fleet's file store with `bytes`.
 fn tamper(nats: &Nats, name: &str, bytes: &[u8]) {
     with_jetstream(nats, async |js| {

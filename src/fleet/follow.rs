@@ -10,10 +10,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 
-use super::{
-    files_of, io, nats, pack, BoxState, Buckets, FleetError, Hub, Published, PublishedFile,
-    APPLIED, RULES_KEY,
+use super::hub::{
+    files_of, io, nats, Buckets, FleetError, Hub, Published, PublishedFile, APPLIED, RULES_KEY,
 };
+use super::pack;
+use super::report::BoxState;
 use crate::live::Live;
 use crate::store::{content_hash, unix_ms, Compressed, SiteVersion};
 
