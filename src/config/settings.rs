@@ -48,7 +48,7 @@ struct RawSettings {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFleet {
-    url: Option<String>,
+    url: Option<Spanned<String>>,
     box_id: Option<Spanned<String>>,
     stale_after: Option<Spanned<String>>,
     logs: Option<bool>,
@@ -385,8 +385,18 @@ impl Reader<'_> {
             }
             (None, None) => d.box_id,
         };
+        let url = raw.url.map(|u| {
+            if let Err(e) = u.get_ref().parse::<async_nats::ServerAddr>() {
+                let message = format!(
+                    "`{}` is not a NATS server URL like nats://hub:4222: {e}",
+                    u.get_ref()
+                );
+                self.error(u.span().start, message);
+            }
+            u.into_inner()
+        });
         FleetSettings {
-            url: overrides.fleet.clone().or(raw.url),
+            url: overrides.fleet.clone().or(url),
             box_id,
             stale_after: self.duration(&raw.stale_after, d.stale_after),
             logs: raw.logs.unwrap_or(d.logs),
@@ -484,6 +494,13 @@ mod tests {
         assert_eq!((errs[0].line, errs[0].col), (2, 10), "{}", errs[0]);
         assert!(errs[0].message.contains("letters, digits"), "{}", errs[0]);
         assert_eq!((errs[1].line, errs[1].col), (3, 15), "{}", errs[1]);
+        let errs = load("[fleet]\nurl = \"nats://a b\"\n").unwrap_err();
+        assert_eq!((errs[0].line, errs[0].col), (2, 7), "{}", errs[0]);
+        assert!(
+            errs[0].message.contains("not a NATS server URL"),
+            "{}",
+            errs[0]
+        );
         let errs = load("[fleet]\nbox = \"x\"\n").unwrap_err();
         assert!(errs[0].message.contains("box_id"), "{}", errs[0]);
         let s = Settings::load(

@@ -88,7 +88,7 @@ impl Hub {
             })
             .connect(url)
             .await
-            .map_err(nats)?;
+            .map_err(|e| FleetError::Nats(format!("cannot use the fleet URL `{url}`: {e}")))?;
         Ok(Hub {
             js: jetstream::new(client),
         })
