@@ -72,7 +72,17 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OUTPOST_LOG")
-                .unwrap_or_else(|_| if quiet { "warn" } else { "info" }.into()),
+                // The NATS client's own reports (a refused connection
+                // every second while the hub is down) are outpost's to
+                // make, once.
+                .unwrap_or_else(|_| {
+                    if quiet {
+                        "warn"
+                    } else {
+                        "info,async_nats=warn"
+                    }
+                    .into()
+                }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -153,15 +153,8 @@ fn a_public_admin_listener_without_a_token_is_refused_at_start() {
     assert!(err.contains("outpost.toml:1:16: admin listener on 0.0.0.0:0 is reachable from other hosts; set `admin_token`"), "{err}");
 }
 
-fn chromium() -> Option<&'static str> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-}
-
 #[test]
 fn the_dashboard_renders_in_a_browser() {
-    let chromium = chromium().expect("chromium is installed by .ci/run");
     let root = root(Some("s3cret"));
     let s = Server::start(root.path());
     for _ in 0..40 {
@@ -185,25 +178,8 @@ fn the_dashboard_renders_in_a_browser() {
     let shot = std::env::var("OUTPOST_SCREENSHOT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| profile.path().join("dashboard.png"));
-    let run = |args: &[&str]| {
-        std::process::Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--virtual-time-budget=3000",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(args)
-            .arg(format!("http://{}/", s.admin))
-            .output()
-            .unwrap()
-    };
+    let url = format!("http://{}/", s.admin);
+    let run = |args: &[&str]| common::chromium(&url, profile.path(), args);
     // The DOM after the page's script ran: live data, not the empty shell.
     let dom = String::from_utf8_lossy(&run(&["--dump-dom"]).stdout).into_owned();
     assert!(dom.contains("<td>main</td>"), "sites table filled: {dom}");

@@ -117,6 +117,7 @@ fn serving(text: &str) -> (tempfile::TempDir, Nats, Root, Vec<(Root, Server)>) {
     (js, nats, source, boxes)
 }
 
+/// Runs `f` against the fleet's JetStream.
 /// Overwrites the object `name` in the fleet's file store with `bytes`.
 fn tamper(nats: &Nats, name: &str, bytes: &[u8]) {
     with_jetstream(nats, async |js| {

@@ -48,7 +48,7 @@ struct RawSettings {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFleet {
-    url: Option<String>,
+    url: Option<Spanned<String>>,
     box_id: Option<Spanned<String>>,
     stale_after: Option<Spanned<String>>,
     logs: Option<bool>,
@@ -385,8 +385,18 @@ impl Reader<'_> {
             }
             (None, None) => d.box_id,
         };
+        let url = raw.url.map(|u| {
+            if let Err(e) = u.get_ref().parse::<async_nats::ServerAddr>() {
+                let message = format!(
+                    "`{}` is not a NATS server URL like nats://hub:4222: {e}",
+                    u.get_ref()
+                );
+                self.error(u.span().start, message);
+            }
+            u.into_inner()
+        });
         FleetSettings {
-            url: overrides.fleet.clone().or(raw.url),
+            url: overrides.fleet.clone().or(url),
             box_id,
             stale_after: self.duration(&raw.stale_after, d.stale_after),
             logs: raw.logs.unwrap_or(d.logs),
@@ -468,6 +478,43 @@ mod tests {
                 .admin_token
                 .as_deref(),
             Some("s3cret")
+        );
+    }
+
+    #[test]
+    fn the_fleet_table_is_read_and_checked_where_written() {
+        let s = load("[fleet]\nurl = \"nats://hub:4222\"\nbox_id = \"edge-1\"\nstale_after = \"10s\"\nlogs_max_size = \"2GiB\"\n").unwrap();
+        assert_eq!(s.fleet.url.as_deref(), Some("nats://hub:4222"));
+        assert_eq!(s.fleet.box_id, "edge-1");
+        assert_eq!(s.fleet.stale_after, Duration::from_secs(10));
+        assert_eq!(s.fleet.logs_max_size, 2 << 30);
+        assert!(s.fleet.logs);
+        assert!(valid_box_id(&load("").unwrap().fleet.box_id));
+        let errs = load("[fleet]\nbox_id = \"edge.1\"\nstale_after = \"soon\"\n").unwrap_err();
+        assert_eq!((errs[0].line, errs[0].col), (2, 10), "{}", errs[0]);
+        assert!(errs[0].message.contains("letters, digits"), "{}", errs[0]);
+        assert_eq!((errs[1].line, errs[1].col), (3, 15), "{}", errs[1]);
+        let errs = load("[fleet]\nurl = \"nats://a b\"\n").unwrap_err();
+        assert_eq!((errs[0].line, errs[0].col), (2, 7), "{}", errs[0]);
+        assert!(
+            errs[0].message.contains("not a NATS server URL"),
+            "{}",
+            errs[0]
+        );
+        let errs = load("[fleet]\nbox = \"x\"\n").unwrap_err();
+        assert!(errs[0].message.contains("box_id"), "{}", errs[0]);
+        let s = Settings::load(
+            Path::new("/nonexistent"),
+            &Overrides {
+                fleet: Some("nats://other:4222".into()),
+                box_id: Some("cli".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (s.fleet.url.as_deref(), s.fleet.box_id.as_str()),
+            (Some("nats://other:4222"), "cli")
         );
     }
 

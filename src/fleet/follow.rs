@@ -10,21 +10,27 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 
-use super::{
-    files_of, io, nats, pack, BoxState, Buckets, FleetError, Hub, Published, PublishedFile,
-    APPLIED, RULES_KEY,
+use super::hub::{
+    files_of, io, nats, Buckets, FleetError, Hub, Published, PublishedFile, APPLIED, RULES_KEY,
 };
+use super::pack;
+use super::report::BoxState;
 use crate::live::Live;
 use crate::store::{content_hash, unix_ms, Compressed, SiteVersion};
 
 /// Follows the fleet until the process ends, reconnecting as needed.
+/// An unreachable hub is logged once, when it stops answering (or at
+/// start), not at every retry.
 pub async fn follow(hub: Hub, root: PathBuf, live: Arc<Live>, state: Arc<BoxState>) {
+    let mut reachable = true;
     loop {
-        match follow_once(&hub, &root, &live, &state).await {
+        match follow_once(&hub, &root, &live, &state, &mut reachable).await {
             Ok(()) => tracing::warn!("fleet watch ended; reconnecting"),
-            Err(e) => {
-                tracing::warn!(error = %e, "fleet unreachable; serving what this box has and retrying")
+            Err(e) if reachable => {
+                tracing::warn!(error = %e, "fleet unreachable; serving what this box has and retrying every second");
+                reachable = false;
             }
+            Err(e) => tracing::debug!(error = %e, "fleet still unreachable"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -35,11 +41,13 @@ async fn follow_once(
     root: &Path,
     live: &Arc<Live>,
     state: &BoxState,
+    reachable: &mut bool,
 ) -> Result<(), FleetError> {
     let b = hub.buckets().await?;
     // The latest value of every key first (what was published while this
     // box was down or cut off), then each new one.
     let mut watch = b.sites.watch_with_history(">").await.map_err(nats)?;
+    *reachable = true;
     tracing::info!("following the fleet");
     while let Some(entry) = watch.next().await {
         let entry = entry.map_err(nats)?;

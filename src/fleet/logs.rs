@@ -28,7 +28,7 @@ use async_nats::jetstream::stream;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{nats, FleetError, Hub};
+use super::hub::{nats, FleetError, Hub};
 use crate::access_log::LineSink;
 use crate::config::FleetSettings;
 use crate::store::unix_ms;
@@ -232,8 +232,8 @@ impl Hub {
         let max_bytes = i64::try_from(settings.logs_max_size).unwrap_or(i64::MAX);
         let max_age = settings.logs_max_age;
         let duplicate_window = DUPLICATE_WINDOW.min(max_age);
-        let Ok(mut stream) = self.js.get_stream(STREAM).await else {
-            self.js
+        let Ok(mut stream) = self.jetstream().get_stream(STREAM).await else {
+            self.jetstream()
                 .create_stream(stream::Config {
                     name: STREAM.into(),
                     subjects: vec![format!("{SUBJECT_PREFIX}*")],
@@ -262,7 +262,7 @@ impl Hub {
             duplicate_window,
             ..old.clone()
         };
-        self.js.update_stream(&new).await.map_err(nats)?;
+        self.jetstream().update_stream(&new).await.map_err(nats)?;
         tracing::info!(
             stream = STREAM,
             old_max_size = old.max_bytes,
@@ -278,7 +278,7 @@ impl Hub {
     async fn publish_lines(&self, subject: &str, id: &str, batch: Bytes) -> Result<(), FleetError> {
         let publish = PublishMessage::build().payload(batch).message_id(id);
         let ack = self
-            .js
+            .jetstream()
             .send_publish(subject.to_string(), publish)
             .await
             .map_err(nats)?;

@@ -9,9 +9,10 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::{
-    files_of, io, nats, pack, Buckets, FleetError, Hub, Published, PublishedFile, RULES_KEY,
+use super::hub::{
+    files_of, io, nats, Buckets, FleetError, Hub, Published, PublishedFile, RULES_KEY,
 };
+use super::pack;
 use crate::store::{content_hash, unix_ms};
 
 /// What a publish did for one site (or the rules).

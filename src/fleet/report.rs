@@ -25,7 +25,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::{nats, FleetError, Hub};
+use super::hub::{nats, FleetError, Hub};
 use crate::experiments::{self, Design, ExperimentReport};
 use crate::metrics::Traffic;
 use crate::store::{unix_ms, ExperimentRow};

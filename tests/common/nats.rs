@@ -1,5 +1,5 @@
-//! Debian's nats-server with JetStream on a loopback port, for the fleet's
-//! tests, and a JetStream client to look at or change what it holds.
+//! Debian's nats-server with JetStream on a free loopback port, its data
+//! in a folder so a restart keeps the streams.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use super::common::eventually;
 
 pub struct Nats {
     child: Child,
-    pub port: u16,
+    port: u16,
     dir: PathBuf,
 }
 
@@ -62,7 +62,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Runs `f` against the fleet's JetStream.
+/// Runs `f` with a JetStream client of `nats`, as a hand would.
 pub fn with_jetstream<R>(
     nats: &Nats,
     f: impl AsyncFnOnce(async_nats::jetstream::Context) -> R,
