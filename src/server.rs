@@ -358,7 +358,7 @@ async fn join_fleet(
 ) -> Result<Option<Member>, ServeError> {
     let f = &settings.fleet;
     let Some(url) = &f.url else { return Ok(None) };
-    let hub = Hub::connect(url).await?;
+    let hub = Hub::join(url).await?;
     let instance = app.live.store().instance()?;
     let state = Arc::new(BoxState::new(f.box_id.clone(), instance));
     tracing::info!(box_id = %state.id, store = %state.instance, url, "joining the fleet");

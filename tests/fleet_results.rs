@@ -303,3 +303,20 @@ fn the_dashboard_shows_the_fleet() {
     let r = alone.admin("GET", "/fleet", &[]);
     assert_eq!(r.status, 404);
 }
+
+#[test]
+fn commands_name_an_unreachable_hub() {
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    for args in [
+        vec!["fleet", "status", "--fleet", &url],
+        vec!["stats", "--fleet", &url],
+    ] {
+        let out = run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("cannot reach the fleet's hub at {url}")),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -69,26 +69,38 @@ pub struct PublishedFile {
     pub pack: String,
 }
 
-/// A connection to the fleet's NATS server. A box connects in the
-/// background, so it serves with the hub down, and each part that uses the
-/// hub retries on its own; the client reconnects within a second of the
-/// hub's return.
+/// A connection to the fleet's NATS server.
 #[derive(Clone)]
 pub struct Hub {
     js: jetstream::Context,
 }
 
 impl Hub {
+    /// For a command: fails at once when the hub does not answer.
     pub async fn connect(url: &str) -> Result<Hub, FleetError> {
-        let client = async_nats::ConnectOptions::new()
+        Hub::open(url, false).await
+    }
+
+    /// For a box: connects in the background, so the box serves with the
+    /// hub down, and each part that uses the hub retries on its own; the
+    /// client reconnects within a second of the hub's return.
+    pub async fn join(url: &str) -> Result<Hub, FleetError> {
+        Hub::open(url, true).await
+    }
+
+    async fn open(url: &str, in_background: bool) -> Result<Hub, FleetError> {
+        let mut options = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(3))
-            .retry_on_initial_connect()
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis((attempts as u64 * 250).min(1000))
-            })
+            });
+        if in_background {
+            options = options.retry_on_initial_connect();
+        }
+        let client = options
             .connect(url)
             .await
-            .map_err(|e| FleetError::Nats(format!("cannot use the fleet URL `{url}`: {e}")))?;
+            .map_err(|e| FleetError::Nats(format!("cannot reach the fleet's hub at {url}: {e}")))?;
         Ok(Hub {
             js: jetstream::new(client),
         })
