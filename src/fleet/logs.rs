@@ -305,14 +305,8 @@ pub async fn read(
     query: &LogQuery,
     mut each: impl FnMut(&str, &[u8]),
 ) -> Result<(), FleetError> {
-    // No retry on the first connect: a command names a hub that answers.
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(3))
-        .connect(url)
-        .await
-        .map_err(nats)?;
-    let js = async_nats::jetstream::new(client);
-    let stream = js.get_stream(STREAM).await.map_err(|e| {
+    let hub = Hub::connect(url).await?;
+    let stream = hub.jetstream().get_stream(STREAM).await.map_err(|e| {
         FleetError::Nats(format!(
             "no log stream `{STREAM}` at {url} ({e}): no box has shipped lines yet"
         ))
