@@ -279,6 +279,8 @@ pub async fn serve(settings: crate::config::Settings) -> Result<(), ServeError> 
     let _ = stop.send(true);
     while servers.join_next().await.is_some() {}
     app.save_counts();
+    let log = app.log.clone();
+    let _ = tokio::task::spawn_blocking(move || log.flush()).await;
     live.store().close();
     tracing::info!("stopped");
     Ok(())
