@@ -18,7 +18,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::Response;
-use serde::{Serialize, Serializer};
 
 use crate::config::AccessLogTarget;
 use crate::ctx::Ctx;
@@ -63,16 +62,19 @@ pub fn log<B: http_body::Body>(
         micros,
         country: ctx.context.as_ref().map(|c| c.country.as_str()),
         rules: decision.map_or(&[], |d| &d.fired[..]),
-        variant: Variants(decision.map_or(&[], |d| &d.variants[..])),
+        variant: decision.map_or(&[], |d| &d.variants[..]),
         version: ctx.site.map(|s| s.number),
         // The visitor's address, when the context found it behind proxies.
         client: ctx.context.as_ref().map_or(ctx.peer.ip(), |c| c.client),
         cache: response
             .headers()
-            .get("x-outpost-cache")
+            .get(&CACHE_HEADER)
             .and_then(|v| cache_result(v.as_bytes())),
     });
 }
+
+/// The header a proxy rule's cache marks its answers with.
+pub const CACHE_HEADER: http::HeaderName = http::HeaderName::from_static("x-outpost-cache");
 
 /// The proxy cache's word for a request, as its header says it.
 fn cache_result(value: &[u8]) -> Option<&'static str> {
@@ -83,9 +85,8 @@ fn cache_result(value: &[u8]) -> Option<&'static str> {
 
 /// One request's record, borrowed from the request: writing it allocates
 /// nothing.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Entry<'a> {
-    #[serde(serialize_with = "rfc3339_millis")]
     pub time: SystemTime,
     pub site: Option<&'a str>,
     pub method: &'a str,
@@ -94,79 +95,131 @@ pub struct Entry<'a> {
     pub bytes: u64,
     pub micros: u64,
     pub country: Option<&'a str>,
-    #[serde(serialize_with = "names")]
     pub rules: &'a [Arc<str>],
-    pub variant: Variants<'a>,
+    /// The experiments the response is in, as `experiment=variant,...`;
+    /// null when none.
+    pub variant: &'a [Assignment],
     pub version: Option<u64>,
     pub client: IpAddr,
-    /// What a proxy's cache made of the request (HIT, STALE, MISS, BYPASS).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// What a proxy's cache made of the request (HIT, STALE, MISS, BYPASS);
+    /// the key is left out when none.
     pub cache: Option<&'static str>,
 }
 
-/// The experiments a response is in, as `experiment=variant,...`; null
-/// when none.
-#[derive(Debug)]
-pub struct Variants<'a>(pub &'a [Assignment]);
-
-impl Serialize for Variants<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.0.is_empty() {
-            return s.serialize_none();
+impl Entry<'_> {
+    /// Appends the entry's JSON object. Written by hand: a line per request
+    /// is the log's whole cost, and a derived serializer spends most of it
+    /// escaping strings that need no escape.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"time\":\"");
+        write_time(out, self.time);
+        out.extend_from_slice(b"\",\"site\":");
+        optional(out, self.site);
+        out.extend_from_slice(b",\"method\":");
+        string(out, self.method);
+        out.extend_from_slice(b",\"path\":");
+        string(out, self.path);
+        out.extend_from_slice(b",\"status\":");
+        number(out, self.status);
+        out.extend_from_slice(b",\"bytes\":");
+        number(out, self.bytes);
+        out.extend_from_slice(b",\"micros\":");
+        number(out, self.micros);
+        out.extend_from_slice(b",\"country\":");
+        optional(out, self.country);
+        out.extend_from_slice(b",\"rules\":[");
+        for (i, rule) in self.rules.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(out, rule);
         }
-        s.collect_str(self)
+        out.extend_from_slice(b"],\"variant\":");
+        if self.variant.is_empty() {
+            out.extend_from_slice(b"null");
+        } else {
+            let joined: Vec<String> = self
+                .variant
+                .iter()
+                .map(|a| format!("{}={}", a.experiment, a.variant))
+                .collect();
+            string(out, &joined.join(","));
+        }
+        out.extend_from_slice(b",\"version\":");
+        match self.version {
+            Some(v) => number(out, v),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"client\":\"");
+        let _ = write!(out, "{}", self.client);
+        out.push(b'"');
+        if let Some(cache) = self.cache {
+            out.extend_from_slice(b",\"cache\":");
+            string(out, cache);
+        }
+        out.push(b'}');
     }
 }
 
-impl std::fmt::Display for Variants<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, a) in self.0.iter().enumerate() {
-            let comma = if i == 0 { "" } else { "," };
-            write!(f, "{comma}{}={}", a.experiment, a.variant)?;
-        }
-        Ok(())
+/// A JSON string: copied as it is unless it holds a quote, a backslash or
+/// a control character, which serde_json escapes.
+fn string(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
     }
+}
+
+fn optional(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => string(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 thread_local! {
     /// The last second formatted on this thread, as `2026-12-02T01:57:00`:
     /// most lines of a second share it.
     static SECOND: RefCell<(u64, [u8; 19])> = const { RefCell::new((u64::MAX, [0; 19])) };
-    /// Where this thread serializes a line before copying it in.
+    /// Where this thread writes a line before copying it in.
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
 }
 
-fn rfc3339_millis<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+/// RFC 3339 in UTC with milliseconds: `2026-12-02T01:57:00.078Z`.
+fn write_time(out: &mut Vec<u8>, time: SystemTime) {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
-    let mut text = [0u8; 24];
     SECOND.with_borrow_mut(|(second, prefix)| {
         if *second != secs {
             let whole = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs));
             prefix.copy_from_slice(&whole.to_string().as_bytes()[..19]);
             *second = secs;
         }
-        text[..19].copy_from_slice(prefix);
+        out.extend_from_slice(prefix);
     });
     let millis = since.subsec_millis();
-    text[19] = b'.';
-    text[20] = b'0' + (millis / 100) as u8;
-    text[21] = b'0' + (millis / 10 % 10) as u8;
-    text[22] = b'0' + (millis % 10) as u8;
-    text[23] = b'Z';
-    s.serialize_str(std::str::from_utf8(&text).expect("ASCII"))
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+    ]);
 }
 
-fn names<S: Serializer>(names: &[Arc<str>], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(names.iter().map(|n| &**n))
-}
-
-/// Where the writer thread hands each line besides the local log. It runs
+/// Where the writer thread hands the lines besides the local log. It runs
 /// on the writer thread, never on the request path, and must not block:
 /// a slow consumer would hold up the local log.
 pub trait LineSink: Send + 'static {
-    /// One JSON line, without its newline.
-    fn line(&mut self, line: &[u8]);
+    /// JSON lines, each ending with a newline.
+    fn lines(&mut self, lines: &[u8]);
 }
 
 /// Takes lines from the requests; cheap to clone.
@@ -244,7 +297,7 @@ impl AccessLog {
         let Some(shared) = &self.shared else { return };
         SCRATCH.with_borrow_mut(|line| {
             line.clear();
-            let _ = serde_json::to_writer(&mut *line, entry);
+            entry.write(line);
             line.push(b'\n');
             let mut lines = shared.lines.lock().unwrap();
             if lines.len() + line.len() > HELD_MAX {
@@ -363,9 +416,7 @@ fn write_lines(shared: &Shared, mut local: Option<Sink>, mut also: Option<Box<dy
                 let _ = out.flush();
             }
             if let Some(also) = &mut also {
-                for line in taken.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                    also.line(line);
-                }
+                also.lines(&taken);
             }
             taken.clear();
         }
@@ -405,24 +456,29 @@ mod tests {
             micros: 378,
             country: Some("GB"),
             rules: &rules,
-            variant: Variants(&variants),
+            variant: &variants,
             version: Some(1),
             client: "127.0.0.1".parse().unwrap(),
             cache: cache_result(b"HIT"),
         };
+        let text = |e: &Entry| {
+            let mut out = Vec::new();
+            e.write(&mut out);
+            String::from_utf8(out).unwrap()
+        };
         assert_eq!(
-            serde_json::to_string(&entry).unwrap(),
+            text(&entry),
             r#"{"time":"2025-12-02T01:57:00.078Z","site":"casino-uk","method":"GET","path":"/","status":200,"bytes":4708,"micros":378,"country":"GB","rules":["security-headers","hero-test-uk"],"variant":"hero-uk=control","version":1,"client":"127.0.0.1","cache":"HIT"}"#
         );
         assert_eq!(cache_result(b"hit"), None);
         // The second is formatted once per thread and reused.
         let later = Entry {
             time: entry.time + Duration::from_millis(921),
-            variant: Variants(&[]),
+            variant: &[],
             cache: None,
             ..entry
         };
-        let line = serde_json::to_string(&later).unwrap();
+        let line = text(&later);
         assert!(
             line.starts_with(r#"{"time":"2025-12-02T01:57:00.999Z""#),
             "{line}"
@@ -432,7 +488,7 @@ mod tests {
             time: entry.time + Duration::from_millis(60_922),
             ..later
         };
-        let line = serde_json::to_string(&next).unwrap();
+        let line = text(&next);
         assert!(
             line.starts_with(r#"{"time":"2025-12-02T01:58:01.000Z""#),
             "{line}"
@@ -455,7 +511,7 @@ mod tests {
                 micros: 1,
                 country: None,
                 rules: &[],
-                variant: Variants(&[]),
+                variant: &[],
                 version: None,
                 client: "::1".parse().unwrap(),
                 cache: None,
@@ -473,5 +529,6 @@ mod tests {
             .collect();
         assert_eq!(statuses, (200..300).collect::<Vec<_>>());
         assert!(text.contains(r#""path":"/x\"y""#), "{text}");
+        assert!(text.contains(r#""client":"::1""#), "{text}");
     }
 }

@@ -170,9 +170,11 @@ impl FleetLog {
 struct ToFleet(Arc<FleetLog>);
 
 impl LineSink for ToFleet {
-    fn line(&mut self, line: &[u8]) {
+    fn lines(&mut self, lines: &[u8]) {
         let mut held = self.0.held.lock().unwrap();
-        held.push(line);
+        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            held.push(line);
+        }
         let full = held.has_full_batch();
         drop(held);
         if full {

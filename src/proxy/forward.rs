@@ -23,6 +23,7 @@ use super::error::ProxyError;
 use super::headers::{strip_hop_by_hop, upstream_request, Via};
 use super::limits::{within, Download, Progress, Upload};
 use super::stats::{CacheResult, ProxyStats, RuleStats};
+use crate::access_log::CACHE_HEADER;
 use crate::config::ProxyLimits;
 use crate::respond::{self, Body, BoxError};
 use crate::rules::{self, proxy::Upstream};
@@ -236,5 +237,5 @@ fn from_cache(stored: &Stored) -> Response<Body> {
 fn mark(response: &mut Response<Body>, result: CacheResult) {
     response
         .headers_mut()
-        .insert("x-outpost-cache", HeaderValue::from_static(result.as_str()));
+        .insert(CACHE_HEADER, HeaderValue::from_static(result.as_str()));
 }
