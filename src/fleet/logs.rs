@@ -172,8 +172,12 @@ struct ToFleet(Arc<FleetLog>);
 impl LineSink for ToFleet {
     fn lines(&mut self, lines: &[u8]) {
         let mut held = self.0.held.lock().unwrap();
-        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            held.push(line);
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', lines) {
+            if end > start {
+                held.push(&lines[start..end]);
+            }
+            start = end + 1;
         }
         let full = held.has_full_batch();
         drop(held);
