@@ -66,9 +66,10 @@ pub fn log<B: http_body::Body>(
         version: ctx.site.map(|s| s.number),
         // The visitor's address, when the context found it behind proxies.
         client: ctx.context.as_ref().map_or(ctx.peer.ip(), |c| c.client),
-        cache: response
-            .headers()
-            .get(&CACHE_HEADER)
+        // Only a rule proxies, so a request no rule applied to has no
+        // cache result to look for.
+        cache: decision
+            .and_then(|_| response.headers().get(&CACHE_HEADER))
             .and_then(|v| cache_result(v.as_bytes())),
     });
 }

@@ -76,12 +76,42 @@ impl Held {
     /// Holds `line`, dropping the oldest batches to make room; a line larger
     /// than the whole buffer is dropped itself.
     pub fn push(&mut self, line: &[u8]) {
-        // The newline that may join it to the batch counts too.
-        let size = line.len() + 1;
-        if size > self.limit {
+        if line.len() + 1 > self.limit {
             self.dropped += 1;
             return;
         }
+        self.append(line, 1);
+    }
+
+    /// Holds newline-ended `lines` (a round of the access log's writer), as
+    /// many whole lines at a time as the batch being filled has room for.
+    pub fn push_lines(&mut self, mut lines: &[u8]) {
+        while !lines.is_empty() {
+            let room = match self.batches.back() {
+                Some((batch, _)) => self.batch_bytes.saturating_sub(batch.len() + 1),
+                None => self.batch_bytes,
+            };
+            let Some(end) = memchr::memrchr(b'\n', &lines[..room.min(lines.len())]) else {
+                // Not even one line fits: it starts a batch (or is dropped).
+                let end = memchr::memchr(b'\n', lines).unwrap_or(lines.len());
+                self.push(&lines[..end]);
+                lines = lines.get(end + 1..).unwrap_or_default();
+                continue;
+            };
+            let piece = &lines[..end];
+            if !piece.is_empty() {
+                let count = memchr::memchr_iter(b'\n', piece).count() as u64 + 1;
+                self.append(piece, count);
+            }
+            lines = &lines[end + 1..];
+        }
+    }
+
+    /// Holds `count` lines joined by `\n`, no larger than the buffer,
+    /// dropping the oldest batches to make room.
+    fn append(&mut self, piece: &[u8], count: u64) {
+        // The newline that may join it to the batch counts too.
+        let size = piece.len() + 1;
         while self.bytes + size > self.limit {
             let Some((old, lines)) = self.batches.pop_front() else {
                 break;
@@ -92,15 +122,15 @@ impl Held {
         match self.batches.back_mut() {
             Some((batch, lines)) if batch.len() + size <= self.batch_bytes => {
                 batch.push(b'\n');
-                batch.extend_from_slice(line);
-                *lines += 1;
+                batch.extend_from_slice(piece);
+                *lines += count;
                 self.bytes += size;
             }
             _ => {
-                let mut batch = Vec::with_capacity(self.batch_bytes.max(line.len()));
-                batch.extend_from_slice(line);
-                self.batches.push_back((batch, 1));
-                self.bytes += line.len();
+                let mut batch = Vec::with_capacity(self.batch_bytes.max(piece.len()));
+                batch.extend_from_slice(piece);
+                self.batches.push_back((batch, count));
+                self.bytes += piece.len();
             }
         }
     }
@@ -172,13 +202,7 @@ struct ToFleet(Arc<FleetLog>);
 impl LineSink for ToFleet {
     fn lines(&mut self, lines: &[u8]) {
         let mut held = self.0.held.lock().unwrap();
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', lines) {
-            if end > start {
-                held.push(&lines[start..end]);
-            }
-            start = end + 1;
-        }
+        held.push_lines(lines);
         let full = held.has_full_batch();
         drop(held);
         if full {
@@ -345,7 +369,9 @@ pub async fn read(
             .strip_prefix(SUBJECT_PREFIX)
             .unwrap_or_default();
         for line in message.payload.split(|b| *b == b'\n') {
-            each(box_id, line);
+            if !line.is_empty() {
+                each(box_id, line);
+            }
         }
         let info = message.info().map_err(nats)?;
         if !query.follow && (info.pending == 0 || info.stream_sequence >= last) {
@@ -393,6 +419,27 @@ mod tests {
         assert!(!held.has_full_batch());
         assert_eq!(held.take_batch().unwrap(), b"12345");
         assert_eq!(held.dropped(), 0);
+    }
+
+    #[test]
+    fn a_round_of_lines_fills_batches_with_whole_lines() {
+        let mut held = Held::with_batches(1000, 11);
+        held.push_lines(b"12345\n12345\n12345\n1234567890123\n1\n");
+        assert_eq!(held.take_batch().unwrap(), b"12345\n12345");
+        assert_eq!(held.take_batch().unwrap(), b"12345");
+        assert_eq!(held.take_batch().unwrap(), b"1234567890123");
+        assert_eq!(held.take_batch().unwrap(), b"1");
+        assert!(held.take_batch().is_none());
+        assert_eq!((held.bytes(), held.dropped()), (0, 0));
+        // A full buffer drops whole batches, counting their lines.
+        let mut held = Held::with_batches(24, 11);
+        held.push_lines(b"aaaaa\nbbbbb\nccccc\nddddd\neeeee\n");
+        assert_eq!(held.dropped(), 2, "aaaaa and bbbbb were one batch");
+        let mut kept = Vec::new();
+        while let Some(batch) = held.take_batch() {
+            kept.push(String::from_utf8(batch).unwrap());
+        }
+        assert_eq!(kept, ["ccccc\nddddd", "eeeee"]);
     }
 
     #[test]
