@@ -6,8 +6,10 @@ nats-server with JetStream and three `outpost serve` boxes on loopback.
 `outpost stats --fleet` equals, variant by variant, the sum of what each box
 counted itself (its admin /status); that the totals stay put after
 restarting a box then the hub, and the hub then a box (started while the
-hub is down); and times, over RUNS outages, how long after the hub's return
-the visitors served while it was down are in the fleet's totals.
+hub is down); times, over RUNS outages, how long after the hub's return
+the visitors served while it was down are in the fleet's totals; and times,
+over RUNS rounds, how long after one request to each box all three lines
+are readable with `outpost fleet logs`.
 
     benches/fleet-stats.py                 # RUNS=5
     OUTPOST_BIN=... RUNS=9 benches/fleet-stats.py
@@ -183,6 +185,24 @@ def reported_since(hub, box, since_ms, limit=60):
     sys.exit(f"{box.name} never reported again")
 
 
+def logs_readable(hub, boxes, run):
+    """Sends one request with a new path to each box; returns the seconds
+    until `outpost fleet logs` prints all three lines."""
+    paths = [f"/log-check-{run}-{b.name}" for b in boxes]
+    start = time.monotonic()
+    for b, path in zip(boxes, paths):
+        c = http.client.HTTPConnection("127.0.0.1", b.port, timeout=10)
+        c.request("GET", path, headers={"Host": "main.localhost"})
+        c.getresponse().read()
+        c.close()
+    while time.monotonic() - start < 30:
+        out = subprocess.run([BIN, "fleet", "logs", "--fleet", hub.url, "--since", "1m"],
+                             capture_output=True, text=True)
+        if all(f'"path":"{p}"' in out.stdout for p in paths):
+            return time.monotonic() - start
+    sys.exit("the log lines never became readable")
+
+
 def summed(boxes):
     total = {}
     for b in boxes:
@@ -252,6 +272,13 @@ def main():
             print(f"outage {run + 1}: 300 visitors served while the hub was down, "
                   f"in the fleet's totals {took * 1000:.0f} ms after it listened again")
         print(f"median of {RUNS}: {statistics.median(times):.0f} ms after the hub's return (bar < 5000)")
+
+        times = []
+        for run in range(RUNS):
+            took = logs_readable(hub, boxes, run)
+            times.append(took * 1000)
+            print(f"logs {run + 1}: a line from each box readable with fleet logs {took * 1000:.0f} ms after the requests")
+        print(f"median of {RUNS}: {statistics.median(times):.0f} ms (bar < 1000)")
     finally:
         for b in boxes:
             if b.proc:
