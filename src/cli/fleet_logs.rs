@@ -29,7 +29,7 @@ pub struct FleetLogsArgs {
     #[arg(long)]
     pub status: Option<StatusFilter>,
     /// Only this box's lines.
-    #[arg(long = "box")]
+    #[arg(long = "box", value_parser = super::box_id)]
     pub box_id: Option<String>,
     /// Lines from this long ago on.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]

@@ -29,3 +29,12 @@ pub struct RootArg {
 #[derive(Debug, thiserror::Error)]
 #[error("{}", Diagnostic::lines(.0))]
 pub struct SettingsError(pub Vec<Diagnostic>);
+
+/// A `--box-id` or `--box` argument: a name a box can have.
+pub fn box_id(id: &str) -> Result<String, String> {
+    if crate::config::valid_box_id(id) {
+        Ok(id.to_string())
+    } else {
+        Err("a box id is 1 to 64 letters, digits, `-` or `_`".into())
+    }
+}

@@ -23,16 +23,8 @@ pub struct ServeArgs {
     fleet: Option<String>,
     /// This box's name in the fleet (overrides `[fleet] box_id`; default:
     /// the host name).
-    #[arg(long, value_parser = box_id)]
+    #[arg(long, value_parser = super::box_id)]
     box_id: Option<String>,
-}
-
-fn box_id(id: &str) -> Result<String, String> {
-    if crate::config::valid_box_id(id) {
-        Ok(id.to_string())
-    } else {
-        Err("a box id is 1 to 64 letters, digits, `-` or `_`".into())
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
