@@ -306,7 +306,9 @@ fn a_head_sent_a_byte_at_a_time_is_cut_at_the_header_timeout() {
         answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
         "{answer}"
     );
-    c.shutdown(std::net::Shutdown::Both).unwrap();
+    // Stops the trickle; a connection the server reset is already shut
+    // (ENOTCONN), which is as good.
+    let _ = c.shutdown(std::net::Shutdown::Both);
     trickle.join().unwrap();
     assert_eq!(s.get("main.localhost", "/").text(), "home");
 }
