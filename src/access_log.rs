@@ -49,9 +49,12 @@ pub fn log<B: http_body::Body>(
         return;
     }
     let decision = ctx.decision.as_ref();
-    // At most 1024 characters.
+    // At most 1024 characters (a path of at most 1024 bytes has no more).
     let path = ctx.head.uri.path();
-    let cut = path.char_indices().nth(1024).map_or(path.len(), |(i, _)| i);
+    let cut = match path.len() {
+        0..=1024 => path.len(),
+        _ => path.char_indices().nth(1024).map_or(path.len(), |(i, _)| i),
+    };
     log.record(&Entry {
         time: SystemTime::now(),
         site: ctx.site.map(|s| s.site.as_str()),
@@ -139,12 +142,16 @@ impl Entry<'_> {
         if self.variant.is_empty() {
             out.extend_from_slice(b"null");
         } else {
-            let joined: Vec<String> = self
-                .variant
-                .iter()
-                .map(|a| format!("{}={}", a.experiment, a.variant))
-                .collect();
-            string(out, &joined.join(","));
+            out.push(b'"');
+            for (i, a) in self.variant.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                escaped(out, &a.experiment);
+                out.push(b'=');
+                escaped(out, &a.variant);
+            }
+            out.push(b'"');
         }
         out.extend_from_slice(b",\"version\":");
         match self.version {
@@ -174,15 +181,24 @@ impl Entry<'_> {
     }
 }
 
-/// A JSON string: copied as it is unless it holds a quote, a backslash or
-/// a control character, which serde_json escapes.
+/// A JSON string.
 fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    escaped(out, s);
+    out.push(b'"');
+}
+
+/// The inside of a JSON string: `s` as it is unless it holds a quote, a
+/// backslash or a control character, which serde_json escapes.
+fn escaped(out: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push(b'"');
         out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
     } else {
+        let start = out.len();
         let _ = serde_json::to_writer(&mut *out, s);
+        // Without the quotes serde_json put around it.
+        out.pop();
+        out.remove(start);
     }
 }
 
@@ -329,9 +345,6 @@ impl AccessLog {
         // The round under way may have taken its lines before ours: wait
         // for the one after it.
         let until = *rounds + 2;
-        if let Some(w) = shared.writer.get() {
-            w.unpark();
-        }
         while *rounds < until {
             if let Some(w) = shared.writer.get() {
                 w.unpark();
@@ -433,11 +446,6 @@ fn write_lines(shared: &Shared, mut local: Option<Sink>, mut also: Option<Box<dy
     }
 }
 
-/// Now, as RFC 3339 with milliseconds.
-pub fn now() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +487,23 @@ mod tests {
             r#"{"time":"2025-12-02T01:57:00.078Z","site":"casino-uk","method":"GET","path":"/","status":200,"bytes":4708,"micros":378,"country":"GB","rules":["security-headers","hero-test-uk"],"variant":"hero-uk=control","version":1,"client":"127.0.0.1","cache":"HIT"}"#
         );
         assert_eq!(cache_result(b"hit"), None);
+        // Two experiments, one name needing an escape: as serde_json wrote
+        // the joined names.
+        let two = [
+            variants[0].clone(),
+            Assignment {
+                experiment: "say \"hi\"".into(),
+                ..variants[0].clone()
+            },
+        ];
+        let line = text(&Entry {
+            variant: &two,
+            ..entry
+        });
+        assert!(
+            line.contains(r#""variant":"hero-uk=control,say \"hi\"=control""#),
+            "{line}"
+        );
         // The second is formatted once per thread and reused.
         let later = Entry {
             time: entry.time + Duration::from_millis(921),
